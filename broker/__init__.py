@@ -1,0 +1,1 @@
+"""Router, tracker, topics, Kafka plumbing, the local Kafka launcher and the CLI."""

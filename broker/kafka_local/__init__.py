@@ -1,0 +1,33 @@
+"""The local Apache Kafka launcher: real KRaft brokers from Maven Central's jars.
+
+Used by ``crb kafka up|down|status|logs``, by the test session fixture and by
+``crb demo``. See README.md in this folder for the version choice and its evidence.
+"""
+
+from broker.kafka_local._cluster import LocalKafka, NodeState, broker_ids, node_properties
+from broker.kafka_local._errors import BrokerStartError, LocalKafkaError
+from broker.kafka_local._jars import (
+    MIN_JAVA,
+    JavaRuntime,
+    ensure_jars,
+    find_java,
+    kafka_version,
+    parse_java_major,
+    pom_path,
+)
+
+__all__ = [
+    "MIN_JAVA",
+    "BrokerStartError",
+    "JavaRuntime",
+    "LocalKafka",
+    "LocalKafkaError",
+    "NodeState",
+    "broker_ids",
+    "ensure_jars",
+    "find_java",
+    "kafka_version",
+    "node_properties",
+    "parse_java_major",
+    "pom_path",
+]
