@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from broker.cli import _kafka
+from broker.cli import _demo, _kafka
 from broker.cli._common import CliError, fail
 
 __all__ = ["app", "main"]
@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _kafka.register(app)
+_demo.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

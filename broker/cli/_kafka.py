@@ -46,7 +46,9 @@ def fetch() -> None:
 @kafka_app.command()
 def up(
     nodes: Annotated[int, typer.Option(help="1, or 3 for a replicated cluster.")] = 1,
-    port: Annotated[int | None, typer.Option(help="Client port of node 1 (free otherwise).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Client port of node 1 (free otherwise).")
+    ] = None,
     state_dir: StateDir = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the brokers.")] = 90.0,
 ) -> None:
@@ -87,8 +89,14 @@ def status(
         typer.echo("no local Kafka: run `crb kafka up`")
     else:
         for r in rows:
-            state = "up" if r["running"] and r["answering"] else ("starting" if r["running"] else "down")
-            typer.echo(f"node {r['node']}: {state:8} {r['bootstrap']}  pid={r['pid']}  log={r['log_file']}")
+            state = (
+                "up"
+                if r["running"] and r["answering"]
+                else ("starting" if r["running"] else "down")
+            )
+            typer.echo(
+                f"node {r['node']}: {state:8} {r['bootstrap']}  pid={r['pid']}  log={r['log_file']}"
+            )
     if rows and not all(r["running"] for r in rows):
         raise typer.Exit(1)
 

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from broker.kafka_local._jars import ensure_jars, find_java, kafka_version
 __all__ = ["LocalKafka", "NodeState", "node_properties"]
 
 HOST = "127.0.0.1"
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _STATE_FILE = "state.json"
 _LOG4J2 = """\
 Configuration:
@@ -140,6 +143,8 @@ def _free_port() -> int:
 
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like the JVM's server sockets: connections in TIME_WAIT do not make a port busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -209,10 +214,18 @@ async def _broker_ids(bootstrap: str, timeout_s: float) -> set[int]:
 
 def broker_ids(bootstrap: str, timeout_s: float = 5.0) -> set[int]:
     """Ids of the brokers a real metadata request reports; empty if none answers."""
+    # aiokafka logs every refused connection while a broker is still starting.
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
-        return asyncio.run(_broker_ids(bootstrap, timeout_s))
-    except Exception:  # noqa: BLE001 - any failure to answer means "not ready"
+        # A thread of its own, so that callers inside a running event loop work too.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, _broker_ids(bootstrap, timeout_s)).result()
+    except Exception:
         return set()
+    finally:
+        quiet.setLevel(level)
 
 
 class LocalKafka:
@@ -377,6 +390,9 @@ class LocalKafka:
                 cwd=node.folder,
             )
         node.pid = proc_.pid
+        # Keep the Popen object: it reaps the child later, and dropping it while the
+        # broker runs would warn. Brokers outlive the launcher process on purpose.
+        _CHILDREN[proc_.pid] = proc_
 
     def _wait_ready(self, state: _State, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -483,6 +499,11 @@ class LocalKafka:
 
 def _reap(pid: int | None) -> None:
     if pid is None:
+        return
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _CHILDREN[pid]
         return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)

@@ -1,9 +1,9 @@
 """Errors of the local Kafka launcher.
 
-    LocalKafkaError            anything that stops the launcher; its message is one line
-                               meant for a person (no traceback is shown by the CLI)
-    └── BrokerStartError       a broker process died or never answered; carries the
-                               tail of its log
+LocalKafkaError            anything that stops the launcher; its message is one line
+                           meant for a person (no traceback is shown by the CLI)
+└── BrokerStartError       a broker process died or never answered; carries the
+                           tail of its log
 """
 
 from __future__ import annotations
