@@ -166,6 +166,11 @@ def _marker(node: NodeState) -> str:
 def _is_ours_and_alive(node: NodeState) -> bool:
     if node.pid is None:
         return False
+    child = _CHILDREN.get(node.pid)
+    if child is not None:
+        # Started by this process: ask the Popen object. Right after fork the child's
+        # /proc cmdline is still ours, without the marker, so /proc would mislead.
+        return child.poll() is None
     try:
         os.kill(node.pid, 0)
     except OSError:
