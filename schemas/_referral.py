@@ -1,0 +1,408 @@
+"""The referral: the encrypted payload of a ``referral`` envelope.
+
+Drawn from NCMEC's CyberTipline report and ICCAM's report (see
+``reference/DOMAIN.md``). It never contains the material itself: only references
+(URLs, hosting data, hashes) and case data. Lists and strings are bounded so a
+referral stays well under SIENA's 50 MB (the bounds allow a few MB at most).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from ._common import (
+    SCHEMA_VERSION,
+    CaseId,
+    Category,
+    CountryCode,
+    FrozenModel,
+    HandlingCode,
+    ParticipantId,
+    Priority,
+    ReasonText,
+    Reference,
+    ShortText,
+    UtcDatetime,
+    unique,
+    unique_sorted,
+)
+
+MAX_URLS = 1_000
+MAX_ITEMS = 5_000
+MAX_PERSONS = 100
+MAX_IP_EVENTS = 1_000
+MAX_SMALL_LIST = 50
+
+# --------------------------------------------------------------------- enums
+
+
+class Annotation(StrEnum):
+    """Case-level annotations (NCMEC incident annotations)."""
+
+    SEXTORTION = "sextortion"
+    SOLICITATION = "solicitation"
+    MINOR_TO_MINOR = "minor_to_minor"
+    SADISTIC_EXPLOITATION = "sadistic_exploitation"
+
+
+class ItemAnnotation(StrEnum):
+    """Per-item annotations."""
+
+    GENERATIVE_AI = "generative_ai"
+    LIVE_STREAMING = "live_streaming"
+    INFANT = "infant"
+    POSSIBLE_SELF_PRODUCTION = "possible_self_production"
+    VIRAL = "viral"
+
+
+class SiteType(StrEnum):
+    WEBSITE = "website"
+    FILE_HOST = "file_host"
+    IMAGE_BOARD = "image_board"
+    IMAGE_HOST = "image_host"
+    FORUM = "forum"
+    SOCIAL_SITE = "social_site"
+    CHAT = "chat"
+    GAMING = "gaming"
+    REDIRECTOR = "redirector"
+    BANNER = "banner"
+    OTHER = "other"
+
+
+class MediaType(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    LINK = "link"
+    CONTAINER = "container"
+    """Archive or other file holding several items."""
+    TEXT = "text"
+
+
+class HashAlgorithm(StrEnum):
+    MD5 = "md5"
+    SHA1 = "sha1"
+    SHA256 = "sha256"
+    PDQ = "pdq"
+    """256-bit perceptual hash; matches at Hamming distance <= 31."""
+
+
+HASH_HEX_LENGTH: dict[HashAlgorithm, int] = {
+    HashAlgorithm.MD5: 32,
+    HashAlgorithm.SHA1: 40,
+    HashAlgorithm.SHA256: 64,
+    HashAlgorithm.PDQ: 64,
+}
+
+
+class Classification(StrEnum):
+    """ICCAM assessment."""
+
+    BASELINE = "baseline"
+    """Illegal everywhere under INTERPOL's baseline criteria."""
+    NATIONAL = "national"
+    """Illegal in the assessing country."""
+    DOUBTFUL = "doubtful"
+    NOT_ILLEGAL = "not_illegal"
+
+
+class AgeGroup(StrEnum):
+    NOT_DETERMINED = "not_determined"
+    INFANT = "infant"
+    PRE_PUBESCENT = "pre_pubescent"
+    PUBESCENT = "pubescent"
+
+
+class Gender(StrEnum):
+    NOT_DETERMINED = "not_determined"
+    FEMALE = "female"
+    MALE = "male"
+    BOTH = "both"
+
+
+class PersonRole(StrEnum):
+    REPORTED_USER = "reported_user"
+    VICTIM = "victim"
+    INTENDED_RECIPIENT = "intended_recipient"
+
+
+class IpEventType(StrEnum):
+    LOGIN = "login"
+    REGISTRATION = "registration"
+    UPLOAD = "upload"
+    PURCHASE = "purchase"
+    OTHER = "other"
+
+
+class SourceReliability(StrEnum):
+    """SIENA / 4x4 evaluation of the source."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+    X = "X"
+
+
+class InformationAccuracy(StrEnum):
+    """SIENA / 4x4 evaluation of the information."""
+
+    ONE = "1"
+    TWO = "2"
+    THREE = "3"
+    FOUR = "4"
+
+
+class Tlp(StrEnum):
+    """Traffic Light Protocol 2.0."""
+
+    RED = "RED"
+    AMBER_STRICT = "AMBER+STRICT"
+    AMBER = "AMBER"
+    GREEN = "GREEN"
+    CLEAR = "CLEAR"
+
+
+# ------------------------------------------------------------------- scalars
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https", "ftp", "ftps"} or not parts.hostname:
+        raise ValueError("must be an absolute http(s) or ftp(s) URL with a host")
+    return value
+
+
+Url = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=4096, pattern=r"^[^\s]+$"),
+    AfterValidator(_check_url),
+]
+"""Absolute URL kept exactly as reported (not normalised: it is evidence)."""
+
+IpAddress = IPv4Address | IPv6Address
+Text = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$")]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{4,14}$")]
+"""E.164."""
+HandleText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+# -------------------------------------------------------------------- models
+
+
+class Reporter(FrozenModel):
+    """Who assessed the report; the reporting organisation is the envelope sender."""
+
+    reference: Reference
+    """The reporter's own case reference, unique per reporter."""
+    analyst: ShortText | None = None
+    """Pseudonymous analyst id, not a name."""
+    received_at: UtcDatetime | None = None
+    """When the reporter received the original public/industry report."""
+    memo: Text | None = None
+
+
+class Incident(FrozenModel):
+    type: Category
+    occurred_at: UtcDatetime | None = None
+    platform: ShortText | None = None
+    summary: Text
+
+
+class Urgency(FrozenModel):
+    """``priority`` mirrors the header's; ``urgent`` requires a ``reason``."""
+
+    priority: Priority = Priority.ROUTINE
+    reason: ReasonText | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.priority is Priority.URGENT and not (self.reason and self.reason.strip()):
+            raise ValueError("an urgent referral needs a reason")
+        return self
+
+
+class Hosting(FrozenModel):
+    country: CountryCode | None = None
+    ip: IpAddress | None = None
+    asn: Annotated[int, Field(ge=1, le=4_294_967_295)] | None = None
+    isp: ShortText | None = None
+    organisation: ShortText | None = None
+    cdn: bool = False
+    """Served through a CDN: ``country``/``ip`` may be an edge, not the origin."""
+
+
+class ReportedUrl(FrozenModel):
+    url: Url
+    source_url: Url | None = None
+    """Page where the URL was found."""
+    referrer: Url | None = None
+    site_type: SiteType = SiteType.OTHER
+    hosting: Hosting | None = None
+    assigned_country: CountryCode | None = None
+    """The responsible country, when it differs from the hosting country."""
+
+
+class ContentHash(FrozenModel):
+    """A hash of an item; hex length is checked against the algorithm."""
+
+    algorithm: HashAlgorithm
+    value: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32,64}$")]
+    """Lowercase hex."""
+    quality: Annotated[int, Field(ge=0, le=100)] | None = None
+    """PDQ quality score; only for ``pdq``."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        expected = HASH_HEX_LENGTH[self.algorithm]
+        if len(self.value) != expected:
+            raise ValueError(f"a {self.algorithm} hash has {expected} hex digits")
+        if self.quality is not None and self.algorithm is not HashAlgorithm.PDQ:
+            raise ValueError("quality is only for pdq hashes")
+        return self
+
+
+class ContentItem(FrozenModel):
+    """One image, video, ... described by hashes, never by content."""
+
+    media_type: MediaType
+    hashes: Annotated[
+        tuple[ContentHash, ...], Field(min_length=1, max_length=8), AfterValidator(unique)
+    ]
+    classification: Classification
+    age_group: AgeGroup = AgeGroup.NOT_DETERMINED
+    gender: Gender = Gender.NOT_DETERMINED
+    virtual: bool = False
+    """Virtual, drawn or AI-generated depiction."""
+    annotations: Annotated[
+        tuple[ItemAnnotation, ...],
+        Field(max_length=len(ItemAnnotation)),
+        AfterValidator(unique_sorted),
+    ] = ()
+    url_index: Annotated[int, Field(ge=0, lt=MAX_URLS)] | None = None
+    """Index into ``Referral.urls`` of where the item was seen."""
+
+
+class IpCaptureEvent(FrozenModel):
+    ip: IpAddress
+    event: IpEventType
+    at: UtcDatetime
+    port: Annotated[int, Field(ge=0, le=65_535)] | None = None
+    possible_proxy: bool = False
+
+
+class Location(FrozenModel):
+    country: CountryCode | None = None
+    region: ShortText | None = None
+    city: ShortText | None = None
+
+
+class ReportedPerson(FrozenModel):
+    role: PersonRole
+    screen_names: Annotated[tuple[HandleText, ...], Field(max_length=MAX_SMALL_LIST)] = ()
+    profile_urls: Annotated[tuple[Url, ...], Field(max_length=MAX_SMALL_LIST)] = ()
+    emails: Annotated[tuple[Email, ...], Field(max_length=MAX_SMALL_LIST)] = ()
+    phones: Annotated[tuple[Phone, ...], Field(max_length=MAX_SMALL_LIST)] = ()
+    device_ids: Annotated[tuple[HandleText, ...], Field(max_length=MAX_SMALL_LIST)] = ()
+    estimated_location: Location | None = None
+    age: Annotated[int, Field(ge=0, le=130)] | None = None
+    ip_events: Annotated[tuple[IpCaptureEvent, ...], Field(max_length=MAX_IP_EVENTS)] = ()
+
+
+class PriorReport(FrozenModel):
+    """A link to an earlier report about the same user or content."""
+
+    reference: Reference
+    organisation: ParticipantId | None = None
+    case_id: CaseId | None = None
+
+
+class Handling(FrozenModel):
+    """Sharing restrictions and evaluation; ``restriction`` iff code H3."""
+
+    code: HandlingCode
+    restriction: ReasonText | None = None
+    source_reliability: SourceReliability
+    information_accuracy: InformationAccuracy
+    tlp: Tlp
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.code is HandlingCode.H3 and self.restriction is None:
+            raise ValueError("handling code H3 needs the restriction in free text")
+        if self.code is not HandlingCode.H3 and self.restriction is not None:
+            raise ValueError("a free-text restriction is only for handling code H3")
+        return self
+
+
+class Referral(FrozenModel):
+    """A case referral (encrypted payload of a ``referral`` envelope).
+
+    ``incident.type``, ``urgency.priority`` and ``handling.code`` must equal the
+    header's ``category``, ``priority`` and ``handling_code``; the receiving
+    adapter checks that after decryption.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    reporter: Reporter
+    incident: Incident
+    urgency: Urgency = Urgency()
+    annotations: Annotated[
+        tuple[Annotation, ...], Field(max_length=len(Annotation)), AfterValidator(unique_sorted)
+    ] = ()
+    urls: Annotated[tuple[ReportedUrl, ...], Field(max_length=MAX_URLS)] = ()
+    items: Annotated[tuple[ContentItem, ...], Field(max_length=MAX_ITEMS)] = ()
+    persons: Annotated[tuple[ReportedPerson, ...], Field(max_length=MAX_PERSONS)] = ()
+    prior_reports: Annotated[tuple[PriorReport, ...], Field(max_length=MAX_SMALL_LIST)] = ()
+    group_id: Reference | None = None
+    """Groups viral duplicates / bundled reports."""
+    handling: Handling
+    delete_after: date
+    """Retention: every party deletes its copy of the case data after this day."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not (self.urls or self.items or self.persons):
+            raise ValueError("a referral needs at least one url, item or person")
+        for item in self.items:
+            if item.url_index is not None and item.url_index >= len(self.urls):
+                raise ValueError(f"item url_index {item.url_index} has no url")
+        return self
+
+
+__all__ = [
+    "HASH_HEX_LENGTH",
+    "MAX_ITEMS",
+    "MAX_URLS",
+    "AgeGroup",
+    "Annotation",
+    "Classification",
+    "ContentHash",
+    "ContentItem",
+    "Gender",
+    "Handling",
+    "HashAlgorithm",
+    "Hosting",
+    "Incident",
+    "InformationAccuracy",
+    "IpCaptureEvent",
+    "IpEventType",
+    "ItemAnnotation",
+    "Location",
+    "MediaType",
+    "PersonRole",
+    "PriorReport",
+    "Referral",
+    "ReportedPerson",
+    "ReportedUrl",
+    "Reporter",
+    "SiteType",
+    "SourceReliability",
+    "Tlp",
+    "Urgency",
+]
