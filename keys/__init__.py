@@ -1,1 +1,103 @@
-"""keys package."""
+"""Trust: participant keys, the keystore, the signed federation directory, and
+the sealed envelope (``seal`` / ``verify`` / ``open``).
+
+Routing and adapter code use only what is exported here; raw primitives live in
+``keys._primitives`` and nowhere else. The envelope byte format is specified in
+``schemas/ENVELOPE.md``. Errors (see ``keys._errors``)::
+
+    KeysError
+    ├── EnvelopeError   .reason: ReasonCode   (opaque str(): "envelope refused")
+    ├── DirectoryError  .reason: DirectoryReason
+    ├── KeystoreError
+    └── SealError
+"""
+
+from keys._directory import (
+    DIRECTORY_SIGNATURE_CONTEXT,
+    SignedDirectory,
+    TrustStore,
+    add_participant,
+    current_sealing_key,
+    current_signing_record,
+    load_directory,
+    record_for,
+    revoke,
+    rotate,
+    sealing_key_of,
+    set_status,
+    sign_directory,
+    verify_directory,
+    verify_key_of,
+)
+from keys._envelope import (
+    DEFAULT_LIMITS,
+    FORMAT_VERSION,
+    MAGIC,
+    Draft,
+    Limits,
+    Opened,
+    Rng,
+    VerifiedEnvelope,
+    WrappedKey,
+    peek_header,
+    seal,
+    verify,
+)
+from keys._envelope import open_envelope as open
+from keys._errors import (
+    DirectoryError,
+    DirectoryReason,
+    EnvelopeError,
+    KeysError,
+    KeystoreError,
+    ReasonCode,
+    SealError,
+)
+from keys._keys import Kem, KeyId, OpeningKey, SealingKey, SigningKey, VerifyKey
+from keys._keystore import FEDERATION_OWNER, Keystore
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DIRECTORY_SIGNATURE_CONTEXT",
+    "FEDERATION_OWNER",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "DirectoryError",
+    "DirectoryReason",
+    "Draft",
+    "EnvelopeError",
+    "Kem",
+    "KeyId",
+    "KeysError",
+    "Keystore",
+    "KeystoreError",
+    "Limits",
+    "Opened",
+    "OpeningKey",
+    "ReasonCode",
+    "Rng",
+    "SealError",
+    "SealingKey",
+    "SignedDirectory",
+    "SigningKey",
+    "TrustStore",
+    "VerifiedEnvelope",
+    "VerifyKey",
+    "WrappedKey",
+    "add_participant",
+    "current_sealing_key",
+    "current_signing_record",
+    "load_directory",
+    "open",
+    "peek_header",
+    "record_for",
+    "revoke",
+    "rotate",
+    "seal",
+    "sealing_key_of",
+    "set_status",
+    "sign_directory",
+    "verify",
+    "verify_directory",
+    "verify_key_of",
+]

@@ -96,6 +96,18 @@ class MessageType(StrEnum):
     """A :class:`CaseAck` (case decision), recipient → original sender."""
 
 
+class DecisionKind(StrEnum):
+    """The kind of a case decision, clear in a ``case_ack`` header so that the
+    router and tracker can follow the case lifecycle without reading the payload
+    (compare ICCAM's action log). Not content-revealing: no reason, no reference."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    MOVED = "moved"
+    ACTIONED = "actioned"
+    CLOSED = "closed"
+
+
 REPLY_MESSAGE_TYPES: Final = frozenset({MessageType.RECEIPT, MessageType.CASE_ACK})
 """Message types that answer an earlier message (``in_reply_to`` is required)."""
 
@@ -286,6 +298,7 @@ __all__ = [
     "CaseId",
     "Category",
     "CountryCode",
+    "DecisionKind",
     "FederationId",
     "FrozenModel",
     "HandlingCode",

@@ -16,6 +16,7 @@ from ._common import (
     CaseId,
     Category,
     CountryCode,
+    DecisionKind,
     FrozenModel,
     HandlingCode,
     KeyCommitment,
@@ -66,6 +67,8 @@ class EnvelopeHeader(FrozenModel):
         AfterValidator(unique_sorted),
     ]
     in_reply_to: MessageId | None = None
+    decision: DecisionKind | None = None
+    """For a ``case_ack``: which decision it carries (required there, absent elsewhere)."""
     key_commitment: KeyCommitment
 
     @model_validator(mode="after")
@@ -81,6 +84,8 @@ class EnvelopeHeader(FrozenModel):
                 raise ValueError("a message cannot reply to itself")
         elif self.in_reply_to is not None:
             raise ValueError("only receipts and case acks carry in_reply_to")
+        if (self.decision is not None) != (self.message_type is MessageType.CASE_ACK):
+            raise ValueError("decision is required for, and only for, a case_ack")
         return self
 
     def canonical_bytes(self) -> bytes:
@@ -90,7 +95,7 @@ class EnvelopeHeader(FrozenModel):
         ``null`` when absent), e.g.::
 
             {"case_id":"0192…","category":"csam","created_at":"2026-11-23T17:00:00.000000Z",
-             "handling_code":"H0","in_reply_to":null,"jurisdiction":"NL",
+             "decision":null,"handling_code":"H0","in_reply_to":null,"jurisdiction":"NL",
              "key_commitment":"ab…","message_id":"0192…","message_type":"referral",
              "priority":"routine","recipients":["nl.hotline","nl.police"],
              "schema_version":1,"sender":"de.hotline","sender_key_id":"de.hotline/sig/1"}

@@ -31,7 +31,8 @@ def payload_mismatches(header: EnvelopeHeader, payload: Payload) -> tuple[str, .
       ``("message_type",)``;
     - referral: ``category`` (``incident.type``), ``priority``
       (``urgency.priority``), ``handling_code`` (``handling.code``);
-    - receipt / case ack: ``in_reply_to`` (``original_message_id``), ``case_id``.
+    - receipt / case ack: ``in_reply_to`` (``original_message_id``), ``case_id``;
+      case ack: ``decision`` (``decision.kind``).
     """
     if not isinstance(payload, PAYLOAD_MODELS[header.message_type]):
         return ("message_type",)
@@ -48,6 +49,8 @@ def payload_mismatches(header: EnvelopeHeader, payload: Payload) -> tuple[str, .
             found.append("in_reply_to")
         if payload.case_id != header.case_id:
             found.append("case_id")
+        if isinstance(payload, CaseAck) and payload.decision.kind != header.decision:
+            found.append("decision")
     return tuple(found)
 
 

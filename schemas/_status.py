@@ -14,9 +14,11 @@ from pydantic import model_validator
 from ._common import (
     SCHEMA_VERSION,
     CaseId,
+    CountryCode,
     FrozenModel,
     MessageId,
     ParticipantId,
+    Priority,
     UtcDatetime,
 )
 
@@ -96,6 +98,10 @@ class StatusEvent(FrozenModel):
     reason: StatusReason | None = None
     escalated_to: ParticipantId | None = None
     """For ``escalated``: who was alerted."""
+    priority: Priority | None = None
+    """The message's priority (from its signed header), for SLA timers."""
+    jurisdiction: CountryCode | None = None
+    """The case's jurisdiction (from its signed header), for operator views."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:

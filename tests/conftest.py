@@ -41,7 +41,7 @@ class KafkaEndpoint:
 
 def _start_docker() -> KafkaEndpoint:
     try:
-        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+        from testcontainers.kafka import KafkaContainer
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise pytest.UsageError("CRB_KAFKA=docker needs `pip install .[docker]`") from exc
     container = KafkaContainer(image=f"apache/kafka:{kafka_version()}").with_kraft()

@@ -298,6 +298,9 @@ def headers(draw: st.DrawFn) -> s.EnvelopeHeader:
         handling_code=draw(st.sampled_from(s.HandlingCode)),
         recipients=tuple(recipients[: s.MAX_RECIPIENTS]),
         in_reply_to=reply_to,
+        decision=draw(st.sampled_from(s.DecisionKind))
+        if message_type == s.MessageType.CASE_ACK
+        else None,
         key_commitment=draw(st.binary(min_size=32, max_size=64)).hex(),
     )
 

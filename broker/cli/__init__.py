@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from broker.cli import _demo, _kafka
+from broker.cli import _demo, _kafka, _trust
 from broker.cli._common import CliError, fail
 
 __all__ = ["app", "main"]
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 _kafka.register(app)
 _demo.register(app)
+_trust.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

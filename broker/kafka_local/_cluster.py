@@ -206,7 +206,7 @@ def _tail(path: Path, lines: int) -> str:
 
 
 async def _broker_ids(bootstrap: str, timeout_s: float) -> set[int]:
-    from aiokafka.client import AIOKafkaClient  # noqa: PLC0415 - keep CLI start-up light
+    from aiokafka.client import AIOKafkaClient
 
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
@@ -515,6 +515,6 @@ def _reap(pid: int | None) -> None:
 
 
 def _rmtree(path: Path) -> None:
-    import shutil  # noqa: PLC0415
+    import shutil
 
     shutil.rmtree(path, ignore_errors=True)

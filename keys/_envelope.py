@@ -1,0 +1,569 @@
+"""The sealed envelope: ``seal``, ``verify`` (router, no private key) and ``open``.
+
+The byte format is specified in ``schemas/ENVELOPE.md`` (with committed vectors
+in ``schemas/vectors/``); in short, all integers big-endian::
+
+    "CRBE" 0x01
+    u32 len || header            EnvelopeHeader.canonical_bytes() (JSON, UTF-8)
+    u16 count                    one wrapped key per header recipient, same order
+      { u16 len || recipient id, u16 len || key id, u16 kem id,
+        u16 len || enc, u16 len || wrapped content key }
+    u32 len || payload ciphertext
+    64 bytes                     Ed25519 signature over
+                                 "crb/envelope/v1 signature\\x00" || everything before it
+
+Cryptography: a fresh 32-byte content key ``K`` per message; the payload under
+ChaCha20-Poly1305 with key ``HMAC-SHA256(K, "crb/envelope/v1 payload key\\x00")``
+and a zero nonce (the key is single-use), associated data binding sender,
+message id and the whole header; ``K`` wrapped to each recipient with HPKE Base
+mode, ``info`` binding sender, recipient and message id; the header carries the
+key commitment ``HMAC-SHA256(K, "crb/envelope/v1 commitment\\x00" || lp(message id))``
+that every recipient checks, so one envelope cannot open to different payloads
+for different recipients.
+
+Checks, in order (each failure is one ``EnvelopeError`` with a ``ReasonCode``):
+size -> framing/version -> header -> sender -> signing key (known, not revoked,
+valid) -> signature -> freshness -> wrapped-key recipients; ``open`` then adds
+recipient -> opening key -> unwrap -> commitment -> payload AEAD -> payload schema.
+Nothing is decrypted before the signature has verified.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+import pydantic
+
+from keys import _primitives as P
+from keys._directory import current_sealing_key, verify_key_of
+from keys._errors import EnvelopeError, ReasonCode, SealError
+from keys._keys import Kem, KeyId, OpeningKey, SealingKey, SigningKey
+from schemas import (
+    CaseAck,
+    Category,
+    DecisionKind,
+    Directory,
+    EnvelopeHeader,
+    HandlingCode,
+    KeyKind,
+    MessageType,
+    Participant,
+    Priority,
+    Receipt,
+    Referral,
+    RoutingError,
+    RoutingRequest,
+    canonical_json,
+    resolve,
+    uuid7,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "Draft",
+    "Limits",
+    "Opened",
+    "Rng",
+    "VerifiedEnvelope",
+    "WrappedKey",
+    "open_envelope",
+    "peek_header",
+    "seal",
+    "verify",
+]
+
+Rng = Callable[[int], bytes]
+"""Randomness source, like ``os.urandom``: ``rng(n)`` returns ``n`` bytes."""
+
+MAGIC: Final = b"CRBE"
+FORMAT_VERSION: Final = 1
+SIGNATURE_LEN: Final = 64
+CONTENT_KEY_LEN: Final = 32
+SIG_CONTEXT: Final = b"crb/envelope/v1 signature\x00"
+WRAP_LABEL: Final = b"crb/envelope/v1 wrap\x00"
+COMMIT_LABEL: Final = b"crb/envelope/v1 commitment\x00"
+PAYLOAD_KEY_LABEL: Final = b"crb/envelope/v1 payload key\x00"
+PAYLOAD_AAD_LABEL: Final = b"crb/envelope/v1 payload\x00"
+PAYLOAD_NONCE: Final = bytes(12)
+_MIN_LEN: Final = 5 + 4 + 2 + 4 + SIGNATURE_LEN
+_U16: Final = struct.Struct(">H")
+_U32: Final = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size and freshness limits, enforced by ``verify`` and ``open``."""
+
+    max_size: int = 1 << 20
+    """Longest envelope accepted (and produced), in bytes; checked before parsing."""
+    max_age: timedelta = timedelta(hours=24)
+    """Oldest ``created_at`` accepted, relative to ``now``."""
+    max_skew: timedelta = timedelta(minutes=5)
+    """How far ``created_at`` may lie in the future (clock skew)."""
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Draft:
+    """The clear header a sender chooses; ``seal`` adds the rest.
+
+    ``seal`` fills in ``created_at`` (``now``), ``sender_key_id`` (the signing
+    key), ``key_commitment``, ``message_id`` when ``None`` (``uuid7(now, rng)``)
+    and, for a referral with no ``recipients``, ``resolve(...)``'s recipients.
+    """
+
+    message_type: MessageType = MessageType.REFERRAL
+    sender: str
+    case_id: UUID
+    jurisdiction: str
+    category: Category
+    priority: Priority
+    handling_code: HandlingCode
+    recipients: tuple[str, ...] = ()
+    in_reply_to: UUID | None = None
+    decision: DecisionKind | None = None
+    """For a ``case_ack``: the kind of decision (clear in the header)."""
+    message_id: UUID | None = None
+
+    @classmethod
+    def for_referral(
+        cls,
+        referral: Referral,
+        *,
+        sender: str,
+        jurisdiction: str,
+        case_id: UUID,
+        recipients: tuple[str, ...] = (),
+        message_id: UUID | None = None,
+    ) -> Draft:
+        """The header of a referral: category, priority, handling code from it."""
+        return cls(
+            sender=sender,
+            case_id=case_id,
+            jurisdiction=jurisdiction,
+            category=referral.incident.type,
+            priority=referral.urgency.priority,
+            handling_code=referral.handling.code,
+            recipients=recipients,
+            message_id=message_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    """One recipient's copy of the content key, as it travels."""
+
+    recipient: str
+    key_id: KeyId
+    kem: Kem
+    enc: bytes = field(repr=False)
+    ct: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEnvelope:
+    """What ``verify`` proved: a well-formed, fresh envelope signed by ``sender``."""
+
+    header: EnvelopeHeader
+    sender: Participant
+    wrapped_keys: tuple[WrappedKey, ...]
+    digest: str
+    """SHA-256 (hex) of the exact envelope bytes, for receipts."""
+    size: int
+    _header_bytes: bytes = field(repr=False)
+    _ciphertext: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A verified and decrypted envelope."""
+
+    header: EnvelopeHeader
+    sender: Participant
+    recipient: str
+    digest: str
+    payload: bytes = field(repr=False)
+    """The exact decrypted payload bytes (canonical JSON of ``message``)."""
+    message: pydantic.BaseModel | None = field(repr=False)
+    """The payload parsed as the header's message type (``None`` if not validated)."""
+
+
+# --- byte helpers ----------------------------------------------------------------
+
+
+def _lp16(data: bytes) -> bytes:
+    return struct.pack(">H", len(data)) + data
+
+
+def _wrap_info(sender: str, recipient: str, message_id: UUID) -> bytes:
+    return (
+        WRAP_LABEL
+        + _lp16(sender.encode())
+        + _lp16(recipient.encode())
+        + _lp16(str(message_id).encode())
+    )
+
+
+def _commitment(content_key: bytes, message_id: UUID) -> bytes:
+    return P.hmac_sha256(content_key, COMMIT_LABEL + _lp16(str(message_id).encode()))
+
+
+def _payload_aad(sender: str, message_id: UUID, header_bytes: bytes) -> bytes:
+    return (
+        PAYLOAD_AAD_LABEL
+        + _lp16(sender.encode())
+        + _lp16(str(message_id).encode())
+        + struct.pack(">I", len(header_bytes))
+        + header_bytes
+    )
+
+
+_PAYLOAD_MODELS: Final[dict[MessageType, type[pydantic.BaseModel]]] = {
+    MessageType.REFERRAL: Referral,
+    MessageType.RECEIPT: Receipt,
+    MessageType.CASE_ACK: CaseAck,
+}
+
+
+_INDEX: list[tuple[Directory, dict[str, Participant]]] = []
+"""Participants by id of the last directory seen (one entry, replaced atomically).
+
+``Directory.participant`` goes through pydantic's private-attribute lookup, which
+costs more than the rest of a lookup; routers and adapters use one directory for
+many messages. The entry holds the directory itself, so ``is`` is a safe identity
+test (a live object's id cannot be reused), and frozen models never change.
+"""
+
+
+def _participant(directory: Directory, participant_id: str) -> Participant | None:
+    entry = _INDEX[0] if _INDEX else None
+    if entry is None or entry[0] is not directory:
+        entry = (directory, {p.participant_id: p for p in directory.participants})
+        _INDEX[:] = [entry]
+    return entry[1].get(participant_id)
+
+
+# --- seal --------------------------------------------------------------------------
+
+
+def seal(
+    draft: Draft,
+    payload: bytes | pydantic.BaseModel,
+    *,
+    signing_key: SigningKey,
+    directory: Directory,
+    now: datetime,
+    rng: Rng = os.urandom,
+    limits: Limits = DEFAULT_LIMITS,
+) -> bytes:
+    """Encrypt ``payload`` to every recipient's current key, sign, and frame it.
+
+    ``payload`` is a contract model (encoded with ``canonical_json``) or its bytes.
+    Randomness is drawn from ``rng`` in a fixed order: 10 bytes for the message
+    id (only if ``draft.message_id`` is ``None``), 32 for the content key, then
+    32 per recipient (sorted) seeding its HPKE ephemeral key. With the default
+    ``rng=os.urandom`` the HPKE library draws the ephemeral keys itself. Raises
+    ``SealError`` when the directory does not allow the message.
+    """
+    sender = _participant(directory, draft.sender)
+    if sender is None or not sender.active:
+        raise SealError(f"{draft.sender!r} is not an active participant of the directory")
+    record = sender.key(signing_key.key_id)
+    if record is None or record.kind is not KeyKind.SIGNING or not record.is_valid_at(now):
+        raise SealError(f"{signing_key.key_id} is not a valid signing key of {draft.sender}")
+    recipients = draft.recipients
+    if not recipients:
+        try:
+            recipients = resolve(
+                RoutingRequest(
+                    message_type=draft.message_type,
+                    sender=draft.sender,
+                    jurisdiction=draft.jurisdiction,
+                    category=draft.category,
+                    priority=draft.priority,
+                ),
+                directory,
+            ).recipients
+        except (RoutingError, pydantic.ValidationError) as exc:
+            raise SealError(f"cannot route: {exc}") from exc
+    recipients = tuple(sorted(set(recipients)))
+    sealing: list[tuple[str, SealingKey]] = []
+    for rid in recipients:
+        participant = _participant(directory, rid)
+        key = None if participant is None else current_sealing_key(participant, now)
+        if key is None:
+            raise SealError(f"recipient {rid!r} has no valid encryption key")
+        sealing.append((rid, key))
+
+    message_id = draft.message_id or uuid7(now, rng)
+    content_key = rng(CONTENT_KEY_LEN)
+    if len(content_key) != CONTENT_KEY_LEN:
+        raise SealError("rng returned too few bytes")
+    try:
+        header = EnvelopeHeader(
+            message_id=message_id,
+            message_type=draft.message_type,
+            sender=draft.sender,
+            sender_key_id=signing_key.key_id,
+            created_at=now,
+            case_id=draft.case_id,
+            jurisdiction=draft.jurisdiction,
+            category=draft.category,
+            priority=draft.priority,
+            handling_code=draft.handling_code,
+            recipients=recipients,
+            in_reply_to=draft.in_reply_to,
+            decision=draft.decision,
+            key_commitment=_commitment(content_key, message_id).hex(),
+        )
+    except pydantic.ValidationError as exc:
+        raise SealError(f"invalid header: {exc.errors()[0]['msg']}") from exc
+    header_bytes = header.canonical_bytes()
+    plaintext = canonical_json(payload) if isinstance(payload, pydantic.BaseModel) else payload
+
+    # Built after the signature context so the signed message needs no extra copy.
+    out = bytearray(SIG_CONTEXT)
+    out += MAGIC
+    out.append(FORMAT_VERSION)
+    out += _U32.pack(len(header_bytes))
+    out += header_bytes
+    out += _U16.pack(len(sealing))
+    for rid, key in sealing:
+        # With the OS's randomness, cryptography's HPKE picks the ephemeral key itself.
+        ikm_e = None if rng is os.urandom else rng(32)
+        enc, ct = key.wrap(content_key, info=_wrap_info(draft.sender, rid, message_id), ikm_e=ikm_e)
+        out += _lp16(rid.encode()) + _lp16(key.key_id.encode())
+        out += _U16.pack(key.kem.hpke_id) + _lp16(enc) + _lp16(ct)
+    payload_key = P.hmac_sha256(content_key, PAYLOAD_KEY_LABEL)
+    ciphertext = P.aead_seal(
+        payload_key, PAYLOAD_NONCE, plaintext, _payload_aad(draft.sender, message_id, header_bytes)
+    )
+    out += _U32.pack(len(ciphertext))
+    out += ciphertext
+    size = len(out) - len(SIG_CONTEXT) + SIGNATURE_LEN
+    if size > limits.max_size:
+        raise SealError(f"envelope would be {size} bytes, over the limit")
+    signature = signing_key.sign(bytes(out))
+    out += signature
+    return bytes(out[len(SIG_CONTEXT) :])
+
+
+# --- parse and verify -----------------------------------------------------------
+
+
+def _parse(data: bytes) -> tuple[bytes, list[WrappedKey], bytes, bytes]:
+    """Split an envelope into (header, wrapped keys, ciphertext, signature)."""
+    if len(data) < _MIN_LEN or data[:4] != MAGIC:
+        raise EnvelopeError(ReasonCode.MALFORMED)
+    if data[4] != FORMAT_VERSION:
+        raise EnvelopeError(ReasonCode.UNSUPPORTED_VERSION)
+    end = len(data) - SIGNATURE_LEN
+    u16, u32 = _U16.unpack_from, _U32.unpack_from
+    try:
+        (n,) = u32(data, 5)
+        pos = 9 + n
+        header_bytes = data[9:pos]
+        (count,) = u16(data, pos)
+        pos += 2
+        wrapped: list[WrappedKey] = []
+        for _ in range(count):
+            fields: list[bytes] = []
+            for _ in range(2):
+                (n,) = u16(data, pos)
+                fields.append(data[pos + 2 : pos + 2 + n])
+                pos += 2 + n
+            (kem_id,) = u16(data, pos)
+            pos += 2
+            for _ in range(2):
+                (n,) = u16(data, pos)
+                fields.append(data[pos + 2 : pos + 2 + n])
+                pos += 2 + n
+            if pos > end:
+                raise EnvelopeError(ReasonCode.MALFORMED)
+            kem = Kem.from_hpke_id(kem_id)
+            if kem is None:
+                raise EnvelopeError(ReasonCode.UNSUPPORTED_VERSION)
+            recipient, key_id = fields[0].decode("ascii"), fields[1].decode("ascii")
+            wrapped.append(WrappedKey(recipient, KeyId(key_id), kem, fields[2], fields[3]))
+        (n,) = u32(data, pos)
+        pos += 4
+        ciphertext = data[pos : pos + n]
+        pos += n
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise EnvelopeError(ReasonCode.MALFORMED) from exc
+    if pos != end:
+        raise EnvelopeError(ReasonCode.MALFORMED)
+    return header_bytes, wrapped, ciphertext, data[end:]
+
+
+def _parse_header(header_bytes: bytes) -> EnvelopeHeader:
+    try:
+        return EnvelopeHeader.from_canonical_bytes(header_bytes)
+    except pydantic.ValidationError as exc:
+        if any(e["loc"][:1] == ("schema_version",) for e in exc.errors()):
+            raise EnvelopeError(ReasonCode.UNSUPPORTED_VERSION) from exc
+        raise EnvelopeError(ReasonCode.MALFORMED) from exc
+    except ValueError as exc:  # NonCanonicalHeaderError
+        raise EnvelopeError(ReasonCode.MALFORMED) from exc
+
+
+def _unpack(
+    envelope: bytes, limits: Limits
+) -> tuple[EnvelopeHeader, bytes, list[WrappedKey], bytes, bytes]:
+    if len(envelope) > limits.max_size:
+        raise EnvelopeError(ReasonCode.TOO_LARGE)
+    header_bytes, wrapped, ciphertext, signature = _parse(envelope)
+    header = _parse_header(header_bytes)
+    if tuple(w.recipient for w in wrapped) != header.recipients:
+        raise EnvelopeError(ReasonCode.MALFORMED)
+    return header, header_bytes, wrapped, ciphertext, signature
+
+
+def peek_header(envelope: bytes, *, limits: Limits = DEFAULT_LIMITS) -> EnvelopeHeader:
+    """The envelope's header, parsed but NOT verified: nothing in it is trusted yet.
+
+    Runs the size, framing, version and header checks of :func:`verify` (same
+    reason codes), so a router can name the claimed sender (e.g. to compare it
+    with the outbox topic) before paying for the signature check.
+    """
+    return _unpack(bytes(envelope), limits)[0]
+
+
+def verify(
+    envelope: bytes,
+    *,
+    directory: Directory,
+    now: datetime,
+    limits: Limits = DEFAULT_LIMITS,
+) -> VerifiedEnvelope:
+    """Check everything that needs no private key (the router's view).
+
+    Raises ``EnvelopeError``; its ``.reason`` says why.
+    """
+    if not isinstance(envelope, bytes):
+        envelope = bytes(envelope)
+    header, header_bytes, wrapped, ciphertext, signature = _unpack(envelope, limits)
+
+    sender = _participant(directory, header.sender)
+    if sender is None:
+        raise EnvelopeError(ReasonCode.UNKNOWN_SENDER)
+    if not sender.active:
+        raise EnvelopeError(ReasonCode.SENDER_INACTIVE)
+    record = sender.key(header.sender_key_id)
+    if record is None or record.kind is not KeyKind.SIGNING:
+        raise EnvelopeError(ReasonCode.UNKNOWN_KEY)
+    if record.revoked_at is not None and record.revoked_at <= now:
+        raise EnvelopeError(ReasonCode.KEY_REVOKED)
+    if not (record.not_before <= now < record.not_after) or header.created_at < record.not_before:
+        raise EnvelopeError(ReasonCode.KEY_EXPIRED)
+    try:
+        verify_key = verify_key_of(record)
+    except P.CryptoFailure as exc:
+        raise EnvelopeError(ReasonCode.UNKNOWN_KEY) from exc
+    if not verify_key.verify(signature, SIG_CONTEXT + envelope[:-SIGNATURE_LEN]):
+        raise EnvelopeError(ReasonCode.BAD_SIGNATURE)
+
+    if header.created_at > now + limits.max_skew:
+        raise EnvelopeError(ReasonCode.FUTURE_DATED)
+    if header.created_at < now - limits.max_age:
+        raise EnvelopeError(ReasonCode.STALE)
+
+    # The sender must have encrypted to keys the directory publishes for each
+    # recipient (unknown recipients are routing's business: check_routing).
+    for w in wrapped:
+        participant = _participant(directory, w.recipient)
+        if participant is None:
+            continue
+        rec = participant.key(w.key_id)
+        if rec is None or rec.kind is not KeyKind.ENCRYPTION:
+            raise EnvelopeError(ReasonCode.UNKNOWN_KEY)
+        if rec.revoked_at is not None and rec.revoked_at <= now:
+            raise EnvelopeError(ReasonCode.KEY_REVOKED)
+        if not rec.is_valid_at(header.created_at):
+            raise EnvelopeError(ReasonCode.KEY_EXPIRED)
+        if rec.algorithm.value != w.kem.value:  # KeyAlgorithm and Kem share their values
+            raise EnvelopeError(ReasonCode.MALFORMED)
+
+    return VerifiedEnvelope(
+        header=header,
+        sender=sender,
+        wrapped_keys=tuple(wrapped),
+        digest=P.sha256(envelope).hex(),
+        size=len(envelope),
+        _header_bytes=header_bytes,
+        _ciphertext=ciphertext,
+    )
+
+
+def open_envelope(
+    envelope: bytes,
+    *,
+    recipient: str,
+    opening_keys: Sequence[OpeningKey],
+    directory: Directory,
+    now: datetime,
+    limits: Limits = DEFAULT_LIMITS,
+    validate_payload: bool = True,
+) -> Opened:
+    """Verify, then decrypt as ``recipient`` with one of ``opening_keys``.
+
+    With ``validate_payload`` the payload must be a valid instance of the
+    header's message type (``schema_invalid`` otherwise). Raises ``EnvelopeError``.
+    (Exported as ``keys.open``.)
+    """
+    v = verify(envelope, directory=directory, now=now, limits=limits)
+    header = v.header
+    wrapped = next((w for w in v.wrapped_keys if w.recipient == recipient), None)
+    if wrapped is None:
+        raise EnvelopeError(ReasonCode.NOT_A_RECIPIENT)
+    key = next((k for k in opening_keys if k.key_id == wrapped.key_id), None)
+    if key is None or key.kem is not wrapped.kem:
+        raise EnvelopeError(ReasonCode.UNKNOWN_KEY)
+    try:
+        content_key = key.unwrap(
+            wrapped.enc,
+            wrapped.ct,
+            info=_wrap_info(header.sender, recipient, header.message_id),
+        )
+    except P.CryptoFailure as exc:
+        raise EnvelopeError(ReasonCode.DECRYPT_FAILED) from exc
+    if len(content_key) != CONTENT_KEY_LEN:
+        raise EnvelopeError(ReasonCode.DECRYPT_FAILED)
+    expected = _commitment(content_key, header.message_id).hex()
+    if not hmac.compare_digest(expected, header.key_commitment):
+        raise EnvelopeError(ReasonCode.KEY_COMMITMENT_MISMATCH)
+    try:
+        payload = P.aead_open(
+            P.hmac_sha256(content_key, PAYLOAD_KEY_LABEL),
+            PAYLOAD_NONCE,
+            v._ciphertext,
+            _payload_aad(header.sender, header.message_id, v._header_bytes),
+        )
+    except P.CryptoFailure as exc:
+        raise EnvelopeError(ReasonCode.DECRYPT_FAILED) from exc
+    message: pydantic.BaseModel | None = None
+    if validate_payload:
+        model = _PAYLOAD_MODELS[header.message_type]
+        try:
+            message = model.model_validate_json(payload)
+        except pydantic.ValidationError as exc:
+            raise EnvelopeError(ReasonCode.SCHEMA_INVALID) from exc
+    return Opened(
+        header=header,
+        sender=v.sender,
+        recipient=recipient,
+        digest=v.digest,
+        payload=payload,
+        message=message,
+    )

@@ -1,0 +1,214 @@
+"""``crb federation|participant|directory|seal|open`` end to end, in a temporary $CRB_HOME.
+
+Most cases call ``broker.cli.main`` in-process (fast, same code path as the
+console script); one runs the real ``crb`` executable through stdin/stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from broker.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "referral.json"
+
+
+def crb(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    else:  # pragma: no cover - main always exits
+        code = 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    monkeypatch.setenv("CRB_HOME", str(tmp_path))
+    monkeypatch.delenv("CRB_PASSPHRASE", raising=False)
+    monkeypatch.delenv("CRB_DEBUG", raising=False)
+    for argv in (
+        ("federation", "init", "--federation-id", "test"),
+        ("participant", "add", "de.hotline", "--role", "hotline", "--jurisdiction", "DE"),
+        ("participant", "add", "nl.hotline", "--role", "hotline", "--jurisdiction", "NL"),
+        (
+            "participant", "add", "nl.police", "--role", "police", "--jurisdiction", "NL",
+            "--kem", "mlkem768-x25519",
+        ),
+    ):  # fmt: skip
+        code, _, err = crb(capsys, *argv)
+        assert code == 0, err
+    return tmp_path
+
+
+def _one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("crb: error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_seal_then_open_by_each_recipient(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A referral sealed by de.hotline opens for both NL recipients, byte-equal as JSON."""
+    env = home / "env.bin"
+    code, _, err = crb(
+        capsys, "seal", "--sender", "de.hotline", "--jurisdiction", "NL", "-i", str(EXAMPLE),
+        "-o", str(env),
+    )  # fmt: skip
+    assert code == 0, err
+    for recipient in ("nl.hotline", "nl.police"):
+        code, out, err = crb(capsys, "open", "--recipient", recipient, "-i", str(env))
+        assert code == 0, err
+        assert json.loads(out) == json.loads(EXAMPLE.read_text())
+
+
+def test_directory_show_and_verify(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """show lists participants and keys; verify reports the version."""
+    code, out, _ = crb(capsys, "directory", "show")
+    assert code == 0
+    assert "nl.police" in out
+    assert "mlkem768-x25519-" in out
+    code, out, _ = crb(capsys, "directory", "verify")
+    assert (code, out.strip()) == (0, "ok: test version 4, 4 participants")
+
+
+def test_wrong_recipient_is_one_line_with_reason(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused envelopes end with exit 1 and the reason code, no traceback."""
+    env = home / "env.bin"
+    crb(
+        capsys,
+        "seal",
+        "--sender",
+        "de.hotline",
+        "--jurisdiction",
+        "NL",
+        "-i",
+        str(EXAMPLE),
+        "-o",
+        str(env),
+    )
+    code, _, err = crb(capsys, "open", "--recipient", "int.coordinator", "-i", str(env))
+    assert code == 1
+    assert _one_line_error(err) == "crb: error: envelope refused (not_a_recipient)"
+
+
+def test_rotation_keeps_old_mail_readable_and_revocation_refuses(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After rotate the old envelope still opens; after revoking the sender it is refused."""
+    env = home / "env.bin"
+    crb(
+        capsys,
+        "seal",
+        "--sender",
+        "de.hotline",
+        "--jurisdiction",
+        "NL",
+        "-i",
+        str(EXAMPLE),
+        "-o",
+        str(env),
+    )
+    assert crb(capsys, "participant", "rotate", "nl.hotline")[0] == 0
+    assert crb(capsys, "participant", "rotate", "de.hotline")[0] == 0
+    assert crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))[0] == 0
+    assert crb(capsys, "participant", "revoke", "de.hotline")[0] == 0
+    code, _, err = crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))
+    assert (code, _one_line_error(err)) == (1, "crb: error: envelope refused (key_revoked)")
+
+
+def test_rolled_back_directory_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Replacing the directory file by an older signed version is refused."""
+    old = (home / "directory.json").read_bytes()
+    crb(capsys, "participant", "add", "fr.hotline", "--role", "hotline", "--jurisdiction", "FR")
+    (home / "directory.json").write_bytes(old)
+    code, _, err = crb(capsys, "directory", "verify")
+    assert code == 1
+    assert "rollback" in _one_line_error(err)
+
+
+def test_passphrase_protected_keystore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With CRB_PASSPHRASE set keys are encrypted; without it, a one-line error."""
+    monkeypatch.setenv("CRB_HOME", str(tmp_path))
+    monkeypatch.setenv("CRB_PASSPHRASE", "s3cret")
+    assert crb(capsys, "federation", "init", "--federation-id", "p")[0] == 0
+    pems = [p for p in (tmp_path / "keys" / "federation").glob("*.pem") if ".pub." not in p.name]
+    assert len(pems) == 1
+    assert pems[0].read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    monkeypatch.delenv("CRB_PASSPHRASE")
+    code, _, err = crb(
+        capsys, "participant", "add", "nl.hotline", "--role", "hotline", "--jurisdiction", "NL"
+    )
+    assert code == 1
+    assert "cannot load private key" in _one_line_error(err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (("seal", "--sender", "de.hotline", "--jurisdiction", "NL", "-i", "missing.json"), 2),
+        (("seal", "--sender", "xx.nobody", "--jurisdiction", "NL", "-i", str(EXAMPLE)), 2),
+        (("participant", "add", "nl.hotline", "--role", "hotline", "--jurisdiction", "NL"), 2),
+        (("participant", "add", "nl.x", "--role", "hotline", "--jurisdiction", "DE"), 2),
+        (("participant", "rotate", "nl.nobody"), 2),
+        (("participant", "revoke", "nl.hotline", "--key-id", "nope"), 1),
+        (("directory", "verify", "--root-key", "missing.pem"), 2),
+        (("federation", "init", "--federation-id", "again"), 2),
+    ],
+)
+def test_bad_inputs_end_in_one_line(
+    home: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], code: int
+) -> None:
+    """Every bad input: one line on stderr, a non-zero exit code, never a traceback."""
+    got, _, err = crb(capsys, *argv)
+    assert got == code, err
+    _one_line_error(err)
+
+
+def test_schema_invalid_referral_is_refused_by_seal(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """seal validates the referral before anything is encrypted."""
+    bad = home / "bad.json"
+    bad.write_text('{"reporter": {}}')
+    code, _, err = crb(
+        capsys, "seal", "--sender", "de.hotline", "--jurisdiction", "NL", "-i", str(bad)
+    )
+    assert code == 2
+    assert "invalid input" in _one_line_error(err)
+
+
+def test_real_executable_pipes_through_stdin_and_stdout(home: Path) -> None:
+    """`crb seal | crb open` through pipes, as an operator would use it."""
+    crb_bin = Path(sys.executable).with_name("crb")
+    env = {**os.environ, "CRB_HOME": str(home)}
+    sealed = subprocess.run(
+        [str(crb_bin), "seal", "--sender", "de.hotline", "--jurisdiction", "NL"],
+        input=EXAMPLE.read_bytes(), capture_output=True, env=env, check=True, timeout=60,
+    )  # fmt: skip
+    opened = subprocess.run(
+        [str(crb_bin), "open", "--recipient", "nl.hotline"],
+        input=sealed.stdout, capture_output=True, env=env, check=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(opened.stdout) == json.loads(EXAMPLE.read_text())
+    garbage = subprocess.run(
+        [str(crb_bin), "open", "--recipient", "nl.hotline"],
+        input=b"not an envelope", capture_output=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+    assert garbage.returncode == 1
+    assert garbage.stderr.decode().strip() == "crb: error: envelope refused (malformed)"
