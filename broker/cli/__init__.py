@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from broker.cli import _demo, _kafka, _trust
+from broker.cli import _demo, _kafka, _router, _trust
 from broker.cli._common import CliError, fail
 
 __all__ = ["app", "main"]
@@ -27,6 +27,7 @@ app = typer.Typer(
 _kafka.register(app)
 _demo.register(app)
 _trust.register(app)
+_router.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,5 @@
+"""``python -m broker.cli`` is ``crb``."""
+
+from broker.cli import main
+
+main()

@@ -1,0 +1,368 @@
+"""The router's decision core: one outbox record in, one :class:`Decision` out.
+
+Pure: no Kafka, no clock, no randomness — ``now``, the directory, the topic names
+and the memory of forwarded messages are arguments. The Kafka shell
+(:mod:`broker.router._service`) only polls, calls :func:`decide`, produces what
+the decision says and commits, all in one transaction.
+
+Checks, in order (the first failure names the reason):
+
+1. size (before parsing), 2. parse, 3. format/schema version — ``keys.peek_header``;
+4. sender known and active; 5. the outbox topic belongs to the signed sender;
+6. key valid and not revoked; 7. signature; 8. freshness — ``keys.verify``;
+9. duplicate message id; 10. authorisation (role for the message type; replies only
+to a message this router forwarded to the replier); 11. recomputed recipients equal
+the declared ones; 12. recipients active — ``schemas.check_routing``.
+
+A forwarded record goes to each recipient's inbox, keyed by case id, with the exact
+envelope bytes. A rejected record goes to the dead-letter topic with its original
+bytes and key, and headers naming source, reason and time. Either way one audit
+entry and status events describe what happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from uuid import UUID
+
+from broker.audit import AuditEntry, Verdict
+from broker.topics import TopicNames
+from keys import EnvelopeError, Limits, peek_header, verify
+from schemas import (
+    REPLY_MESSAGE_TYPES,
+    Directory,
+    EnvelopeHeader,
+    HandoverState,
+    MessageType,
+    Role,
+    RoutingError,
+    StatusEvent,
+    StatusReason,
+    check_routing,
+)
+
+__all__ = [
+    "Decision",
+    "InRecord",
+    "OutRecord",
+    "RejectReason",
+    "SeenMessage",
+    "decide",
+]
+
+#: Roles allowed to originate a referral. Replies may come from any active participant
+#: that received the original.
+REFERRAL_SENDER_ROLES = frozenset(
+    {Role.HOTLINE, Role.POLICE, Role.POLICE_24X7, Role.COORDINATOR, Role.REGIONAL_BODY}
+)
+
+
+class RejectReason(StrEnum):
+    """Why the router dead-lettered a record. Stable strings (DLQ header, metrics).
+
+    The envelope reasons are the values of ``keys.ReasonCode``; the routing reasons
+    those of ``schemas.RoutingErrorReason``.
+    """
+
+    TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_SENDER = "unknown_sender"
+    SENDER_INACTIVE = "sender_inactive"
+    WRONG_OUTBOX = "wrong_outbox"
+    UNKNOWN_KEY = "unknown_key"
+    KEY_REVOKED = "key_revoked"
+    KEY_EXPIRED = "key_expired"
+    BAD_SIGNATURE = "bad_signature"
+    STALE = "stale"
+    FUTURE_DATED = "future_dated"
+    DUPLICATE_MESSAGE = "duplicate_message"
+    UNAUTHORISED = "unauthorised"
+    UNKNOWN_ORIGINAL = "unknown_original"
+    NO_RECIPIENT = "no_recipient"
+    REPLY_NEEDS_ONE_RECIPIENT = "reply_needs_one_recipient"
+    UNKNOWN_RECIPIENT = "unknown_recipient"
+    RECIPIENT_SUSPENDED = "recipient_suspended"
+    REPLY_TO_SELF = "reply_to_self"
+    RECIPIENT_MISMATCH = "recipient_mismatch"
+    SENDER_SUSPENDED = "sender_suspended"
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SeenMessage:
+    """What the router remembers of a message it forwarded (for duplicates and replies)."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    message_type: MessageType
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    reason: RejectReason | None
+    audit: AuditEntry
+    forwards: tuple[OutRecord, ...] = ()
+    dead_letter: OutRecord | None = None
+    status: tuple[OutRecord, ...] = ()
+    header: EnvelopeHeader | None = field(default=None, repr=False)
+    remember: tuple[UUID, SeenMessage] | None = None
+    """A forwarded message the router must remember once the transaction commits."""
+
+
+def _status_record(names: TopicNames, event: StatusEvent) -> OutRecord:
+    return OutRecord(
+        topic=names.status,
+        key=event.key().encode(),
+        value=event.model_dump_json().encode(),
+        headers=(("crb-state", event.state.value.encode()),),
+    )
+
+
+def _reject(
+    record: InRecord,
+    reason: RejectReason,
+    *,
+    now: datetime,
+    names: TopicNames,
+    digest: str,
+    header: EnvelopeHeader | None,
+) -> Decision:
+    value = record.value or b""
+    dead = OutRecord(
+        topic=names.dlq,
+        key=record.key,
+        value=value,
+        headers=(
+            ("crb-reason", reason.value.encode()),
+            ("crb-source-topic", record.topic.encode()),
+            ("crb-source-partition", str(record.partition).encode()),
+            ("crb-source-offset", str(record.offset).encode()),
+            ("crb-rejected-at", now.isoformat().encode()),
+            *((("crb-message-id", str(header.message_id).encode()),) if header else ()),
+        ),
+    )
+    status: tuple[OutRecord, ...] = ()
+    if header is not None and reason is not RejectReason.DUPLICATE_MESSAGE:
+        # Only a header that verified is worth a status event: an unverified one
+        # could name any message id and overwrite a real handover's status.
+        status = (
+            _status_record(
+                names,
+                StatusEvent(
+                    message_id=header.message_id,
+                    case_id=header.case_id,
+                    sender=header.sender,
+                    state=HandoverState.DEAD_LETTERED,
+                    at=now,
+                    reason=_status_reason(reason),
+                    priority=header.priority,
+                    jurisdiction=header.jurisdiction,
+                ),
+            ),
+        )
+    audit = AuditEntry(
+        verdict=Verdict.REJECTED,
+        reason=reason.value,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        envelope_sha256=digest,
+        message_id=str(header.message_id) if header else None,
+        message_type=header.message_type.value if header else None,
+        case_id=str(header.case_id) if header else None,
+        sender=header.sender if header else None,
+        recipients=header.recipients if header else (),
+        decided_at=now,
+    )
+    return Decision(
+        verdict=Verdict.REJECTED,
+        reason=reason,
+        audit=audit,
+        dead_letter=dead,
+        status=status,
+        header=header,
+    )
+
+
+def _status_reason(reason: RejectReason) -> StatusReason | None:
+    try:
+        return StatusReason(reason.value)
+    except ValueError:
+        return None
+
+
+def decide(
+    record: InRecord,
+    *,
+    now: datetime,
+    directory: Directory,
+    names: TopicNames,
+    seen: Mapping[UUID, SeenMessage],
+    limits: Limits,
+) -> Decision:
+    """Decide what happens to one outbox record (see the module docstring)."""
+    value = record.value or b""
+    digest = hashlib.sha256(value).hexdigest()
+
+    def reject(reason: RejectReason, header: EnvelopeHeader | None = None) -> Decision:
+        return _reject(record, reason, now=now, names=names, digest=digest, header=header)
+
+    # 1-3: size, parse, version — without trusting anything yet.
+    try:
+        claimed = peek_header(value, limits=limits)
+    except EnvelopeError as exc:
+        return reject(RejectReason(exc.reason.value))
+    # 4: sender known and active.
+    sender = directory.participant(claimed.sender)
+    if sender is None:
+        return reject(RejectReason.UNKNOWN_SENDER)
+    if not sender.active:
+        return reject(RejectReason.SENDER_INACTIVE)
+    # 5: the outbox belongs to the (claimed, soon verified) sender.
+    if names.participant_of_outbox(record.topic) != claimed.sender:
+        return reject(RejectReason.WRONG_OUTBOX)
+    # 6-8: key, signature, freshness.
+    try:
+        verified = verify(value, directory=directory, now=now, limits=limits)
+    except EnvelopeError as exc:
+        return reject(RejectReason(exc.reason.value))
+    header = verified.header
+    # 9: duplicate message id.
+    if header.message_id in seen:
+        return reject(RejectReason.DUPLICATE_MESSAGE, header)
+    # 10: authorisation.
+    if header.message_type in REPLY_MESSAGE_TYPES:
+        original = seen.get(header.in_reply_to) if header.in_reply_to else None
+        if original is None:
+            return reject(RejectReason.UNKNOWN_ORIGINAL, header)
+        if header.sender not in original.recipients or header.recipients != (original.sender,):
+            return reject(RejectReason.UNAUTHORISED, header)
+    elif not REFERRAL_SENDER_ROLES.intersection(sender.roles):
+        return reject(RejectReason.UNAUTHORISED, header)
+    # 11-12: recomputed recipients equal the declared ones, all active.
+    try:
+        resolution = check_routing(header, directory)
+    except RoutingError as exc:
+        return reject(RejectReason(exc.reason.value), header)
+
+    key = str(header.case_id).encode()
+    meta = (
+        ("crb-message-id", str(header.message_id).encode()),
+        ("crb-sender", header.sender.encode()),
+        ("crb-message-type", header.message_type.value.encode()),
+    )
+    forwards = tuple(
+        OutRecord(topic=names.inbox(r), key=key, value=value, headers=meta)
+        for r in resolution.recipients
+    )
+    events = _forward_events(header, resolution.recipients, resolution.orphan, seen, now)
+    audit = AuditEntry(
+        verdict=Verdict.FORWARDED,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        envelope_sha256=digest,
+        message_id=str(header.message_id),
+        message_type=header.message_type.value,
+        case_id=str(header.case_id),
+        sender=header.sender,
+        recipients=resolution.recipients,
+        orphan=resolution.orphan,
+        decided_at=now,
+    )
+    return Decision(
+        verdict=Verdict.FORWARDED,
+        reason=None,
+        audit=audit,
+        forwards=forwards,
+        status=tuple(_status_record(names, e) for e in events),
+        header=header,
+        remember=(
+            header.message_id,
+            SeenMessage(
+                sender=header.sender,
+                recipients=resolution.recipients,
+                message_type=header.message_type,
+                created_at=header.created_at,
+            ),
+        ),
+    )
+
+
+def _forward_events(
+    header: EnvelopeHeader,
+    recipients: tuple[str, ...],
+    orphan: bool,
+    seen: Mapping[UUID, SeenMessage],
+    now: datetime,
+) -> list[StatusEvent]:
+    """Status events for a forward. A referral opens one handover per recipient
+    (``routed``); a reply moves the *original* handover of its sender on: a receipt
+    to ``received``, a case acknowledgement to the decision its signed header names.
+    Replies are not tracked as handovers of their own."""
+    if header.message_type is MessageType.REFERRAL:
+        return [
+            StatusEvent(
+                message_id=header.message_id,
+                case_id=header.case_id,
+                sender=header.sender,
+                recipient=r,
+                state=HandoverState.ROUTED,
+                at=now,
+                reason=StatusReason.ORPHAN if orphan else None,
+                priority=header.priority,
+                jurisdiction=header.jurisdiction,
+            )
+            for r in recipients
+        ]
+    original = seen.get(header.in_reply_to) if header.in_reply_to else None
+    state = _REPLY_STATES.get(header.message_type)
+    if header.decision is not None:
+        state = HandoverState(header.decision.value)
+    if original is None or state is None or header.in_reply_to is None:
+        return []
+    return [
+        StatusEvent(
+            message_id=header.in_reply_to,
+            case_id=header.case_id,
+            sender=original.sender,
+            recipient=header.sender,
+            state=state,
+            at=now,
+            priority=header.priority,
+            jurisdiction=header.jurisdiction,
+        )
+    ]
+
+
+_REPLY_STATES = {MessageType.RECEIPT: HandoverState.RECEIVED}
+
+
+def prune_seen(seen: dict[UUID, SeenMessage], *, now: datetime, keep: timedelta) -> None:
+    """Forget messages older than ``keep``: ``verify`` refuses them as stale anyway."""
+    cutoff = now - keep
+    for message_id in [m for m, s in seen.items() if s.created_at < cutoff]:
+        del seen[message_id]

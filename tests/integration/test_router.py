@@ -1,0 +1,246 @@
+"""The router against a real Kafka: delivery, rejection, audit, receipts, two instances."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from broker import topics
+from broker.audit import AuditRecord, chain_next, verify_chains
+from broker.router import Router
+from broker.settings import Settings
+from broker.topics import TopicNames
+from keys import Draft, seal
+from schemas import Category, HandlingCode, MessageType, Priority, Receipt, StatusEvent
+from tests.conftest import KafkaEndpoint
+from tests.integration._fed import LiveFederation, now, settings_for, unique_prefix
+from tests.integration._kafka_util import drain
+
+pytestmark = pytest.mark.kafka
+
+
+@contextlib.asynccontextmanager
+async def running_router(
+    settings: Settings, fed: LiveFederation, *, without: tuple[str, ...] = ()
+) -> AsyncIterator[Router]:
+    router = Router(settings, fed.directory(without=without))
+    stop = asyncio.Event()
+    task = asyncio.create_task(router.run(stop))
+    ready = asyncio.create_task(router.ready.wait())
+    try:
+        await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # raises what stopped the router
+        assert router.ready.is_set(), "router got no partitions within 60 s"
+        yield router
+    finally:
+        stop.set()
+        ready.cancel()
+        if not task.done():
+            await asyncio.wait_for(task, 60)
+
+
+async def _produce(bootstrap: str, items: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for topic, value in items:
+            await producer.send(topic, value, key=b"k")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _setup(kafka: KafkaEndpoint, partitions: int = 1) -> tuple[Settings, LiveFederation]:
+    fed = LiveFederation()
+    settings = settings_for(kafka.bootstrap, unique_prefix(), partitions=partitions)
+    created, drift = await topics.apply(fed.directory(), settings.kafka, settings.topics)
+    assert drift == []
+    assert len(created) == 2 * 6 + 4
+    # Idempotent: a second apply creates nothing and reports no drift.
+    assert await topics.apply(fed.directory(), settings.kafka, settings.topics) == ([], [])
+    return settings, fed
+
+
+def _ids(records: list) -> list[bytes]:  # type: ignore[type-arg]
+    return [dict(r.headers)["crb-message-id"] for r in records]
+
+
+async def test_single_fanout_urgent_and_orphan_delivery(kafka: KafkaEndpoint) -> None:
+    """Routine NL goes to the NL hotline; urgent NL also to the 24/7 police contact;
+    FR (no receiver) to the coordinator — each exactly once, byte-identical, with
+    ROUTED status events and an audit chain that verifies."""
+    settings, fed = await _setup(kafka)
+    names = TopicNames(settings.topics.prefix)
+    routine = fed.referral()
+    urgent = fed.referral(priority=Priority.URGENT)
+    orphan = fed.referral(jurisdiction="FR")
+    outbox = names.outbox("de.hotline")
+    async with running_router(settings, fed):
+        await _produce(kafka.bootstrap, [(outbox, routine), (outbox, urgent), (outbox, orphan)])
+        nl_hotline = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=2)
+        nl_24 = await drain(kafka.bootstrap, names.inbox("nl.police24"), expect=1)
+        coord = await drain(kafka.bootstrap, names.inbox("int.coordinator"), expect=1)
+    assert [r.value for r in nl_hotline] == [routine, urgent]
+    assert [r.value for r in nl_24] == [urgent]
+    assert [r.value for r in coord] == [orphan]
+    for inbox in ("nl.police", "de.police", "de.hotline"):
+        assert await drain(kafka.bootstrap, names.inbox(inbox), idle_s=0.5) == []
+    statuses = [
+        StatusEvent.model_validate_json(r.value or b"")
+        for r in await drain(kafka.bootstrap, names.status, expect=4)
+    ]
+    assert Counter(s.state.value for s in statuses) == {"routed": 4}
+    orphan_events = [s for s in statuses if s.recipient == "int.coordinator"]
+    assert [e.reason.value if e.reason else None for e in orphan_events] == ["orphan"]
+    audit_rows = [
+        (str(r.offset), r.value or b"") for r in await drain(kafka.bootstrap, names.audit, expect=3)
+    ]
+    counts, breaks = verify_chains(audit_rows)
+    assert sum(counts.values()) == 3
+    assert breaks == []
+
+
+async def test_every_rejection_lands_in_the_dlq_and_never_in_an_inbox(
+    kafka: KafkaEndpoint,
+) -> None:
+    """Garbage, oversize-free malformed framing, a foreign outbox, a tampered byte, a
+    stale message, a duplicate and an unknown sender each go to the DLQ with their
+    reason and original bytes; the one valid referral is delivered once; the router
+    keeps running throughout."""
+    settings, fed = await _setup(kafka)
+    names = TopicNames(settings.topics.prefix)
+    valid = fed.referral()
+    tampered = bytearray(fed.referral())
+    tampered[-100] ^= 0x01
+    stale = fed.referral(at=now() - timedelta(days=3))
+    ghost_fed = LiveFederation()  # same ids, other keys: an impostor
+    impostor = ghost_fed.referral()
+    mismatch = fed.referral(recipients=("int.coordinator",))
+    unknown = fed.referral(sender="de.police")  # the router's directory lacks de.police
+    items = [
+        (names.outbox("de.hotline"), b"not an envelope"),
+        (names.outbox("nl.hotline"), fed.referral()),  # de.hotline's envelope, wrong outbox
+        (names.outbox("de.hotline"), bytes(tampered)),
+        (names.outbox("de.hotline"), stale),
+        (names.outbox("de.hotline"), valid),
+        (names.outbox("de.hotline"), valid),  # duplicate
+        (names.outbox("de.hotline"), impostor),
+        (names.outbox("de.hotline"), mismatch),
+        (names.outbox("de.police"), unknown),
+    ]
+    async with running_router(settings, fed, without=("de.police",)):
+        await _produce(kafka.bootstrap, items)
+        dlq = await drain(kafka.bootstrap, names.dlq, expect=9)
+        inbox = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=1)
+    reasons = Counter(dict(r.headers)["crb-reason"].decode() for r in dlq)
+    assert reasons == Counter(
+        {
+            "malformed": 1,
+            "wrong_outbox": 1,
+            "bad_signature": 1,
+            "unknown_key": 1,  # the impostor signs with a key the directory does not list
+            "unknown_sender": 1,
+            "stale": 1,
+            "duplicate_message": 1,
+            "recipient_mismatch": 1,
+        }
+    )
+    assert [r.value for r in inbox] == [valid]
+    by_reason = {dict(r.headers)["crb-reason"]: r for r in dlq}
+    assert by_reason[b"malformed"].value == b"not an envelope"
+    assert by_reason[b"stale"].value == stale
+    assert (
+        dict(by_reason[b"stale"].headers)["crb-source-topic"] == names.outbox("de.hotline").encode()
+    )
+    for inbox_owner in ("de.hotline", "nl.police", "nl.police24", "int.coordinator"):
+        leaked = await drain(kafka.bootstrap, names.inbox(inbox_owner), idle_s=0.5)
+        assert [r.value for r in leaked if r.value != valid] == []
+
+
+async def test_receipt_flows_back_to_the_sender_and_tampered_audit_is_found(
+    kafka: KafkaEndpoint,
+) -> None:
+    """A receipt from the NL hotline reaches de.hotline's inbox through the same
+    checks; then a forged record appended to the audit topic breaks its chain."""
+    settings, fed = await _setup(kafka)
+    names = TopicNames(settings.topics.prefix)
+    original = fed.referral()
+    async with running_router(settings, fed) as router:
+        await _produce(kafka.bootstrap, [(names.outbox("de.hotline"), original)])
+        (delivered,) = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=1)
+        header = next(iter(router.memory.seen.items()))
+        message_id, seen = header
+        t = now()
+        draft = Draft(
+            message_type=MessageType.RECEIPT,
+            sender="nl.hotline",
+            case_id=uuid.UUID(delivered.key.decode()),
+            jurisdiction="NL",
+            category=Category.CSAM,
+            priority=Priority.ROUTINE,
+            handling_code=HandlingCode.H0,
+            recipients=(seen.sender,),
+            in_reply_to=message_id,
+        )
+        receipt = seal(
+            draft,
+            Receipt(
+                original_message_id=message_id,
+                case_id=draft.case_id,
+                received_at=t,
+                envelope_sha256=hashlib.sha256(original).hexdigest(),
+            ),
+            signing_key=fed.signing["nl.hotline"],
+            directory=fed.directory(),
+            now=t,
+        )
+        await _produce(kafka.bootstrap, [(names.outbox("nl.hotline"), receipt)])
+        back = await drain(kafka.bootstrap, names.inbox("de.hotline"), expect=1)
+    assert [r.value for r in back] == [receipt]
+
+    rows = [(str(r.offset), r.value or b"") for r in await drain(kafka.bootstrap, names.audit)]
+    assert verify_chains(rows)[1] == []
+    last = AuditRecord.model_validate_json(rows[0][1])
+    forged = chain_next(last, last.model_copy(update={"source_offset": 99}))
+    forged = forged.model_copy(update={"recipients": ("de.police",)})  # hash now stale
+    await _produce(kafka.bootstrap, [(names.audit, forged.to_bytes())])
+    rows = [(str(r.offset), r.value or b"") for r in await drain(kafka.bootstrap, names.audit)]
+    _, breaks = verify_chains(rows)
+    assert len(breaks) == 1
+    assert breaks[0].chain == last.chain
+    assert "altered" in breaks[0].problem
+
+
+async def test_two_routers_in_one_group_forward_exactly_once(kafka: KafkaEndpoint) -> None:
+    """Two router instances share the outbox partitions; 300 referrals over three
+    partitions arrive in the inbox exactly once each."""
+    settings, fed = await _setup(kafka, partitions=3)
+    names = TopicNames(settings.topics.prefix)
+    envelopes = [fed.referral() for _ in range(300)]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True
+    )
+    async with running_router(settings, fed) as first, running_router(settings, fed) as second:
+        await asyncio.sleep(3)  # let the group settle with both members
+        await producer.start()
+        try:
+            for i, env in enumerate(envelopes):
+                await producer.send(names.outbox("de.hotline"), env, partition=i % 3)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        inbox = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=300, timeout_s=90)
+        assert first.metrics.forwarded._value.get() > 0
+        assert second.metrics.forwarded._value.get() > 0
+    ids = Counter(_ids(inbox))
+    assert len(ids) == 300
+    assert max(ids.values()) == 1
