@@ -14,8 +14,10 @@ import structlog
 __all__ = ["configure_logging"]
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+def configure_logging(level: int | str = logging.INFO) -> None:
     """JSON lines on stderr, one per event, with an ISO timestamp."""
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping()[level.upper()]
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
     structlog.configure(
         processors=[

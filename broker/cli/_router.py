@@ -177,6 +177,9 @@ def router_run(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT.")
     ] = None,
+    log_level: Annotated[
+        str, typer.Option(help="debug logs every forward; info logs rejections and lifecycle.")
+    ] = "info",
 ) -> None:
     """Run the router until SIGTERM/SIGINT (finishes or aborts its transaction, then exits)."""
     from broker.router import Router, RouterMetrics
@@ -185,7 +188,10 @@ def router_run(
     if group:
         router_overrides["group_id"] = group
     settings = build_settings(bootstrap, prefix, router=router_overrides)
-    configure_logging()
+    try:
+        configure_logging(log_level)
+    except KeyError as exc:
+        raise CliError(f"unknown --log-level {log_level!r}", exit_code=2) from exc
     d = load_directory(directory, root_key, trust_store)
     metrics = RouterMetrics()
     port = metrics_port or settings.router.metrics_port

@@ -113,9 +113,10 @@ class LiveFederation:
         summary: str = "Synthetic test report about a hosted URL.",
         recipients: tuple[str, ...] = (),
         directory: Directory | None = None,
+        extra_urls: int = 0,
     ) -> bytes:
         at = at or now()
-        ref = make_referral(priority=priority, summary=summary)
+        ref = make_referral(priority=priority, summary=summary, extra_urls=extra_urls)
         d = Draft(
             sender=sender,
             case_id=uuid7(at),
@@ -135,7 +136,10 @@ class LiveFederation:
 
 
 def make_referral(
-    *, priority: Priority = Priority.ROUTINE, summary: str = "Synthetic test report."
+    *,
+    priority: Priority = Priority.ROUTINE,
+    summary: str = "Synthetic test report.",
+    extra_urls: int = 0,
 ) -> Referral:
     urgency: dict[str, object] = {"priority": priority.value}
     if priority is Priority.URGENT:
@@ -147,9 +151,10 @@ def make_referral(
             "urgency": urgency,
             "urls": [
                 {
-                    "url": f"https://{uuid.uuid4().hex[:8]}.example.org/item",
-                    "hosting": {"country": "NL", "ip": "192.0.2.10"},
+                    "url": f"https://{uuid.uuid4().hex[:8]}.example.org/item/{i}",
+                    "hosting": {"country": "NL", "ip": f"192.0.2.{10 + i % 200}"},
                 }
+                for i in range(1 + extra_urls)
             ],
             "handling": {
                 "code": "H0",

@@ -1,0 +1,314 @@
+"""Router throughput and latency against real Kafka, as ratios to baselines in the same run.
+
+``python -m bench.bench_router [--json] [--count N]``  (Kafka: ``CRB_KAFKA_BOOTSTRAP``
+or a local one started for the run and stopped afterwards)
+
+For 1 KiB and 16 KiB referrals (one recipient each) it measures, in one process
+against one broker:
+
+- **passthrough**: raw aiokafka transactional consume-transform-produce, shaped
+  like the router — one transactional producer per input partition, the same poll
+  batch size, one output record per input, offsets committed in the transaction —
+  but no crypto, no validation, no audit/status records.
+- **router**: :class:`broker.router.Router` on the same kind of topics.
+- **ed25519 verify**: the raw verify rate of a message of that size (one core).
+
+Throughput: ``count`` records are appended first, then the processor starts; the
+rate is records / time until the last one is visible to a ``read_committed``
+reader of the output. Latency: records appended at a steady 50/s for 5 s while the
+processor runs; latency = visible to the reader - appended (acknowledged).
+
+Reported ratios: router / passthrough throughput (target >= 0.70), router
+throughput / Ed25519 verify rate, and latency p50/p99 of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from broker import topics
+from broker.logs import configure_logging
+from broker.router import Router
+from broker.topics import TopicNames
+from tests.integration._fed import LiveFederation, settings_for, unique_prefix
+
+SIZES = (1024, 16 * 1024)
+PARTITIONS = 3
+BATCH = 500
+TARGET = 0.70
+
+
+def _padding(size: int) -> dict[str, Any]:
+    """Referral fields that make the sealed envelope about ``size`` bytes."""
+    # A minimal sealed referral is ~900 bytes; one extra URL adds ~130 bytes.
+    text = min(9000, max(0, size - 900))
+    urls = max(0, (size - 900 - text) // 130)
+    return {"summary": "Synthetic benchmark report. " + "x" * text, "extra_urls": urls}
+
+
+async def _reader(
+    bootstrap: str, topic: str, want: int, seen: dict[bytes, float], timeout_s: float
+) -> None:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(seen) < want and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.monotonic()
+            for records in batch.values():
+                for r in records:
+                    seen.setdefault(hashlib.sha256(r.value or b"").digest(), now)
+    finally:
+        await consumer.stop()
+
+
+async def _passthrough(bootstrap: str, src: str, dst: str, stop: asyncio.Event) -> None:
+    """The baseline: transactional consume-transform-produce with no checks."""
+    group = f"{src}.passthrough"
+    consumer = AIOKafkaConsumer(
+        src,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=BATCH,
+    )
+    await consumer.start()
+    producers: dict[TopicPartition, AIOKafkaProducer] = {}
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp, records in batch.items():
+                producer = producers.get(tp)
+                if producer is None:
+                    producer = AIOKafkaProducer(
+                        bootstrap_servers=bootstrap,
+                        transactional_id=f"{src}.pt.{tp.partition}",
+                        linger_ms=2,
+                        max_request_size=2 * 1024 * 1024,
+                    )
+                    await producer.start()
+                    producers[tp] = producer
+                async with producer.transaction():
+                    futures = [await producer.send(dst, r.value, key=r.key) for r in records]
+                    await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
+                    await asyncio.gather(*futures)
+    finally:
+        for producer in producers.values():
+            await producer.stop()
+        await consumer.stop()
+
+
+async def _append(
+    bootstrap: str, topic: str, values: list[bytes], pace: float = 0.0
+) -> dict[bytes, float]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        max_request_size=2 * 1024 * 1024,
+    )
+    await producer.start()
+    sent: dict[bytes, float] = {}
+    try:
+        if not pace:
+            futures = [
+                await producer.send(topic, v, partition=i % PARTITIONS)
+                for i, v in enumerate(values)
+            ]
+            await asyncio.gather(*futures)
+            return sent
+        for i, v in enumerate(values):
+            await (await producer.send(topic, v, partition=i % PARTITIONS))
+            sent[hashlib.sha256(v).digest()] = time.monotonic()
+            await asyncio.sleep(pace)
+    finally:
+        await producer.stop()
+    return sent
+
+
+@contextlib.asynccontextmanager
+async def _running(factory: Callable[[asyncio.Event], Awaitable[None]]) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(factory(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _measure(
+    bootstrap: str,
+    src: str,
+    dst: str,
+    values: list[bytes],
+    latency_values: list[bytes],
+    processor: Callable[[asyncio.Event], Awaitable[None]],
+) -> dict[str, float]:
+    await _append(bootstrap, src, values)
+    seen: dict[bytes, float] = {}
+    start = time.monotonic()
+    async with _running(processor):
+        await _reader(bootstrap, dst, len(values), seen, timeout_s=300)
+        elapsed = max(seen.values()) - start if seen else float("nan")
+        seen_lat: dict[bytes, float] = {}
+        reader = asyncio.create_task(
+            _reader(bootstrap, dst, len(values) + len(latency_values), seen_lat, timeout_s=120)
+        )
+        sent = await _append(bootstrap, src, latency_values, pace=1 / 50)
+        await reader
+    lat = [seen_lat[k] - t for k, t in sent.items() if k in seen_lat]
+    return {
+        "throughput": len(values) / elapsed,
+        "delivered": float(len(seen)),
+        "p50_ms": statistics.median(lat) * 1000 if lat else float("nan"),
+        "p99_ms": _percentile(lat, 0.99) * 1000,
+    }
+
+
+def _verify_rate(size: int, seconds: float = 1.0) -> float:
+    key = Ed25519PrivateKey.generate()
+    msg = os.urandom(size)
+    sig = key.sign(msg)
+    pub = key.public_key()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(100):
+            pub.verify(sig, msg)
+        n += 100
+    return n / (time.perf_counter() - start)
+
+
+async def run(bootstrap: str, count: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    fed = LiveFederation()
+    for size in SIZES:
+        n = count if size <= 1024 else max(200, count // 4)
+        envelopes = [fed.referral(**_padding(size)) for _ in range(n + 250)]
+        bulk, paced = envelopes[:n], envelopes[n:]
+
+        # Baseline: raw transactional passthrough on topics of the same shape.
+        base = f"bench{os.getpid()}x{size}"
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        await admin.create_topics(
+            [NewTopic(f"{base}.in", PARTITIONS, 1), NewTopic(f"{base}.out", PARTITIONS, 1)]
+        )
+        await admin.close()
+        raw = await _measure(
+            bootstrap,
+            f"{base}.in",
+            f"{base}.out",
+            bulk,
+            paced,
+            lambda stop, b=base: _passthrough(bootstrap, f"{b}.in", f"{b}.out", stop),
+        )
+
+        prefix = unique_prefix()
+        settings = settings_for(bootstrap, prefix, partitions=PARTITIONS)
+        settings = settings.model_copy(
+            update={"router": settings.router.model_copy(update={"max_batch": BATCH})}
+        )
+        await topics.apply(fed.directory(), settings.kafka, settings.topics)
+        names = TopicNames(prefix)
+        router = Router(settings, fed.directory())
+        routed = await _measure(
+            bootstrap,
+            names.outbox("de.hotline"),
+            names.inbox("nl.hotline"),
+            bulk,
+            paced,
+            router.run,
+        )
+        verify = _verify_rate(len(bulk[0]))
+        results[f"{size // 1024}KiB"] = {
+            "envelope_bytes": len(bulk[0]),
+            "count": n,
+            "passthrough": raw,
+            "router": routed,
+            "ed25519_verify_per_s": verify,
+            "router_vs_passthrough": routed["throughput"] / raw["throughput"],
+            "router_vs_verify": routed["throughput"] / verify,
+        }
+    return results
+
+
+def _print(results: dict[str, Any]) -> None:
+    print(
+        f"{'size':>6} {'passthrough/s':>14} {'router/s':>10} {'ratio':>6} "
+        f"{'verify/s':>9} {'r/verify':>8} {'pt p50/p99 ms':>14} {'router p50/p99 ms':>18}"
+    )
+    for size, r in results.items():
+        pt, ro = r["passthrough"], r["router"]
+        print(
+            f"{size:>6} {pt['throughput']:>14.0f} {ro['throughput']:>10.0f} "
+            f"{r['router_vs_passthrough']:>6.2f} {r['ed25519_verify_per_s']:>9.0f} "
+            f"{r['router_vs_verify']:>8.3f} {pt['p50_ms']:>6.1f}/{pt['p99_ms']:<7.1f} "
+            f"{ro['p50_ms']:>8.1f}/{ro['p99_ms']:<9.1f}"
+        )
+    worst = min(r["router_vs_passthrough"] for r in results.values())
+    verdict = "meets" if worst >= TARGET else "misses"
+    print(f"router throughput >= {TARGET:.0%} of passthrough: {verdict} (worst {worst:.2f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--count", type=int, default=3000)
+    args = parser.parse_args(argv)
+    configure_logging("warning")
+    bootstrap = os.environ.get("CRB_KAFKA_BOOTSTRAP")
+    launcher = None
+    if not bootstrap:
+        from broker.kafka_local import LocalKafka
+
+        launcher = LocalKafka(Path(tempfile.mkdtemp(prefix="crb-bench-")))
+        bootstrap = launcher.up(nodes=1)
+    try:
+        results = asyncio.run(run(bootstrap, args.count))
+    finally:
+        if launcher is not None:
+            launcher.destroy()
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
