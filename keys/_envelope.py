@@ -30,7 +30,6 @@ Nothing is decrypted before the signature has verified.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import os
 import struct
@@ -408,11 +407,7 @@ def _parse(data: bytes) -> tuple[bytes, list[WrappedKey], bytes, bytes]:
     return header_bytes, wrapped, ciphertext, data[end:]
 
 
-@functools.lru_cache(maxsize=4096)
 def _parse_header(header_bytes: bytes) -> EnvelopeHeader:
-    # Cached: the router peeks at a header (to bind the outbox to the claimed sender)
-    # and then verifies the same bytes; the result is a frozen model, and errors are
-    # not cached (they propagate), so a cache hit is the same answer, faster.
     try:
         return EnvelopeHeader.from_canonical_bytes(header_bytes)
     except pydantic.ValidationError as exc:

@@ -31,7 +31,7 @@ from uuid import UUID
 
 from broker.audit import AuditEntry, Verdict
 from broker.topics import TopicNames
-from keys import EnvelopeError, Limits, peek_header, verify
+from keys import EnvelopeError, Limits, ReasonCode, peek_header, verify
 from schemas import (
     REPLY_MESSAGE_TYPES,
     Directory,
@@ -59,6 +59,18 @@ __all__ = [
 REFERRAL_SENDER_ROLES = frozenset(
     {Role.HOTLINE, Role.POLICE, Role.POLICE_24X7, Role.COORDINATOR, Role.REGIONAL_BODY}
 )
+
+
+_BEFORE_OUTBOX_CHECK = frozenset(
+    {
+        ReasonCode.TOO_LARGE,
+        ReasonCode.MALFORMED,
+        ReasonCode.UNSUPPORTED_VERSION,
+        ReasonCode.UNKNOWN_SENDER,
+        ReasonCode.SENDER_INACTIVE,
+    }
+)
+"""Envelope checks that come before the outbox-binding check (1-4)."""
 
 
 class RejectReason(StrEnum):
@@ -230,25 +242,19 @@ def decide(
     def reject(reason: RejectReason, header: EnvelopeHeader | None = None) -> Decision:
         return _reject(record, reason, now=now, names=names, digest=digest, header=header)
 
-    # 1-3: size, parse, version — without trusting anything yet.
-    try:
-        claimed = peek_header(value, limits=limits)
-    except EnvelopeError as exc:
-        return reject(RejectReason(exc.reason.value))
-    # 4: sender known and active.
-    sender = directory.participant(claimed.sender)
-    if sender is None:
-        return reject(RejectReason.UNKNOWN_SENDER)
-    if not sender.active:
-        return reject(RejectReason.SENDER_INACTIVE)
-    # 5: the outbox belongs to the (claimed, soon verified) sender.
-    if names.participant_of_outbox(record.topic) != claimed.sender:
-        return reject(RejectReason.WRONG_OUTBOX)
-    # 6-8: key, signature, freshness.
+    # 1-8 run inside keys.verify in the specified order, except 5 (the outbox belongs
+    # to the sender), which needs the parsed header: on success it is checked right
+    # after; on a failure later than 4 the header is peeked at so that a foreign
+    # outbox is still reported first. The happy path parses each header once.
+    owner = names.participant_of_outbox(record.topic)
     try:
         verified = verify(value, directory=directory, now=now, limits=limits)
     except EnvelopeError as exc:
+        if exc.reason not in _BEFORE_OUTBOX_CHECK and peek_header(value).sender != owner:
+            return reject(RejectReason.WRONG_OUTBOX)
         return reject(RejectReason(exc.reason.value))
+    if verified.header.sender != owner:
+        return reject(RejectReason.WRONG_OUTBOX)
     header = verified.header
     # 9: duplicate message id.
     if header.message_id in seen:
@@ -260,7 +266,7 @@ def decide(
             return reject(RejectReason.UNKNOWN_ORIGINAL, header)
         if header.sender not in original.recipients or header.recipients != (original.sender,):
             return reject(RejectReason.UNAUTHORISED, header)
-    elif not REFERRAL_SENDER_ROLES.intersection(sender.roles):
+    elif not REFERRAL_SENDER_ROLES.intersection(verified.sender.roles):
         return reject(RejectReason.UNAUTHORISED, header)
     # 11-12: recomputed recipients equal the declared ones, all active.
     try:

@@ -333,3 +333,14 @@ def test_case_ack_payload_model_is_sealable(fed: Federation) -> None:
         "nl.hotline",
         "closed",
     )
+
+
+def test_foreign_outbox_is_reported_before_a_bad_signature(fed: Federation) -> None:
+    """Checks run in order: a tampered envelope in someone else's outbox is a
+    wrong_outbox (check 5), not a bad_signature (check 7)."""
+    frame = Frame.parse(_sealed(fed))
+    frame.ciphertext = bytes([frame.ciphertext[0] ^ 1]) + frame.ciphertext[1:]
+    env = bytes(frame)
+    _assert_rejected(
+        _decide(fed, _record(env, sender="nl.hotline")), RejectReason.WRONG_OUTBOX, env
+    )
