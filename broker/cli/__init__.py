@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from broker.cli import _demo, _kafka, _router, _trust
+from broker.cli import _demo, _kafka, _router, _tracker, _trust
 from broker.cli._common import CliError, fail
 
 __all__ = ["app", "main"]
@@ -28,6 +28,7 @@ _kafka.register(app)
 _demo.register(app)
 _trust.register(app)
 _router.register(app)
+_tracker.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

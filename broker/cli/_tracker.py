@@ -1,0 +1,221 @@
+"""``crb tracker run``, ``crb status CASE_OR_MESSAGE_ID``, ``crb handovers``.
+
+``status`` and ``handovers`` read the compacted tracker topic from the beginning to
+its end (the committed state), print and exit: they need no running tracker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+from uuid import UUID
+
+import typer
+
+from broker.cli._common import CliError
+from broker.cli._router import (
+    BootstrapOpt,
+    DirectoryOpt,
+    PrefixOpt,
+    RootOpt,
+    TrustOpt,
+    _run,
+    build_settings,
+    load_directory,
+)
+from broker.logs import configure_logging
+from broker.settings import Settings
+from broker.topics import TopicNames
+from schemas import ISO_3166_ALPHA2, HandoverState
+
+if TYPE_CHECKING:
+    from broker.tracker import Handover
+
+__all__ = ["format_handover", "register"]
+
+tracker_app = typer.Typer(help="The handover tracker.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _t(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else "-"
+
+
+def format_handover(h: Handover, *, history: bool = False) -> list[str]:
+    """Text lines for one handover (pure)."""
+    flags = []
+    if h.overdue:
+        flags.append("OVERDUE")
+    if h.escalated_to:
+        flags.append(f"escalated to {h.escalated_to}")
+    if h.due_at is not None and h.due_state is not None:
+        flags.append(f"{h.due_state.value} due {_t(h.due_at)}")
+    ttr = h.time_to_receipt
+    lines = [
+        f"{h.key}  case {h.case_id}  {h.sender} -> {h.recipient or '-'}  "
+        f"{h.state.value}  priority {h.priority.value if h.priority else '-'}  "
+        f"jurisdiction {h.jurisdiction or '-'}  routed {_t(h.routed_at)}  "
+        f"received {_t(h.received_at)}"
+        + (f" ({ttr.total_seconds():.1f} s)" if ttr is not None else "")
+        + (f"  [{'; '.join(flags)}]" if flags else "")
+    ]
+    if history:
+        if h.history_dropped:
+            lines.append(f"    ({h.history_dropped} earlier entries dropped)")
+        for x in h.history:
+            extra = " ".join(
+                part
+                for part in (
+                    f"reason={x.reason.value}" if x.reason else "",
+                    f"to={x.escalated_to}" if x.escalated_to else "",
+                    f"({x.disposition.value}: {x.note})"
+                    if x.note
+                    else ("" if x.disposition.value == "applied" else f"({x.disposition.value})"),
+                )
+                if part
+            )
+            lines.append(f"    {_t(x.at)}  {x.state.value}  {extra}".rstrip())
+    return lines
+
+
+def _load(settings: Settings) -> list[Handover]:
+    from broker.tracker import TrackerError, read_state
+
+    configure_logging(logging.WARNING)  # warnings to stderr: stdout stays parseable
+    try:
+        state = _run(read_state(settings.kafka, TopicNames(settings.topics.prefix).tracker))
+    except TrackerError as exc:
+        raise CliError(str(exc)) from exc
+    return list(state.values())
+
+
+def _dump(items: Iterable[Handover]) -> list[dict[str, object]]:
+    from broker.tracker import HandoverView
+
+    return [HandoverView.of(h).model_dump(mode="json") for h in items]
+
+
+@tracker_app.command("run")
+def tracker_run(
+    bootstrap: BootstrapOpt = None,
+    prefix: PrefixOpt = None,
+    http_port: Annotated[
+        int | None, typer.Option("--http-port", help="Serve the HTTP API on 127.0.0.1:PORT.")
+    ] = None,
+    escalate_to: Annotated[
+        str | None,
+        typer.Option(
+            "--escalate-to",
+            help="Escalation recipient (default: the directory's routing rules).",
+        ),
+    ] = None,
+    directory: DirectoryOpt = None,
+    root_key: RootOpt = None,
+    trust_store: TrustOpt = None,
+) -> None:
+    """Run the tracker (and its HTTP API) until SIGTERM/SIGINT."""
+    from broker.tracker import Tracker, TrackerError, create_app, serve
+
+    settings = build_settings(bootstrap, prefix)
+    escalation = escalate_to or (
+        load_directory(directory, root_key, trust_store).rules.escalation_recipient
+    )
+    port = http_port or settings.tracker.http_port
+    configure_logging()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tracker = Tracker(settings, escalation)
+        api = None
+        if port:
+            app = create_app(tracker.snapshot, ready=tracker.ready.is_set)
+            api = asyncio.create_task(serve(app, settings.tracker.http_host, port, stop))
+        try:
+            await tracker.run(stop)
+        finally:
+            stop.set()
+            if api is not None:
+                await api
+
+    try:
+        _run(main())
+    except TrackerError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def status(
+    some_id: Annotated[str, typer.Argument(metavar="CASE_OR_MESSAGE_ID")],
+    bootstrap: BootstrapOpt = None,
+    prefix: PrefixOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every handover of a case (or of a message), with its history. Exit 1 if none."""
+    from broker.tracker import find
+
+    try:
+        wanted = UUID(some_id)
+    except ValueError as exc:
+        raise CliError(f"not a case or message id (UUID): {some_id!r}", exit_code=2) from exc
+    settings = build_settings(bootstrap, prefix)
+    kind, found = find(_load(settings), wanted)
+    if as_json:
+        typer.echo(json.dumps({"id": str(wanted), "kind": kind, "handovers": _dump(found)}))
+    else:
+        for h in found:
+            for line in format_handover(h, history=True):
+                typer.echo(line)
+        if found:
+            typer.echo(f"{len(found)} handovers of {kind} {wanted}")
+    if not found:
+        if not as_json:
+            typer.echo(f"no handover for case or message {wanted}", err=True)
+        raise typer.Exit(1)
+
+
+def handovers(
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only overdue handovers.")] = False,
+    jurisdiction: Annotated[
+        str | None, typer.Option("--jurisdiction", help="Only this jurisdiction (e.g. NL).")
+    ] = None,
+    state: Annotated[
+        HandoverState | None, typer.Option("--state", help="Only handovers in this state.")
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    prefix: PrefixOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List handovers, optionally only overdue ones / of one jurisdiction / in one state."""
+    from broker.tracker import select
+
+    code = jurisdiction.strip().upper() if jurisdiction is not None else None
+    if code is not None and code not in ISO_3166_ALPHA2:
+        raise CliError(f"not an ISO 3166-1 alpha-2 country code: {jurisdiction!r}", exit_code=2)
+    settings = build_settings(bootstrap, prefix)
+    found = select(
+        _load(settings),
+        overdue=True if overdue else None,
+        jurisdiction=code,
+        state=state,
+    )
+    if as_json:
+        typer.echo(json.dumps({"count": len(found), "handovers": _dump(found)}))
+        return
+    for h in found:
+        for line in format_handover(h):
+            typer.echo(line)
+    typer.echo(f"{len(found)} handovers")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tracker_app, name="tracker")
+    app.command("status")(status)
+    app.command("handovers")(handovers)

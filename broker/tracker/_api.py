@@ -1,0 +1,169 @@
+"""The operators' HTTP JSON API (FastAPI; OpenAPI document at ``/openapi.json``).
+
+Read-only views over whatever ``source()`` returns (the running tracker's committed
+state, or a state rebuilt from the tracker topic). Bad input — a malformed UUID, an
+unknown country code or state — is a 422 with a message saying which parameter is
+wrong; an id with no handover is a 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import FastAPI, HTTPException, Query
+from pydantic import BaseModel, ConfigDict
+
+from broker.tracker import _views as views
+from broker.tracker._machine import Handover
+from broker.tracker._views import RouteStats
+from schemas import ISO_3166_ALPHA2, HandoverState
+
+__all__ = ["HandoverView", "create_app", "serve"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HandoverView(_Out):
+    """A handover with the values operators ask for most, precomputed."""
+
+    key: str
+    """``<message_id>/<recipient>`` (``-`` for no recipient)."""
+    overdue: bool
+    """Raised overdue and still without a receipt (includes escalated and failed)."""
+    seconds_to_receipt: float | None
+    handover: Handover
+
+    @classmethod
+    def of(cls, h: Handover) -> HandoverView:
+        t = h.time_to_receipt
+        return cls(
+            key=h.key,
+            overdue=h.overdue,
+            seconds_to_receipt=t.total_seconds() if t is not None else None,
+            handover=h,
+        )
+
+
+class HandoverList(_Out):
+    count: int
+    """How many handovers match (``handovers`` holds at most ``limit`` of them)."""
+    handovers: list[HandoverView]
+
+
+class CaseView(_Out):
+    case_id: UUID
+    handovers: list[HandoverView]
+
+
+class MessageView(_Out):
+    message_id: UUID
+    handovers: list[HandoverView]
+
+
+class RoutesView(_Out):
+    routes: list[RouteStats]
+
+
+class Health(_Out):
+    status: str
+    ready: bool
+    handovers: int
+
+
+def _country(value: str | None) -> str | None:
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if code not in ISO_3166_ALPHA2:
+        raise HTTPException(
+            status_code=422,
+            detail=f"jurisdiction: not an ISO 3166-1 alpha-2 country code: {value!r}",
+        )
+    return code
+
+
+def _list(hs: Iterable[Handover]) -> list[HandoverView]:
+    return [HandoverView.of(h) for h in hs]
+
+
+def create_app(
+    source: Callable[[], Iterable[Handover]], *, ready: Callable[[], bool] = lambda: True
+) -> FastAPI:
+    """The API over ``source()`` (called once per request)."""
+    app = FastAPI(
+        title="crb tracker",
+        description="Where each (message, recipient) handover stands; overdue handovers; "
+        "per-route time to receipt.",
+        version="1",
+    )
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        return Health(status="ok", ready=ready(), handovers=len(list(source())))
+
+    @app.get("/handovers", response_model=HandoverList)
+    async def handovers(
+        overdue: Annotated[
+            bool | None, Query(description="Only overdue (true) or only not overdue (false).")
+        ] = None,
+        jurisdiction: Annotated[
+            str | None, Query(description="ISO 3166-1 alpha-2, e.g. NL.")
+        ] = None,
+        state: Annotated[HandoverState | None, Query(description="Current state.")] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=100_000, description="At most this many handovers.")
+        ] = 1000,
+    ) -> HandoverList:
+        found = views.select(
+            source(), overdue=overdue, jurisdiction=_country(jurisdiction), state=state
+        )
+        return HandoverList(count=len(found), handovers=_list(found[:limit]))
+
+    @app.get("/cases/{case_id}", response_model=CaseView)
+    async def case(case_id: UUID) -> CaseView:
+        found = views.by_case(source(), case_id)
+        if not found:
+            raise HTTPException(status_code=404, detail=f"no handover for case {case_id}")
+        return CaseView(case_id=case_id, handovers=_list(found))
+
+    @app.get("/messages/{message_id}", response_model=MessageView)
+    async def message(message_id: UUID) -> MessageView:
+        found = views.by_message(source(), message_id)
+        if not found:
+            raise HTTPException(status_code=404, detail=f"no handover for message {message_id}")
+        return MessageView(message_id=message_id, handovers=_list(found))
+
+    @app.get("/routes", response_model=RoutesView)
+    async def routes() -> RoutesView:
+        return RoutesView(routes=views.route_stats(source()))
+
+    return app
+
+
+async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve ``app`` with uvicorn in the running loop until ``stop`` is set.
+
+    Signals are left to the caller (who sets ``stop``), not taken by uvicorn.
+    """
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopper.cancel()
+        await task

@@ -1,0 +1,569 @@
+"""The handover state machine and its SLA timers — pure: no I/O, time passed in.
+
+A *handover* is one (message, recipient) pair, keyed ``"<message_id>/<recipient>"``
+like :meth:`schemas.StatusEvent.key`. Its ``state`` is one :class:`HandoverState`:
+transport states first (submitted → routed → received; dead_lettered; overdue →
+redelivered / escalated → failed), then the case decision (accepted / rejected /
+moved → actioned (repeatable) → closed). ``None`` stands for "not seen yet".
+
+:data:`TABLE` maps every ``(state or None, event state)`` to a :class:`Rule`: the
+new state and a :class:`Disposition`. Nothing an event says can corrupt a handover:
+
+- ``applied``: the usual order.
+- ``noted``: applied, but out of the usual order, with a note — ``received`` after
+  ``failed`` (a late receipt still counts), a case decision before the receipt
+  (the decision implies the receipt: ``received_at`` is set to its time).
+- ``ignored``: recorded in the history, state unchanged — a late ``routed`` after
+  ``received``, anything after ``closed`` (final), a decision contradicting an
+  earlier one (the first decision stands), a timer event after the receipt.
+- ``duplicate``: the same state again; nothing changes and nothing is recorded.
+  An event equal (state, time, reason) to one already in the history is a
+  duplicate too, so folding the tracker's own events back in is a no-op.
+
+Timers (:func:`tick`): the SLA clock runs from ``routed_at`` while the handover is
+routed / overdue / redelivered / escalated and has no receipt. Receipt due
+``routed_at + SLA(priority)`` (no priority ⇒ routine) → ``overdue`` (reason
+``receipt_overdue``); ``escalate_after * SLA`` later → ``escalated`` to the
+escalation recipient the routing rules name; ``fail_after * SLA`` after that →
+``failed`` (reason ``retries_exhausted``). Each step counts from the time the
+previous one was *raised*, not from its due time, so a tracker that was down does
+not raise overdue, escalated and failed in one go: the escalation recipient
+always gets its full window. With no escalation recipient, overdue is followed by
+failed after both graces. A receipt at any time stops the timers.
+
+Redelivery is not driven from here: Kafka keeps the record, so redelivery is the
+recipient adapter's consumer retrying. A ``redelivered`` event from elsewhere is
+accepted (it keeps the timers running); the tracker's job is to make the overdue
+visible and to escalate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas import (
+    CaseId,
+    CountryCode,
+    HandoverState,
+    MessageId,
+    ParticipantId,
+    Priority,
+    StatusEvent,
+    StatusReason,
+    UtcDatetime,
+)
+
+__all__ = [
+    "CASE_STATES",
+    "TABLE",
+    "TIMED_STATES",
+    "Disposition",
+    "Handover",
+    "HistoryEntry",
+    "Ledger",
+    "Policy",
+    "Rule",
+    "Sla",
+    "Step",
+    "apply",
+    "handover_key",
+    "next_deadline",
+    "tick",
+]
+
+S = HandoverState
+
+
+class Disposition(StrEnum):
+    """What an event did to a handover (see the module docstring)."""
+
+    APPLIED = "applied"
+    NOTED = "noted"
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    to: HandoverState | None
+    """The new state; ``None`` keeps the current one."""
+    disposition: Disposition
+    note: str | None = None
+
+
+WAITING: frozenset[HandoverState] = frozenset(
+    {S.SUBMITTED, S.ROUTED, S.OVERDUE, S.REDELIVERED, S.ESCALATED}
+)
+"""No receipt yet (``submitted``: not routed yet either)."""
+TIMED_STATES: frozenset[HandoverState] = frozenset(
+    {S.ROUTED, S.OVERDUE, S.REDELIVERED, S.ESCALATED}
+)
+"""States in which the SLA clock runs."""
+DECISIONS: frozenset[HandoverState] = frozenset({S.ACCEPTED, S.REJECTED, S.MOVED})
+CASE_STATES: frozenset[HandoverState] = DECISIONS | {S.ACTIONED, S.CLOSED}
+_RECEIVED_OR_LATER: frozenset[HandoverState] = CASE_STATES | {S.RECEIVED}
+
+
+def _build_table() -> dict[tuple[HandoverState | None, HandoverState], Rule]:
+    A, N, I, D = Disposition  # noqa: E741 - four letters keep the table readable
+    t: dict[tuple[HandoverState | None, HandoverState], Rule] = {}
+    states: list[HandoverState | None] = [None, *HandoverState]
+
+    def rule(event: HandoverState, default: Rule, **special: Rule) -> None:
+        for s in states:
+            t[s, event] = special.get("NEW" if s is None else s.value, default)
+
+    def to(state: HandoverState, d: Disposition = A, note: str | None = None) -> Rule:
+        return Rule(state, d, note)
+
+    def ign(note: str) -> Rule:
+        return Rule(None, I, note)
+
+    dup = Rule(None, D)
+    final = ign("closed is final")
+    dead = ign("dead-lettered is final")
+
+    rule(S.SUBMITTED, ign("late submitted"), NEW=to(S.SUBMITTED), submitted=dup, closed=final)
+    rule(
+        S.ROUTED,
+        ign("late routed"),
+        NEW=to(S.ROUTED),
+        submitted=to(S.ROUTED),
+        routed=dup,
+        dead_lettered=dead,
+        closed=final,
+    )
+    rule(
+        S.DEAD_LETTERED,
+        ign("dead-lettered after routing"),
+        NEW=to(S.DEAD_LETTERED),
+        submitted=to(S.DEAD_LETTERED),
+        dead_lettered=dup,
+        closed=final,
+    )
+    late_receipt = ign("late receipt: already implied by a case decision")
+    rule(
+        S.RECEIVED,
+        late_receipt,
+        NEW=to(S.RECEIVED),
+        **{s.value: to(S.RECEIVED) for s in WAITING},
+        failed=to(S.RECEIVED, N, "received after failed"),
+        received=dup,
+        dead_lettered=dead,
+        closed=final,
+    )
+    for decision in sorted(DECISIONS):
+        rule(
+            decision,
+            ign("conflicting decision: the first decision stands"),
+            NEW=to(decision),
+            received=to(decision),
+            **{s.value: to(decision, N, "decision before receipt") for s in WAITING},
+            failed=to(decision, N, "decision after failed"),
+            **{decision.value: dup},
+            actioned=ign("decision after actioned"),
+            dead_lettered=dead,
+            closed=final,
+        )
+    rule(
+        S.ACTIONED,
+        ign("actioned after rejected or moved"),
+        NEW=to(S.ACTIONED),
+        accepted=to(S.ACTIONED),
+        actioned=to(S.ACTIONED),  # repeatable: every action counts
+        received=to(S.ACTIONED, N, "actioned without accepted"),
+        **{s.value: to(S.ACTIONED, N, "actioned before receipt") for s in WAITING},
+        failed=to(S.ACTIONED, N, "actioned after failed"),
+        dead_lettered=dead,
+        closed=final,
+    )
+    rule(
+        S.CLOSED,
+        to(S.CLOSED),
+        **{s.value: to(S.CLOSED, N, "closed before receipt") for s in WAITING},
+        failed=to(S.CLOSED, N, "closed after failed"),
+        dead_lettered=dead,
+        closed=dup,
+    )
+    after_receipt = ign("timer event after the receipt")
+    rule(
+        S.OVERDUE,
+        after_receipt,
+        NEW=to(S.OVERDUE),
+        submitted=ign("overdue before routing"),
+        routed=to(S.OVERDUE),
+        redelivered=to(S.OVERDUE),
+        overdue=dup,
+        escalated=ign("stale overdue: already escalated"),
+        failed=ign("stale overdue: already failed"),
+        dead_lettered=dead,
+        closed=final,
+    )
+    rule(
+        S.REDELIVERED,
+        after_receipt,
+        NEW=to(S.REDELIVERED),
+        submitted=ign("redelivered before routing"),
+        routed=to(S.REDELIVERED),
+        overdue=to(S.REDELIVERED),
+        escalated=to(S.REDELIVERED),
+        redelivered=to(S.REDELIVERED),  # repeatable: every attempt counts
+        failed=ign("redelivered after failed"),
+        dead_lettered=dead,
+        closed=final,
+    )
+    rule(
+        S.ESCALATED,
+        after_receipt,
+        NEW=to(S.ESCALATED),
+        submitted=ign("escalated before routing"),
+        routed=to(S.ESCALATED),
+        overdue=to(S.ESCALATED),
+        redelivered=to(S.ESCALATED),
+        escalated=dup,
+        failed=ign("stale escalated: already failed"),
+        dead_lettered=dead,
+        closed=final,
+    )
+    rule(
+        S.FAILED,
+        after_receipt,
+        NEW=to(S.FAILED),
+        submitted=ign("failed before routing"),
+        **{s.value: to(S.FAILED) for s in TIMED_STATES},
+        failed=dup,
+        dead_lettered=dead,
+        closed=final,
+    )
+    return t
+
+
+TABLE: Mapping[tuple[HandoverState | None, HandoverState], Rule] = _build_table()
+"""Every ``(current state or None, event state)`` → :class:`Rule`."""
+
+
+# ----------------------------------------------------------------- the handover
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HistoryEntry(_Model):
+    """One event as the tracker saw it, and what it did."""
+
+    state: HandoverState
+    at: UtcDatetime
+    reason: StatusReason | None = None
+    escalated_to: ParticipantId | None = None
+    disposition: Disposition
+    note: str | None = None
+
+
+class Handover(_Model):
+    """What the tracker knows about one (message, recipient) handover.
+
+    This is also the value written (as JSON) to the compacted tracker topic.
+    """
+
+    schema_version: Literal[1] = 1
+    message_id: MessageId
+    recipient: ParticipantId | None
+    case_id: CaseId
+    sender: ParticipantId
+    priority: Priority | None = None
+    jurisdiction: CountryCode | None = None
+    state: HandoverState
+    routed_at: UtcDatetime | None = None
+    received_at: UtcDatetime | None = None
+    decided_at: UtcDatetime | None = None
+    closed_at: UtcDatetime | None = None
+    overdue_at: UtcDatetime | None = None
+    escalated_at: UtcDatetime | None = None
+    escalated_to: ParticipantId | None = None
+    failed_at: UtcDatetime | None = None
+    due_at: UtcDatetime | None = None
+    """When the next timer fires (``due_state``), if one runs."""
+    due_state: HandoverState | None = None
+    actions: int = 0
+    redeliveries: int = 0
+    updated_at: UtcDatetime
+    history: tuple[HistoryEntry, ...] = ()
+    history_dropped: int = Field(default=0, ge=0)
+    """Entries dropped from the front of ``history`` to keep it bounded."""
+
+    @property
+    def key(self) -> str:
+        return handover_key(str(self.message_id), self.recipient)
+
+    @property
+    def overdue(self) -> bool:
+        """Raised overdue and still without a receipt (includes escalated, failed)."""
+        return self.overdue_at is not None and self.received_at is None
+
+    @property
+    def time_to_receipt(self) -> timedelta | None:
+        if self.routed_at is None or self.received_at is None:
+            return None
+        return self.received_at - self.routed_at
+
+
+def handover_key(message_id: str, recipient: str | None) -> str:
+    """Same as :meth:`schemas.StatusEvent.key`."""
+    return f"{message_id}/{recipient or '-'}"
+
+
+# ----------------------------------------------------------------- the policy
+
+
+@dataclass(frozen=True, slots=True)
+class Sla:
+    """Receipt deadlines by priority and the graces of the later steps."""
+
+    receipt: Mapping[Priority, timedelta] = field(
+        default_factory=lambda: {
+            Priority.URGENT: timedelta(minutes=5),
+            Priority.HIGH: timedelta(hours=1),
+            Priority.ROUTINE: timedelta(hours=24),
+        }
+    )
+    escalate_after: float = 1.0
+    """Multiple of the priority's SLA between overdue and escalated."""
+    fail_after: float = 1.0
+    """Multiple of the priority's SLA between escalated and failed."""
+
+    def receipt_within(self, priority: Priority | None) -> timedelta:
+        return self.receipt[priority or Priority.ROUTINE]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything the pure core needs besides the events and the time."""
+
+    sla: Sla = field(default_factory=Sla)
+    escalation_recipient: str | None = None
+    max_history: int = 100
+
+
+# ------------------------------------------------------------------ transitions
+
+
+def _fill(h: Handover, event: StatusEvent) -> dict[str, object]:
+    """Fields the event may complete (priority and jurisdiction arrive with routed)."""
+    update: dict[str, object] = {}
+    if h.priority is None and event.priority is not None:
+        update["priority"] = event.priority
+    if h.jurisdiction is None and event.jurisdiction is not None:
+        update["jurisdiction"] = event.jurisdiction
+    return update
+
+
+def _effects(h: Handover, event: StatusEvent, rule: Rule) -> dict[str, object]:
+    """Timestamps and counters an applied event sets."""
+    at, e = event.at, event.state
+    u: dict[str, object] = {}
+    if rule.to is None:
+        return u
+    u["state"] = rule.to
+    if e is S.ROUTED and h.routed_at is None:
+        u["routed_at"] = at
+    if (e is S.RECEIVED or e in CASE_STATES) and h.received_at is None:
+        u["received_at"] = at  # a case decision implies the receipt
+    if e in DECISIONS and h.decided_at is None:
+        u["decided_at"] = at
+    if e is S.ACTIONED:
+        u["actions"] = h.actions + 1
+    if e is S.CLOSED:
+        u["closed_at"] = at
+    if e is S.OVERDUE and h.overdue_at is None:
+        u["overdue_at"] = at
+    if e is S.REDELIVERED:
+        u["redeliveries"] = h.redeliveries + 1
+    if e is S.ESCALATED:
+        u["escalated_at"] = at
+        u["escalated_to"] = event.escalated_to
+        if h.overdue_at is None:
+            u["overdue_at"] = at
+    if e is S.FAILED:
+        u["failed_at"] = at
+        if h.overdue_at is None:
+            u["overdue_at"] = at
+    return u
+
+
+def _new(event: StatusEvent) -> Handover:
+    return Handover(
+        message_id=event.message_id,
+        recipient=event.recipient,
+        case_id=event.case_id,
+        sender=event.sender,
+        priority=event.priority,
+        jurisdiction=event.jurisdiction,
+        state=event.state,
+        updated_at=event.at,
+    )
+
+
+def _seen(h: Handover, event: StatusEvent) -> bool:
+    return any(
+        x.state is event.state and x.at == event.at and x.reason == event.reason for x in h.history
+    )
+
+
+def apply(h: Handover | None, event: StatusEvent, policy: Policy) -> tuple[Handover, Disposition]:
+    """Fold one status event into a handover (``None``: first event of this key).
+
+    Returns the handover unchanged (the same object) for a duplicate.
+    """
+    if h is not None and _seen(h, event):
+        return h, Disposition.DUPLICATE
+    rule = TABLE[(h.state if h is not None else None), event.state]
+    if rule.disposition is Disposition.DUPLICATE and h is not None:
+        return h, Disposition.DUPLICATE
+    base = h if h is not None else _new(event)
+    entry = HistoryEntry(
+        state=event.state,
+        at=event.at,
+        reason=event.reason,
+        escalated_to=event.escalated_to,
+        disposition=rule.disposition,
+        note=rule.note,
+    )
+    history = (*base.history, entry)
+    dropped = base.history_dropped
+    if len(history) > policy.max_history:
+        dropped += len(history) - policy.max_history
+        history = history[-policy.max_history :]
+    update: dict[str, object] = {"history": history, "history_dropped": dropped}
+    update["updated_at"] = max(base.updated_at, event.at)
+    if rule.disposition is not Disposition.IGNORED:
+        update |= _fill(base, event)
+        update |= _effects(base, event, rule)
+    out = base.model_copy(update=update)
+    return _with_deadline(out, policy), rule.disposition
+
+
+# ----------------------------------------------------------------------- timers
+
+
+def next_deadline(h: Handover, policy: Policy) -> tuple[datetime, HandoverState] | None:
+    """When the next timer fires and what it raises, or ``None`` if none runs."""
+    if h.state not in TIMED_STATES or h.received_at is not None or h.routed_at is None:
+        return None
+    sla = policy.sla.receipt_within(h.priority)
+    if h.overdue_at is None:
+        return h.routed_at + sla, S.OVERDUE
+    if h.escalated_at is None and policy.escalation_recipient is not None:
+        return h.overdue_at + sla * policy.sla.escalate_after, S.ESCALATED
+    if h.escalated_at is not None:
+        return h.escalated_at + sla * policy.sla.fail_after, S.FAILED
+    return h.overdue_at + sla * (policy.sla.escalate_after + policy.sla.fail_after), S.FAILED
+
+
+def _with_deadline(h: Handover, policy: Policy) -> Handover:
+    nd = next_deadline(h, policy)
+    due_at, due_state = nd if nd is not None else (None, None)
+    if (h.due_at, h.due_state) == (due_at, due_state):
+        return h
+    return h.model_copy(update={"due_at": due_at, "due_state": due_state})
+
+
+_TIMER_REASONS: Mapping[HandoverState, StatusReason] = {
+    S.OVERDUE: StatusReason.RECEIPT_OVERDUE,
+    S.ESCALATED: StatusReason.RECEIPT_OVERDUE,
+    S.FAILED: StatusReason.RETRIES_EXHAUSTED,
+}
+
+
+def tick(h: Handover, now: datetime, policy: Policy) -> tuple[Handover, list[StatusEvent]]:
+    """Raise the timer events due at ``now`` (each at ``now``); apply them to ``h``."""
+    events: list[StatusEvent] = []
+    while (nd := next_deadline(h, policy)) is not None and now >= nd[0]:
+        state = nd[1]
+        event = StatusEvent(
+            message_id=h.message_id,
+            case_id=h.case_id,
+            sender=h.sender,
+            recipient=h.recipient,
+            state=state,
+            at=now,
+            reason=_TIMER_REASONS[state],
+            escalated_to=policy.escalation_recipient if state is S.ESCALATED else None,
+            priority=h.priority,
+            jurisdiction=h.jurisdiction,
+        )
+        h, _ = apply(h, event, policy)
+        events.append(event)
+    return h, events
+
+
+# ----------------------------------------------------------------------- ledger
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The outcome of one batch: changed handovers and timer events to publish."""
+
+    changed: dict[str, Handover]
+    emitted: list[StatusEvent]
+    dispositions: list[tuple[str, Disposition]]
+
+
+class Ledger:
+    """Every handover by key, plus an index of running timers. In memory, no I/O.
+
+    :meth:`step` computes a batch without changing the ledger; :meth:`commit`
+    applies it once it is durable (the service calls it after the Kafka
+    transaction committed).
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.handovers: dict[str, Handover] = {}
+        self._due: dict[str, datetime] = {}
+
+    def __len__(self) -> int:
+        return len(self.handovers)
+
+    def get(self, key: str) -> Handover | None:
+        return self.handovers.get(key)
+
+    def commit(self, changed: Iterable[Handover]) -> None:
+        for h in changed:
+            key = h.key
+            self.handovers[key] = h
+            if h.due_at is not None:
+                self._due[key] = h.due_at
+            else:
+                self._due.pop(key, None)
+
+    def load(self, h: Handover) -> None:
+        """Take a stored handover (rebuild), re-deriving its deadline from the policy."""
+        self.commit([_with_deadline(h, self.policy)])
+
+    def step(self, events: Iterable[StatusEvent], now: datetime) -> Step:
+        changed: dict[str, Handover] = {}
+        dispositions: list[tuple[str, Disposition]] = []
+        for event in events:
+            key = event.key()
+            current = changed[key] if key in changed else self.handovers.get(key)
+            new, disposition = apply(current, event, self.policy)
+            dispositions.append((key, disposition))
+            if new is not current:
+                changed[key] = new
+        emitted: list[StatusEvent] = []
+        due = {k: d for k, d in self._due.items() if d <= now}
+        due |= {k: h.due_at for k, h in changed.items() if h.due_at is not None and h.due_at <= now}
+        for key in sorted(due):
+            current = changed[key] if key in changed else self.handovers[key]
+            new, events_out = tick(current, now, self.policy)
+            if events_out:
+                changed[key] = new
+                emitted.extend(events_out)
+        return Step(changed, emitted, dispositions)

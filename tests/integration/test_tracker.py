@@ -1,0 +1,583 @@
+"""The tracker against a real Kafka: folding the router's status events, SLA timers
+with a fake clock, rebuild after restart, fencing, the HTTP API and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from broker import topics
+from broker.settings import Settings, TrackerSettings
+from broker.topics import TopicNames
+from broker.tracker import (
+    Handover,
+    Tracker,
+    TrackerFenced,
+    by_case,
+    create_app,
+    read_state,
+    route_stats,
+    select,
+    serve,
+)
+from schemas import HandoverState, Priority, StatusEvent, StatusReason, uuid7
+from tests.conftest import KafkaEndpoint
+from tests.integration._fed import LiveFederation, settings_for, unique_prefix
+from tests.integration._kafka_util import drain
+
+pytestmark = pytest.mark.kafka
+
+S = HandoverState
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ESCALATION = "int.coordinator"
+URGENT_NL: dict[str, object] = {"priority": Priority.URGENT, "jurisdiction": "NL"}
+HIGH_DE: dict[str, object] = {"priority": Priority.HIGH, "jurisdiction": "DE"}
+
+
+class FakeClock:
+    """The tracker's clock; tests move it forward by hand."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+async def _setup(kafka: KafkaEndpoint, partitions: int = 3) -> Settings:
+    prefix = unique_prefix()
+    base = settings_for(kafka.bootstrap, prefix, partitions=partitions)
+    settings = base.model_copy(
+        update={"tracker": TrackerSettings(group_id=f"{prefix}-tracker", poll_timeout_ms=100)}
+    )
+    await topics.apply(LiveFederation().directory(), settings.kafka, settings.topics)
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def running_tracker(
+    settings: Settings, clock: Callable[[], datetime]
+) -> AsyncIterator[tuple[Tracker, asyncio.Task[None]]]:
+    tracker = Tracker(settings, ESCALATION, clock=clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(tracker.run(stop))
+    ready = asyncio.create_task(tracker.ready.wait())
+    try:
+        await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()
+        assert tracker.ready.is_set(), "tracker not ready within 60 s"
+        yield tracker, task
+    finally:
+        stop.set()
+        ready.cancel()
+        if not task.done():
+            await asyncio.wait_for(task, 60)
+
+
+async def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.05)
+
+
+def mid() -> UUID:
+    return uuid7(T0, rng=os.urandom)
+
+
+def event(
+    state: HandoverState,
+    message_id: UUID,
+    case_id: UUID,
+    recipient: str | None,
+    at: datetime,
+    **kw: object,
+) -> StatusEvent:
+    return StatusEvent.model_validate(
+        {
+            "message_id": message_id,
+            "case_id": case_id,
+            "sender": "de.hotline",
+            "recipient": recipient,
+            "state": state,
+            "at": at,
+            **kw,
+        }
+    )
+
+
+async def publish(bootstrap: str, settings: Settings, events: list[StatusEvent]) -> None:
+    """As the router does: key = StatusEvent.key(), JSON value, crb-state header."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for e in events:
+            await producer.send(
+                TopicNames(settings.topics.prefix).status,
+                e.model_dump_json().encode(),
+                key=e.key().encode(),
+                headers=[("crb-state", e.state.value.encode())],
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def state_of(tracker: Tracker, message_id: UUID, recipient: str | None) -> HandoverState | None:
+    h = tracker.ledger.get(f"{message_id}/{recipient or '-'}")
+    return h.state if h is not None else None
+
+
+def _sorted(hs: list[Handover]) -> list[Handover]:
+    return sorted(hs, key=lambda h: h.key)
+
+
+async def test_routed_then_received_and_case_lifecycle(kafka: KafkaEndpoint) -> None:
+    """Routed events fan out into one handover per recipient; a receipt moves one to
+    received (with its time to receipt), case decisions follow, the other stays
+    routed; the state is on the tracker topic."""
+    settings = await _setup(kafka)
+    clock = FakeClock()
+    m, c = mid(), mid()
+    routed: dict[str, object] = {"priority": Priority.ROUTINE, "jurisdiction": "NL"}
+    async with running_tracker(settings, clock) as (tracker, _):
+        await publish(
+            kafka.bootstrap,
+            settings,
+            [
+                event(S.ROUTED, m, c, "nl.hotline", T0, **routed),
+                event(S.ROUTED, m, c, "nl.police24", T0, **routed),
+                event(S.RECEIVED, m, c, "nl.hotline", T0 + timedelta(seconds=42)),
+                event(S.ACCEPTED, m, c, "nl.hotline", T0 + timedelta(minutes=3)),
+                event(S.ACTIONED, m, c, "nl.hotline", T0 + timedelta(minutes=4)),
+                # Out of order: a late routed after the decision is recorded, ignored.
+                event(S.ROUTED, m, c, "nl.hotline", T0 + timedelta(minutes=5), **routed),
+            ],
+        )
+        await wait_for(
+            lambda: (
+                len(tracker.ledger) == 2
+                and len(tracker.ledger.handovers[f"{m}/nl.hotline"].history) == 5
+            ),
+            "both handovers, five events on one",
+        )
+        hot = tracker.ledger.handovers[f"{m}/nl.hotline"]
+        assert S.ACTIONED is hot.state
+        assert timedelta(seconds=42) == hot.time_to_receipt
+        assert ("NL", Priority.ROUTINE) == (hot.jurisdiction, hot.priority)
+        assert "ignored" == hot.history[-1].disposition.value
+        assert S.ROUTED is state_of(tracker, m, "nl.police24")
+        snapshot = _sorted(tracker.snapshot())
+    stored = await read_state(settings.kafka, TopicNames(settings.topics.prefix).tracker)
+    assert snapshot == _sorted(list(stored.values()))
+
+
+async def test_urgent_without_receipt_overdue_escalated_failed(kafka: KafkaEndpoint) -> None:
+    """An urgent handover with no receipt: overdue after 5 min (fake clock), escalated
+    to the escalation recipient 5 min later, failed 5 min after that; the three
+    events are published on the status topic (after the router's routed), each
+    once. A routine one routed at the same time stays routed."""
+    settings = await _setup(kafka)
+    clock = FakeClock()
+    urgent, routine, c = mid(), mid(), mid()
+    async with running_tracker(settings, clock) as (tracker, _):
+        await publish(
+            kafka.bootstrap,
+            settings,
+            [
+                event(S.ROUTED, urgent, c, "nl.police24", T0, priority=Priority.URGENT),
+                event(S.ROUTED, routine, c, "nl.hotline", T0, priority=Priority.ROUTINE),
+            ],
+        )
+        await wait_for(lambda: len(tracker.ledger) == 2, "two handovers")
+        clock.advance(timedelta(minutes=4))
+        await asyncio.sleep(0.5)
+        assert S.ROUTED is state_of(tracker, urgent, "nl.police24")
+        for step, expected in ((1, S.OVERDUE), (5, S.ESCALATED), (5, S.FAILED)):
+            clock.advance(timedelta(minutes=step))
+            await wait_for(
+                lambda expected=expected: state_of(tracker, urgent, "nl.police24") is expected,  # type: ignore[misc]
+                f"urgent handover {expected.value}",
+            )
+        h = tracker.ledger.handovers[f"{urgent}/nl.police24"]
+        assert ESCALATION == h.escalated_to
+        assert S.ROUTED is state_of(tracker, routine, "nl.hotline")
+        await asyncio.sleep(1.0)  # let the tracker read its own events back
+        assert h == tracker.ledger.handovers[f"{urgent}/nl.police24"]
+    records = await drain(kafka.bootstrap, TopicNames(settings.topics.prefix).status, expect=5)
+    mine = [
+        (StatusEvent.model_validate_json(r.value or b""), dict(r.headers).get("crb-source"))
+        for r in records
+        if r.key == f"{urgent}/nl.police24".encode()
+    ]
+    assert [
+        (S.ROUTED, None, None),
+        (S.OVERDUE, StatusReason.RECEIPT_OVERDUE, b"tracker"),
+        (S.ESCALATED, StatusReason.RECEIPT_OVERDUE, b"tracker"),
+        (S.FAILED, StatusReason.RETRIES_EXHAUSTED, b"tracker"),
+    ] == [(e.state, e.reason, src) for e, src in mine]
+    assert ESCALATION == mine[2][0].escalated_to
+    assert 5 == len(records)
+
+
+async def test_a_restarted_tracker_rebuilds_the_same_state(kafka: KafkaEndpoint) -> None:
+    """A second tracker on the same topics, started after the first stopped, rebuilds
+    exactly the same handovers and views, raises no timer event twice, and goes on
+    from where the first left off (a late receipt after failed is noted)."""
+    settings = await _setup(kafka)
+    clock = FakeClock()
+    names = TopicNames(settings.topics.prefix)
+    c1, c2 = mid(), mid()
+    messages = [mid() for _ in range(6)]
+    events = []
+    for i, m in enumerate(messages):
+        prio = Priority.URGENT if i % 2 else Priority.HIGH
+        events.append(event(S.ROUTED, m, c1 if i < 3 else c2, "nl.hotline", T0, priority=prio,
+                            jurisdiction="NL" if i < 3 else "DE"))  # fmt: skip
+    events.append(event(S.RECEIVED, messages[0], c1, "nl.hotline", T0 + timedelta(seconds=5)))
+    events.append(event(S.DEAD_LETTERED, mid(), c2, None, T0, reason="bad_signature"))
+    async with running_tracker(settings, clock) as (first, _):
+        await publish(kafka.bootstrap, settings, events)
+        await wait_for(lambda: len(first.ledger) == 7, "seven handovers")
+        await wait_for(lambda: state_of(first, messages[0], "nl.hotline") is S.RECEIVED, "receipt")
+        clock.advance(timedelta(minutes=5))
+        await wait_for(
+            lambda: len(select(first.snapshot(), overdue=True)) == 3, "urgent ones overdue"
+        )
+        clock.advance(timedelta(minutes=10))
+        await wait_for(
+            lambda: (
+                len(select(first.snapshot(), state=S.FAILED)) == 0
+                and len(select(first.snapshot(), state=S.ESCALATED)) == 3
+            ),
+            "urgent ones escalated",
+        )
+        await asyncio.sleep(1.0)  # the echoes of its own events are folded (as no-ops)
+        before = _sorted(first.snapshot())
+    emitted_before = len(await drain(kafka.bootstrap, names.status, expect=14))
+    assert 8 + 3 + 3 == emitted_before
+
+    async with running_tracker(settings, clock) as (second, _):
+        assert before == _sorted(second.snapshot())
+        assert by_case(before, c1) == by_case(second.snapshot(), c1)
+        assert route_stats(before) == route_stats(second.snapshot())
+        assert select(before, overdue=True) == select(second.snapshot(), overdue=True)
+        await asyncio.sleep(1.5)  # nothing due at this time: nothing may be raised again
+        assert before == _sorted(second.snapshot())
+        clock.advance(timedelta(minutes=5))
+        await wait_for(
+            lambda: len(select(second.snapshot(), state=S.FAILED)) == 3, "urgent ones failed"
+        )
+        await publish(
+            kafka.bootstrap,
+            settings,
+            [event(S.RECEIVED, messages[1], c1, "nl.hotline", T0 + timedelta(minutes=30))],
+        )
+        await wait_for(
+            lambda: state_of(second, messages[1], "nl.hotline") is S.RECEIVED, "late receipt"
+        )
+        late = second.ledger.handovers[f"{messages[1]}/nl.hotline"]
+        assert "received after failed" == late.history[-1].note
+    assert 14 + 3 + 1 == len(await drain(kafka.bootstrap, names.status, expect=18))
+
+
+async def test_a_second_instance_fences_the_first(kafka: KafkaEndpoint) -> None:
+    """Two trackers with one transactional id: the newer one fences the older, which
+    stops with TrackerFenced at its next transaction instead of writing on."""
+    settings = await _setup(kafka, partitions=1)
+    clock = FakeClock()
+    async with (
+        running_tracker(settings, clock) as (_, first_task),
+        running_tracker(settings, clock) as (second, second_task),
+    ):
+        await publish(kafka.bootstrap, settings, [event(S.ROUTED, mid(), mid(), "nl.hotline", T0)])
+        await wait_for(first_task.done, "first tracker stopped")
+        with pytest.raises(TrackerFenced):
+            first_task.result()
+        await wait_for(lambda: len(second.ledger) == 1, "second tracker took the event")
+        assert not second_task.done()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_the_http_api_serves_the_same_views(kafka: KafkaEndpoint) -> None:
+    """The API served by uvicorn on a real port, over the running tracker, returns
+    the same handovers, case view and route stats as the views over its state."""
+    settings = await _setup(kafka)
+    clock = FakeClock()
+    m1, m2, c = mid(), mid(), mid()
+    async with running_tracker(settings, clock) as (tracker, _):
+        await publish(
+            kafka.bootstrap,
+            settings,
+            [
+                event(S.ROUTED, m1, c, "nl.hotline", T0, **URGENT_NL),
+                event(S.ROUTED, m2, c, "nl.police24", T0, **URGENT_NL),
+                event(S.RECEIVED, m1, c, "nl.hotline", T0 + timedelta(seconds=90)),
+            ],
+        )  # fmt: skip
+        await wait_for(
+            lambda: state_of(tracker, m1, "nl.hotline") is S.RECEIVED and len(tracker.ledger) == 2,
+            "two handovers, one received",
+        )
+        clock.advance(timedelta(minutes=5))
+        await wait_for(lambda: state_of(tracker, m2, "nl.police24") is S.OVERDUE, "overdue")
+        port = _free_port()
+        stop = asyncio.Event()
+        api = asyncio.create_task(
+            serve(create_app(tracker.snapshot, ready=tracker.ready.is_set), "127.0.0.1", port, stop)
+        )
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                for _ in range(100):
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await client.get("/healthz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                overdue = (await client.get("/handovers", params={"overdue": "true"})).json()
+                case = (await client.get(f"/cases/{c}")).json()
+                routes = (await client.get("/routes")).json()
+                bad = await client.get("/handovers", params={"jurisdiction": "ZZ"})
+        finally:
+            stop.set()
+            await api
+        state = tracker.snapshot()
+    assert [h.key for h in select(state, overdue=True)] == [h["key"] for h in overdue["handovers"]]
+    assert [f"{m2}/nl.police24"] == [h["key"] for h in overdue["handovers"]]
+    assert [h.model_dump(mode="json") for h in by_case(state, c)] == [
+        h["handover"] for h in case["handovers"]
+    ]
+    assert [r.model_dump(mode="json") for r in route_stats(state)] == routes["routes"]
+    assert 90.0 in [r["median_seconds_to_receipt"] for r in routes["routes"]]
+    assert 422 == bad.status_code
+
+
+def test_cli_status_and_handovers_read_the_tracker_topic(
+    kafka: KafkaEndpoint, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``crb handovers`` and ``crb status`` rebuild the state from the tracker topic
+    (no tracker running) and show what the tracker committed."""
+    import json
+
+    from broker.cli import main
+
+    clock = FakeClock()
+    m1, m2, c = mid(), mid(), mid()
+
+    async def scenario() -> tuple[Settings, list[Handover]]:
+        settings = await _setup(kafka)
+        async with running_tracker(settings, clock) as (tracker, _):
+            await publish(
+                kafka.bootstrap,
+                settings,
+                [
+                    event(S.ROUTED, m1, c, "nl.hotline", T0, **URGENT_NL),
+                    event(S.ROUTED, m2, c, "de.police", T0, **HIGH_DE),
+                ],
+            )  # fmt: skip
+            await wait_for(lambda: len(tracker.ledger) == 2, "two handovers")
+            clock.advance(timedelta(minutes=5))
+            await wait_for(lambda: state_of(tracker, m1, "nl.hotline") is S.OVERDUE, "overdue")
+            return settings, tracker.snapshot()
+
+    settings, state = asyncio.run(scenario())
+    capsys.readouterr()  # the in-process tracker's logs
+    monkeypatch.delenv("CRB_DEBUG", raising=False)
+    common = ["--bootstrap", kafka.bootstrap, "--prefix", settings.topics.prefix]
+
+    def crb(*argv: str) -> tuple[int, str, str]:
+        try:
+            main(list(argv))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = crb("handovers", "--overdue", "--json", *common)
+    assert 0 == code, err
+    assert [f"{m1}/nl.hotline"] == [h["key"] for h in json.loads(out)["handovers"]]
+    code, out, _ = crb("handovers", "--jurisdiction", "de", *common)
+    assert 0 == code
+    assert f"{m2}/de.police" in out
+    assert "1 handovers" in out
+    code, out, _ = crb("status", str(c), "--json", *common)
+    assert 0 == code
+    body = json.loads(out)
+    assert "case" == body["kind"]
+    assert [h.model_dump(mode="json") for h in by_case(state, c)] == [
+        h["handover"] for h in body["handovers"]
+    ]
+    code, out, _ = crb("status", str(m1), *common)
+    assert 0 == code
+    assert "OVERDUE" in out
+    assert "overdue  reason=receipt_overdue" in out
+    code, _, err = crb("status", str(mid()), *common)
+    assert 1 == code
+    assert "no handover" in err
+
+
+async def test_end_to_end_with_the_real_router(kafka: KafkaEndpoint) -> None:
+    """Router and tracker together: an urgent NL referral fans out to the NL hotline
+    and the 24/7 police contact (routed, with priority and jurisdiction from the
+    signed header); the hotline's signed receipt, forwarded by the router, moves its
+    handover to received; the police one, never receipted, goes overdue and is
+    escalated to the directory's escalation recipient."""
+    import hashlib
+
+    from broker.router import Router
+    from keys import Draft, seal
+    from schemas import Category, HandlingCode, MessageType, Receipt
+    from tests.integration._fed import now
+
+    settings = await _setup(kafka)
+    fed = LiveFederation()
+    await topics.apply(fed.directory(), settings.kafka, settings.topics)
+    names = TopicNames(settings.topics.prefix)
+    clock = FakeClock(now())
+    router = Router(settings, fed.directory())
+    stop_router = asyncio.Event()
+    router_task = asyncio.create_task(router.run(stop_router))
+    try:
+        async with running_tracker(settings, clock) as (tracker, _):
+            original = fed.referral(priority=Priority.URGENT)
+            producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=True)
+            await producer.start()
+            try:
+                await producer.send_and_wait(names.outbox("de.hotline"), original, key=b"k")
+                await wait_for(lambda: len(tracker.ledger) == 2, "two routed handovers", 60)
+                [hot, police] = _sorted(tracker.snapshot())
+                assert ("nl.hotline", "nl.police24") == (hot.recipient, police.recipient)
+                assert (Priority.URGENT, "NL") == (police.priority, police.jurisdiction)
+                message_id = hot.message_id
+                t = now()
+                draft = Draft(
+                    message_type=MessageType.RECEIPT,
+                    sender="nl.hotline",
+                    case_id=hot.case_id,
+                    jurisdiction="NL",
+                    category=Category.CSAM,
+                    priority=Priority.URGENT,
+                    handling_code=HandlingCode.H0,
+                    recipients=("de.hotline",),
+                    in_reply_to=message_id,
+                )
+                receipt = seal(
+                    draft,
+                    Receipt(
+                        original_message_id=message_id,
+                        case_id=hot.case_id,
+                        received_at=t,
+                        envelope_sha256=hashlib.sha256(original).hexdigest(),
+                    ),
+                    signing_key=fed.signing["nl.hotline"],
+                    directory=fed.directory(),
+                    now=t,
+                )
+                await producer.send_and_wait(names.outbox("nl.hotline"), receipt, key=b"k")
+            finally:
+                await producer.stop()
+            await wait_for(
+                lambda: state_of(tracker, message_id, "nl.hotline") is S.RECEIVED, "receipt", 60
+            )
+            assert 2 == len(tracker.ledger)  # the receipt is not a handover of its own
+            # The router stamps routed with its real time; the fake clock starts there.
+            assert police.routed_at is not None
+            clock.now = police.routed_at + timedelta(minutes=5)
+            await wait_for(
+                lambda: state_of(tracker, message_id, "nl.police24") is S.OVERDUE, "overdue"
+            )
+            clock.advance(timedelta(minutes=5))
+            await wait_for(
+                lambda: state_of(tracker, message_id, "nl.police24") is S.ESCALATED, "escalated"
+            )
+            police = tracker.ledger.handovers[f"{message_id}/nl.police24"]
+            assert fed.directory().rules.escalation_recipient == police.escalated_to
+            assert S.RECEIVED is state_of(tracker, message_id, "nl.hotline")
+    finally:
+        stop_router.set()
+        await asyncio.wait_for(router_task, 60)
+
+
+def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(kafka: KafkaEndpoint) -> None:
+    """The real ``crb tracker run --http-port`` executable: folds the status topic,
+    serves /handovers and /routes over HTTP on 127.0.0.1, and exits 0 on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    settings = asyncio.run(_setup(kafka))
+    m, c = mid(), mid()
+    asyncio.run(
+        publish(
+            kafka.bootstrap,
+            settings,
+            [
+                event(S.ROUTED, m, c, "nl.hotline", T0, **URGENT_NL),
+                event(S.RECEIVED, m, c, "nl.hotline", T0 + timedelta(seconds=12)),
+            ],
+        )
+    )
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CRB_TRACKER__GROUP_ID": f"{settings.topics.prefix}-tracker",
+        "CRB_HOME": str(Path(__file__).parent / "no-such-home"),
+    }
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("crb")),
+            "tracker",
+            "run",
+            "--bootstrap",
+            kafka.bootstrap,
+            "--prefix",
+            settings.topics.prefix,
+            "--http-port",
+            str(port),
+            "--escalate-to",
+            ESCALATION,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        body: dict[str, object] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                got = httpx.get(f"http://127.0.0.1:{port}/handovers", timeout=2).json()
+                if got["count"] == 1 and got["handovers"][0]["handover"]["state"] == "received":
+                    body = got
+                    break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        assert 1 == body.get("count"), "the API never showed the received handover"
+        routes = httpx.get(f"http://127.0.0.1:{port}/routes", timeout=2).json()["routes"]
+        assert [12.0] == [r["median_seconds_to_receipt"] for r in routes]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert 0 == proc.returncode, err.decode()
+    assert b"tracker_stopped" in err

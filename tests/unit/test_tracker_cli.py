@@ -1,0 +1,125 @@
+"""``crb status`` / ``crb handovers`` refuse bad input before touching Kafka, the
+text rendering of a handover, and the public surface of ``broker.tracker``."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import broker.tracker
+from broker.cli import main
+from broker.cli._tracker import format_handover
+from broker.tracker import Policy, apply, tick
+from schemas import HandoverState, Priority, StatusEvent, uuid7
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def crb(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    else:  # pragma: no cover - main always exits
+        code = 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("status", "not-a-uuid"), "not a case or message id (UUID): 'not-a-uuid'"),
+        (("handovers", "--jurisdiction", "EU"), "not an ISO 3166-1 alpha-2 country code: 'EU'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+    message: str,
+) -> None:
+    """A malformed id or country is refused with one line on stderr and exit code 2,
+    before any Kafka connection (the bootstrap given is unreachable)."""
+    monkeypatch.delenv("CRB_DEBUG", raising=False)
+    code, out, err = crb(capsys, *argv, "--bootstrap", "127.0.0.1:1")
+    assert 2 == code
+    assert "" == out
+    assert f"crb: error: {message}\n" == err
+
+
+def test_unknown_state_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """--state takes only handover states."""
+    code, _, err = crb(capsys, "handovers", "--state", "lost", "--bootstrap", "127.0.0.1:1")
+    assert 2 == code
+    assert "lost" in err
+
+
+def test_format_handover_shows_state_flags_and_history() -> None:
+    """The text line carries route, state, priority, jurisdiction and the overdue
+    and escalation flags; with history, one indented line per event."""
+    m = uuid7(T0, rng=os.urandom)
+    policy = Policy(escalation_recipient="int.coordinator")
+    h, _ = apply(
+        None,
+        StatusEvent(
+            message_id=m,
+            case_id=m,
+            sender="de.hotline",
+            recipient="nl.police24",
+            state=HandoverState.ROUTED,
+            at=T0,
+            priority=Priority.URGENT,
+            jurisdiction="NL",
+        ),
+        policy,
+    )
+    h, _ = tick(h, T0 + timedelta(minutes=5), policy)
+    h, _ = tick(h, T0 + timedelta(minutes=10), policy)
+    [line, *history] = format_handover(h, history=True)
+    assert line.startswith(f"{m}/nl.police24  case {m}  de.hotline -> nl.police24  escalated")
+    assert "priority urgent  jurisdiction NL" in line
+    assert "[OVERDUE; escalated to int.coordinator; failed due 2026-11-23T12:15:00Z]" in line
+    assert [
+        "    2026-11-23T12:00:00Z  routed",
+        "    2026-11-23T12:05:00Z  overdue  reason=receipt_overdue",
+        "    2026-11-23T12:10:00Z  escalated  reason=receipt_overdue to=int.coordinator",
+    ] == history
+
+
+def test_public_surface() -> None:
+    """What broker.tracker exports (a change here is a change of its API)."""
+    assert {
+        "TABLE",
+        "Disposition",
+        "Handover",
+        "HandoverView",
+        "HistoryEntry",
+        "Ledger",
+        "Policy",
+        "RouteStats",
+        "Rule",
+        "Sla",
+        "Step",
+        "Tracker",
+        "TrackerError",
+        "TrackerFenced",
+        "apply",
+        "by_case",
+        "by_message",
+        "create_app",
+        "find",
+        "handover_key",
+        "next_deadline",
+        "percentile",
+        "policy_from",
+        "read_state",
+        "route_stats",
+        "select",
+        "serve",
+        "tick",
+    } == set(broker.tracker.__all__)
+    for name in broker.tracker.__all__:
+        assert hasattr(broker.tracker, name)
