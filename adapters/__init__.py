@@ -1,1 +1,101 @@
-"""adapters package."""
+"""Adapters: how a participant's own system sends and receives referrals.
+
+Sending (``Sender``): validate -> resolve -> seal -> produce to the participant's
+own outbox with an idempotent ``acks=all`` producer (``Outbox``); ids are fixed
+before producing so a retry re-sends the same bytes. Receiving (``Receiver``):
+consume the own inbox ``read_committed`` -> open -> deliver to a ``Sink``
+durably -> record in the ``StateStore`` -> signed receipt -> commit. Case
+decisions: ``Sender.seal_case_ack`` / ``Sender.seal_move``.
+
+Concrete adapters: ``DropFolder`` (files in, ``incoming -> sent | failed``),
+``FolderSink`` and ``HttpSink`` (receiving side), and ``crb send|inbox|ack``.
+Pure parts: ``parse_submission``, ``parse_csv``, ``receipt_for``,
+``case_ack_for``, ``derived_message_id``, the drop-folder state machine.
+
+Errors (see ``adapters._errors``)::
+
+    AdapterError
+    ├── InputError      .where
+    ├── SendError       .retriable
+    ├── DeliveryError   .reason, .retriable
+    └── StateError
+"""
+
+from adapters._csv import CSV_COLUMNS, REQUIRED_COLUMNS, CsvBatch, RowError, parse_csv
+from adapters._dropfolder import (
+    TRANSITIONS,
+    DropFolder,
+    FileEvent,
+    FileResult,
+    FileState,
+    IllegalTransition,
+    advance,
+    load_submissions,
+    recovered_state,
+)
+from adapters._errors import AdapterError, DeliveryError, InputError, SendError, StateError
+from adapters._kafka import Outbox, ProducerLike, is_retriable
+from adapters._model import (
+    ReceivedMessage,
+    Submission,
+    case_ack_for,
+    derived_message_id,
+    jurisdiction_of,
+    moved_referral_draft,
+    opening_time,
+    parse_submission,
+    receipt_for,
+    referral_draft,
+)
+from adapters._receiver import InboxRecord, Outcome, Receiver, ReceiverStats
+from adapters._sender import Identity, Sealed, Sender
+from adapters._sinks import Delivery, FolderSink, HttpSink, Sink
+from adapters._state import Delivered, StateStore
+
+__all__ = [
+    "CSV_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "TRANSITIONS",
+    "AdapterError",
+    "CsvBatch",
+    "Delivered",
+    "Delivery",
+    "DeliveryError",
+    "DropFolder",
+    "FileEvent",
+    "FileResult",
+    "FileState",
+    "FolderSink",
+    "HttpSink",
+    "Identity",
+    "IllegalTransition",
+    "InboxRecord",
+    "InputError",
+    "Outbox",
+    "Outcome",
+    "ProducerLike",
+    "ReceivedMessage",
+    "Receiver",
+    "ReceiverStats",
+    "RowError",
+    "Sealed",
+    "SendError",
+    "Sender",
+    "Sink",
+    "StateError",
+    "StateStore",
+    "Submission",
+    "advance",
+    "case_ack_for",
+    "derived_message_id",
+    "is_retriable",
+    "jurisdiction_of",
+    "load_submissions",
+    "moved_referral_draft",
+    "opening_time",
+    "parse_csv",
+    "parse_submission",
+    "receipt_for",
+    "recovered_state",
+    "referral_draft",
+]

@@ -69,6 +69,10 @@ class RouterSettings(_Section):
     max_age: timedelta = timedelta(hours=24)
     max_skew: timedelta = timedelta(minutes=5)
     transaction_timeout_ms: int = 60_000
+    reply_window: timedelta = timedelta(days=90)
+    """How long the router remembers a forwarded message, so that receipts and case
+    decisions answering it can be authorised; a later reply is refused as
+    ``unknown_original``. Memory grows with traffic times this window."""
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from broker.cli import _demo, _kafka, _router, _tracker, _trust
+from broker.cli import _adapters, _demo, _kafka, _router, _tracker, _trust
 from broker.cli._common import CliError, fail
 
 __all__ = ["app", "main"]
@@ -29,6 +29,7 @@ _demo.register(app)
 _trust.register(app)
 _router.register(app)
 _tracker.register(app)
+_adapters.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -82,7 +82,6 @@ class Router:
         *,
         clock: Callable[[], datetime] = utcnow,
         metrics: RouterMetrics | None = None,
-        reply_window: timedelta = timedelta(days=90),
     ) -> None:
         self.settings = settings
         self.directory = directory
@@ -91,7 +90,7 @@ class Router:
         self.names = TopicNames(settings.topics.prefix)
         r = settings.router
         self.limits = Limits(max_size=r.max_envelope_bytes, max_age=r.max_age, max_skew=r.max_skew)
-        self.memory = RouterMemory(keep=max(reply_window, r.max_age + r.max_skew))
+        self.memory = RouterMemory(keep=max(r.reply_window, r.max_age + r.max_skew))
         self._kwargs = client_kwargs(settings.kafka)
         self._audit = AuditView(self.names.audit, self.memory, self._kwargs)
         self._partitions: dict[TopicPartition, _Partition] = {}

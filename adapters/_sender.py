@@ -1,0 +1,190 @@
+"""Sending: validate -> resolve -> seal -> produce to the participant's own outbox.
+
+:class:`Identity` is a participant's keys and the verified directory.
+:class:`Sender` seals (``keys.seal``; recipients from ``schemas.resolve``) and
+produces through :class:`~adapters._kafka.Outbox`, returning the message id only
+after Kafka acknowledged the record.
+
+Message ids are fixed before anything is produced: callers that must survive a
+crash (the drop folder) seal first, persist the :class:`Sealed` envelope, then
+``send`` it, and after a restart ``send`` the same bytes again. An envelope older
+than the router's freshness window (24 h) is refused as ``stale``; such a pending
+message is re-sealed with the SAME message and case ids (:meth:`Sender.reseal`),
+so even then a copy the router already forwarded is refused as a duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+import pydantic
+
+from adapters._errors import InputError, SendError, StateError
+from adapters._kafka import Outbox
+from adapters._model import (
+    ReceivedMessage,
+    Submission,
+    case_ack_for,
+    moved_referral_draft,
+    receipt_for,
+    referral_draft,
+)
+from keys import (
+    Draft,
+    Keystore,
+    KeystoreError,
+    OpeningKey,
+    SealError,
+    SigningKey,
+    current_signing_record,
+    seal,
+)
+from keys import KeyId as KeyIdType
+from schemas import Decision, Directory, Referral, uuid7
+
+__all__ = ["Identity", "Sealed", "Sender", "utcnow"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who this adapter is: participant id, its private keys, the verified directory."""
+
+    participant: str
+    signing_key: SigningKey = field(repr=False)
+    opening_keys: tuple[OpeningKey, ...] = field(repr=False)
+    directory: Directory = field(repr=False)
+
+    @classmethod
+    def load(
+        cls, store: Keystore, participant: str, directory: Directory, *, now: datetime
+    ) -> Identity:
+        """The participant's current signing key (per the directory) and all opening keys."""
+        p = directory.participant(participant)
+        if p is None:
+            raise StateError(f"{participant} is not in the directory")
+        record = current_signing_record(p, now)
+        if record is None:
+            raise StateError(f"{participant} has no valid signing key in the directory")
+        try:
+            signing = store.signing_key(participant, KeyIdType(record.key_id))
+            opening = tuple(store.opening_keys(participant).values())
+        except KeystoreError as exc:
+            raise StateError(str(exc)) from exc
+        return cls(participant, signing, opening, directory)
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A sealed envelope and the ids fixed in it."""
+
+    message_id: UUID
+    case_id: UUID
+    sealed_at: datetime
+    envelope: bytes = field(repr=False)
+
+
+class Sender:
+    """Seals with ``identity`` and produces through ``outbox``."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        outbox: Outbox,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.identity = identity
+        self.outbox = outbox
+        self.clock = clock
+        self.rng = rng
+
+    # -- sealing (no I/O) ------------------------------------------------------------
+
+    def seal(self, draft: Draft, payload: pydantic.BaseModel) -> Sealed:
+        now = self.clock()
+        try:
+            envelope = seal(
+                draft,
+                payload,
+                signing_key=self.identity.signing_key,
+                directory=self.identity.directory,
+                now=now,
+                rng=self.rng,
+            )
+        except SealError as exc:
+            raise SendError(str(exc)) from exc
+        assert draft.message_id is not None
+        return Sealed(draft.message_id, draft.case_id, now, envelope)
+
+    def seal_referral(
+        self,
+        submission: Submission,
+        *,
+        message_id: UUID | None = None,
+        case_id: UUID | None = None,
+    ) -> Sealed:
+        """Seal a referral; the ids are drawn here unless given (a re-seal)."""
+        now = self.clock()
+        mid = message_id or uuid7(now, self.rng)
+        cid = case_id or submission.case_id or uuid7(now, self.rng)
+        draft = referral_draft(
+            submission, sender=self.identity.participant, case_id=cid, message_id=mid
+        )
+        return self.seal(draft, submission.referral)
+
+    def reseal(self, submission: Submission, old: Sealed) -> Sealed:
+        """The same referral under the same ids, freshly dated (see the module docstring)."""
+        return self.seal_referral(submission, message_id=old.message_id, case_id=old.case_id)
+
+    def seal_receipt(self, original: ReceivedMessage, *, received_at: datetime) -> Sealed:
+        draft, receipt = receipt_for(original, received_at=received_at)
+        return self.seal(draft, receipt)
+
+    def seal_case_ack(self, original: ReceivedMessage, decision: Decision) -> Sealed:
+        self._check_replier(original)
+        draft, ack = case_ack_for(original, decision, now=self.clock())
+        return self.seal(draft, ack)
+
+    def seal_move(
+        self,
+        original: ReceivedMessage,
+        referral: Referral,
+        *,
+        to_jurisdiction: str,
+        detail: str | None = None,
+    ) -> tuple[Sealed, Sealed]:
+        """(the new referral to ``to_jurisdiction``, the ``moved`` ack naming it)."""
+        self._check_replier(original)
+        draft, moved = moved_referral_draft(
+            original, referral, to_jurisdiction=to_jurisdiction, detail=detail
+        )
+        forwarded = self.seal(draft, referral)
+        return forwarded, self.seal_case_ack(original, moved)
+
+    def _check_replier(self, original: ReceivedMessage) -> None:
+        if original.recipient != self.identity.participant:
+            raise InputError(
+                f"{original.message_id} was received by {original.recipient}, "
+                f"not {self.identity.participant}"
+            )
+
+    # -- producing -------------------------------------------------------------------
+
+    async def send(self, sealed: Sealed) -> UUID:
+        """Produce and wait for Kafka's acknowledgement; returns the message id."""
+        await self.outbox.send(
+            sealed.envelope, case_id=sealed.case_id, message_id=sealed.message_id
+        )
+        return sealed.message_id
+
+    async def send_referral(self, submission: Submission) -> UUID:
+        return await self.send(self.seal_referral(submission))

@@ -1,0 +1,166 @@
+"""Where opened messages go: the local system's durable handover (``Sink``).
+
+A sink's ``deliver`` returns only when the local system holds the message durably;
+then the receiver records it, sends the receipt and commits the Kafka offset.
+``deliver`` raises ``DeliveryError``: ``retriable`` (the system is unavailable:
+keep the offset, try again later) or not (it refused this message: quarantine).
+
+Every sink receives one JSON document per message (:meth:`Delivery.document`)::
+
+    {"message_id", "message_type", "case_id", "sender", "recipient", "in_reply_to",
+     "envelope_sha256", "received_at", "<message_type>": {the decrypted payload}}
+
+so a referral arrives under ``"referral"``, a receipt under ``"receipt"``, a case
+decision under ``"case_ack"``.
+
+- :class:`FolderSink` writes ``<folder>/<message_id>.json`` atomically (temporary
+  dot-file, fsync, rename, fsync the folder). A message delivered again (a crash
+  after delivery, before the dedupe record) replaces its own file: still one file.
+- :class:`HttpSink` POSTs the document; a 2xx is the handover. Connection errors,
+  timeouts, 429 and 5xx are retried with exponential backoff (bounded attempts,
+  then a retriable ``DeliveryError``), waiting at least a numeric ``Retry-After``
+  (capped at the maximum backoff); any other status refuses the message.
+  The ``Idempotency-Key`` header carries the message id, because the same
+  message can be POSTed twice if the adapter dies between the 2xx and its record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID
+
+import httpx
+import structlog
+
+from adapters._errors import DeliveryError
+from adapters._state import atomic_write
+from schemas import MessageType
+
+__all__ = ["Delivery", "FolderSink", "HttpSink", "Sink"]
+
+log = structlog.get_logger("crb.adapter")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One opened message for the local system."""
+
+    message_id: UUID
+    message_type: MessageType
+    case_id: UUID
+    sender: str
+    recipient: str
+    in_reply_to: UUID | None
+    envelope_sha256: str
+    received_at: datetime
+    payload: bytes = field(repr=False)
+    """The decrypted payload (canonical JSON of the contract model)."""
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "message_id": str(self.message_id),
+            "message_type": self.message_type.value,
+            "case_id": str(self.case_id),
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "in_reply_to": str(self.in_reply_to) if self.in_reply_to else None,
+            "envelope_sha256": self.envelope_sha256,
+            "received_at": self.received_at.astimezone(UTC).isoformat(),
+            self.message_type.value: json.loads(self.payload),
+        }
+
+
+class Sink(Protocol):
+    async def deliver(self, delivery: Delivery) -> None:
+        """Hand ``delivery`` over durably, or raise ``DeliveryError``."""
+        ...
+
+
+class FolderSink:
+    """Writes each message to ``folder/<message_id>.json`` (atomic, fsynced)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path_for(self, message_id: UUID) -> Path:
+        return self.folder / f"{message_id}.json"
+
+    async def deliver(self, delivery: Delivery) -> None:
+        data = json.dumps(delivery.document(), indent=2, ensure_ascii=False).encode() + b"\n"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(atomic_write, self.path_for(delivery.message_id), data)
+        except OSError as exc:
+            # A full disk or a missing mount clears up: keep the offset, retry later.
+            raise DeliveryError(f"folder_unwritable:{exc.errno}", retriable=True) from exc
+
+
+class HttpSink:
+    """POSTs each message to the case system at ``url`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        attempts: int = 5,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        timeout_s: float = 10.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.url = url
+        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+        self._own_client = client is None
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self._sleep = sleep
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    async def deliver(self, delivery: Delivery) -> None:
+        body = json.dumps(delivery.document(), ensure_ascii=False).encode()
+        headers = {
+            "content-type": "application/json",
+            "idempotency-key": str(delivery.message_id),
+        }
+        delay = self.backoff_s
+        last = ""
+        for attempt in range(1, self.attempts + 1):
+            wait = delay
+            try:
+                response = await self._client.post(self.url, content=body, headers=headers)
+            except httpx.TransportError as exc:  # connect, read, timeouts, protocol
+                last = type(exc).__name__
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return
+                if status != 429 and status < 500:
+                    raise DeliveryError(f"http_{status}", retriable=False)
+                last = f"http_{status}"
+                wait = max(delay, _retry_after(response, self.backoff_max_s))
+            log.warning(
+                "sink_retry", message_id=str(delivery.message_id), attempt=attempt, error=last
+            )
+            if attempt < self.attempts:
+                await self._sleep(wait)
+                delay = min(delay * 2, self.backoff_max_s)
+        raise DeliveryError(f"unavailable:{last}", retriable=True)
+
+
+def _retry_after(response: httpx.Response, cap: float) -> float:
+    """A numeric ``Retry-After`` (seconds), capped; 0 when absent or an HTTP date."""
+    try:
+        return min(max(float(response.headers.get("retry-after", "0")), 0.0), cap)
+    except ValueError:
+        return 0.0

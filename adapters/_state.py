@@ -1,0 +1,226 @@
+"""An adapter's durable local state, in one folder (``$CRB_HOME/adapters/<participant>``).
+
+::
+
+    state/
+      adapter.sqlite3     delivered messages (dedupe + the facts needed to answer them)
+      quarantine/         envelopes that could not be opened or delivered, one pair
+                          per record: <topic>-<partition>-<offset>.crbe (exact bytes)
+                          and .json (reason code, claimed id, digest, time)
+
+The store is SQLite in WAL mode with ``synchronous=FULL``: a row is on disk when
+the call returns, so "recorded as delivered" survives a crash or power loss. A
+message id is delivered once: the receiver records it right after the local
+system took it and before the receipt and the Kafka commit; a redelivered record
+whose id (and envelope digest) is known is not delivered again.
+
+The store keeps only clear header facts (who, case id, jurisdiction, category,
+priority, handling code, digest) — never payload or key material.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+from adapters._errors import StateError
+from adapters._model import ReceivedMessage
+from schemas import Category, HandlingCode, MessageType, Priority
+
+__all__ = ["Delivered", "StateStore", "atomic_write"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS delivered (
+    message_id      TEXT PRIMARY KEY,
+    message_type    TEXT NOT NULL,
+    sender          TEXT NOT NULL,
+    recipient       TEXT NOT NULL,
+    case_id         TEXT NOT NULL,
+    jurisdiction    TEXT NOT NULL,
+    category        TEXT NOT NULL,
+    priority        TEXT NOT NULL,
+    handling_code   TEXT NOT NULL,
+    envelope_sha256 TEXT NOT NULL,
+    in_reply_to     TEXT,
+    delivered_at    TEXT NOT NULL,
+    receipt_id      TEXT,
+    receipt_sent_at TEXT
+)
+"""
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write ``path`` so that it holds either nothing or all of ``data``, durably.
+
+    Temporary file in the same folder, fsync, rename over the target, fsync the folder.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    message: ReceivedMessage
+    delivered_at: datetime
+    receipt_id: UUID | None
+    receipt_sent_at: datetime | None
+
+
+class StateStore:
+    """The delivered-message store and the quarantine folder of one adapter."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.quarantine_dir = folder / "quarantine"
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
+            self._db = sqlite3.connect(folder / "adapter.sqlite3", isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"{folder}: cannot use the adapter state: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- delivered messages ----------------------------------------------------------
+
+    def get(self, message_id: UUID) -> Delivered | None:
+        try:
+            row = self._db.execute(
+                "SELECT * FROM delivered WHERE message_id = ?", (str(message_id),)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the adapter state: {exc}") from exc
+        if row is None:
+            return None
+        (mid, mtype, sender, recipient, case_id, jur, cat, prio, hcode, digest, reply) = row[:11]
+        delivered_at, receipt_id, receipt_at = row[11:]
+        return Delivered(
+            message=ReceivedMessage(
+                message_id=UUID(mid),
+                message_type=MessageType(mtype),
+                sender=sender,
+                recipient=recipient,
+                case_id=UUID(case_id),
+                jurisdiction=jur,
+                category=Category(cat),
+                priority=Priority(prio),
+                handling_code=HandlingCode(hcode),
+                envelope_sha256=digest,
+                in_reply_to=UUID(reply) if reply else None,
+            ),
+            delivered_at=datetime.fromisoformat(delivered_at),
+            receipt_id=UUID(receipt_id) if receipt_id else None,
+            receipt_sent_at=datetime.fromisoformat(receipt_at) if receipt_at else None,
+        )
+
+    def received(self, message_id: UUID) -> ReceivedMessage:
+        """The record of a delivered message (to answer it); ``StateError`` if unknown."""
+        found = self.get(message_id)
+        if found is None:
+            raise StateError(f"no delivered message {message_id} in {self.folder}")
+        return found.message
+
+    def record_delivered(self, m: ReceivedMessage, *, at: datetime) -> None:
+        try:
+            self._db.execute(
+                "INSERT OR IGNORE INTO delivered VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
+                (
+                    str(m.message_id),
+                    m.message_type.value,
+                    m.sender,
+                    m.recipient,
+                    str(m.case_id),
+                    m.jurisdiction,
+                    m.category.value,
+                    m.priority.value,
+                    m.handling_code.value,
+                    m.envelope_sha256,
+                    str(m.in_reply_to) if m.in_reply_to else None,
+                    at.astimezone(UTC).isoformat(),
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot record a delivery: {exc}") from exc
+
+    def mark_receipt_sent(self, message_id: UUID, receipt_id: UUID, *, at: datetime) -> None:
+        try:
+            self._db.execute(
+                "UPDATE delivered SET receipt_id = ?, receipt_sent_at = ? WHERE message_id = ?",
+                (str(receipt_id), at.astimezone(UTC).isoformat(), str(message_id)),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot record a receipt: {exc}") from exc
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM delivered").fetchone()[0])
+
+    # -- quarantine ---------------------------------------------------------------------
+
+    def quarantine(
+        self,
+        envelope: bytes,
+        *,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        digest: str,
+        claimed_message_id: UUID | None,
+        at: datetime,
+    ) -> Path:
+        """Keep the exact bytes and why they were refused; returns the note's path."""
+        stem = f"{topic}-{partition}-{offset}"
+        atomic_write(self.quarantine_dir / f"{stem}.crbe", envelope)
+        note = {
+            "reason": reason,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "envelope_sha256": digest,
+            "claimed_message_id": str(claimed_message_id) if claimed_message_id else None,
+            "quarantined_at": at.astimezone(UTC).isoformat(),
+        }
+        path = self.quarantine_dir / f"{stem}.json"
+        atomic_write(path, json.dumps(note, indent=2).encode() + b"\n")
+        return path
+
+    def quarantined(self) -> list[dict[str, object]]:
+        out = []
+        for p in sorted(self.quarantine_dir.glob("*.json")):
+            out.append(json.loads(p.read_bytes()))
+        return out

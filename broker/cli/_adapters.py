@@ -1,0 +1,465 @@
+"""``crb send``, ``crb dropfolder``, ``crb inbox``, ``crb ack``: a participant's adapter.
+
+Each command acts as one participant (``--as``), with its keys from the keystore
+and the verified directory (the same locations and options as ``crb seal``), and
+keeps its local state in ``$CRB_HOME/adapters/<participant>`` (``--state``):
+the delivered-message store (what ``crb ack`` answers), the quarantine, the
+default inbox folder ``inbox/`` and the drop folder ``dropfolder/``.
+
+``crb send`` validates every file first (nothing is sent if one is invalid), then
+hands them to the participant's drop folder and runs it once: a file whose
+envelope Kafka did not acknowledge stays pending there with its ids fixed, and
+the next ``crb send`` or ``crb dropfolder`` finishes it under the same ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import signal
+from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from uuid import UUID
+
+import typer
+
+from broker.cli._common import CliError, crb_home
+from broker.cli._router import BootstrapOpt, PrefixOpt, build_settings
+from broker.cli._trust import (
+    DEFAULT_PASSPHRASE_ENV,
+    DirectoryOpt,
+    KeystoreOpt,
+    PassEnvOpt,
+    RootOpt,
+    TrustOpt,
+    _errors,
+    _Paths,
+)
+from broker.settings import Settings
+from schemas import ActionType, RejectReason
+
+if TYPE_CHECKING:
+    from adapters import Outbox, Sender
+
+__all__ = ["register"]
+
+T = TypeVar("T")
+
+
+AsOpt = Annotated[str, typer.Option("--as", help="Participant id this adapter acts as.")]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option("--state", help="Adapter state folder (default: $CRB_HOME/adapters/<id>)."),
+]
+
+
+class _Ctx:
+    """Settings, identity and state of one participant, from the common options."""
+
+    def __init__(
+        self,
+        participant: str,
+        *,
+        bootstrap: str | None,
+        prefix: str | None,
+        state: Path | None,
+        keystore: Path | None,
+        directory: Path | None,
+        trust_store: Path | None,
+        root_key: Path | None,
+        passphrase_env: str,
+    ) -> None:
+        from adapters import Identity
+
+        self.settings: Settings = build_settings(bootstrap, prefix)
+        base = self.settings.adapter.state_dir or crb_home() / "adapters"
+        self.state = state or base / participant
+        paths = _Paths(keystore, directory, trust_store, root_key, passphrase_env)
+        with _guard():
+            self.identity = Identity.load(
+                paths.store, participant, paths.load(), now=datetime.now(UTC)
+            )
+
+    def sender(self, outbox: Outbox) -> Sender:
+        from adapters import Sender
+
+        return Sender(self.identity, outbox)
+
+    def outbox(self) -> Outbox:
+        from adapters import Outbox
+
+        return Outbox(self.settings, self.identity.participant)
+
+
+@contextlib.contextmanager
+def _guard() -> Iterator[None]:
+    """Adapter, key, Kafka and I/O failures as one-line CLI errors."""
+    from aiokafka.errors import KafkaError
+
+    from adapters import AdapterError, InputError
+
+    try:
+        with _errors():
+            yield
+    except InputError as exc:
+        raise CliError(str(exc), exit_code=2) from exc
+    except AdapterError as exc:
+        raise CliError(str(exc)) from exc
+    except KafkaError as exc:
+        raise CliError(f"Kafka: {type(exc).__name__}: {exc}") from exc
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    with _guard():
+        try:
+            return asyncio.run(coro)
+        except (OSError, TimeoutError) as exc:
+            if isinstance(exc, OSError) and exc.filename:
+                raise
+            raise CliError(f"cannot reach Kafka: {exc}") from exc
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # Only the main thread can install handlers (not so when embedded or tested).
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+# --- send / dropfolder ------------------------------------------------------------------
+
+
+def send_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Referral .json or bulk .csv files.")],
+    *,
+    participant: AsOpt,
+    jurisdiction: Annotated[
+        str | None, typer.Option(help="Jurisdiction for all (default: from hosting country).")
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    prefix: PrefixOpt = None,
+    state: StateOpt = None,
+    keystore: KeystoreOpt = None,
+    directory: DirectoryOpt = None,
+    trust_store: TrustOpt = None,
+    root_key: RootOpt = None,
+    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
+) -> None:
+    """Seal and send referrals; prints one message id per referral once Kafka has it."""
+    from adapters import DropFolder, FileState, load_submissions
+    from adapters._state import atomic_write
+
+    with _guard():
+        contents = []
+        for path in files:
+            data = path.read_bytes()
+            load_submissions(path.name, data, jurisdiction=jurisdiction)  # refuse early
+            contents.append((path.name, data))
+    ctx = _Ctx(
+        participant,
+        bootstrap=bootstrap,
+        prefix=prefix,
+        state=state,
+        keystore=keystore,
+        directory=directory,
+        trust_store=trust_store,
+        root_key=root_key,
+        passphrase_env=passphrase_env,
+    )
+
+    async def main() -> list[Any]:
+        async with ctx.outbox() as outbox:
+            folder = DropFolder(
+                ctx.state / "dropfolder", ctx.sender(outbox), jurisdiction=jurisdiction
+            )
+            for name, data in contents:
+                dest = folder.incoming / name
+                n = 1
+                while dest.exists():
+                    dest = folder.incoming / f"{n}-{name}"
+                    n += 1
+                atomic_write(dest, data)
+            return await folder.run_once()
+
+    results = _run(main())
+    failed = 0
+    for r in results:
+        if r.state is FileState.SENT:
+            for mid in r.message_ids:
+                typer.echo(f"{mid}  {r.name}")
+        else:
+            failed += 1
+            typer.echo(f"{r.state.value}: {r.name}: {r.error}", err=True)
+    if failed:
+        raise CliError(f"{failed} file(s) not sent (pending files are retried by the next run)")
+
+
+def dropfolder_cmd(
+    *,
+    participant: AsOpt,
+    folder: Annotated[
+        Path | None, typer.Option(help="Drop folder root (default: <state>/dropfolder).")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="Process what is there, then exit.")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between scans.")] = 1.0,
+    jurisdiction: Annotated[str | None, typer.Option(help="Jurisdiction for every file.")] = None,
+    bootstrap: BootstrapOpt = None,
+    prefix: PrefixOpt = None,
+    state: StateOpt = None,
+    keystore: KeystoreOpt = None,
+    directory: DirectoryOpt = None,
+    trust_store: TrustOpt = None,
+    root_key: RootOpt = None,
+    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
+) -> None:
+    """Watch FOLDER/incoming: send each file, move it to sent/ or failed/ (with why)."""
+    from adapters import DropFolder
+    from broker.logs import configure_logging
+
+    ctx = _Ctx(
+        participant,
+        bootstrap=bootstrap,
+        prefix=prefix,
+        state=state,
+        keystore=keystore,
+        directory=directory,
+        trust_store=trust_store,
+        root_key=root_key,
+        passphrase_env=passphrase_env,
+    )
+    configure_logging()
+
+    async def main() -> None:
+        async with ctx.outbox() as outbox:
+            drop = DropFolder(
+                folder or ctx.state / "dropfolder", ctx.sender(outbox), jurisdiction=jurisdiction
+            )
+            if once:
+                for r in await drop.run_once():
+                    typer.echo(f"{r.state.value}: {r.name}" + (f": {r.error}" if r.error else ""))
+                return
+            stop = asyncio.Event()
+            _stop_on_signals(stop)
+            await drop.run(stop, interval_s=interval)
+
+    _run(main())
+
+
+# --- inbox --------------------------------------------------------------------------------
+
+
+def inbox_cmd(
+    *,
+    participant: AsOpt,
+    folder: Annotated[
+        Path | None, typer.Option(help="Write each message here (default: <state>/inbox).")
+    ] = None,
+    http: Annotated[
+        str | None, typer.Option("--http", help="POST each message to this case-system URL.")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="Read the inbox to its end, then exit.")] = False,
+    bootstrap: BootstrapOpt = None,
+    prefix: PrefixOpt = None,
+    state: StateOpt = None,
+    keystore: KeystoreOpt = None,
+    directory: DirectoryOpt = None,
+    trust_store: TrustOpt = None,
+    root_key: RootOpt = None,
+    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
+) -> None:
+    """Receive: open, deliver to a folder or URL, send signed receipts."""
+    from adapters import FolderSink, HttpSink, Receiver, StateStore
+    from broker.logs import configure_logging
+
+    if folder is not None and http is not None:
+        raise CliError("--folder and --http exclude each other", exit_code=2)
+    if http is not None and not http.startswith(("http://", "https://")):
+        raise CliError(f"--http {http!r}: not an http(s) URL", exit_code=2)
+    ctx = _Ctx(
+        participant,
+        bootstrap=bootstrap,
+        prefix=prefix,
+        state=state,
+        keystore=keystore,
+        directory=directory,
+        trust_store=trust_store,
+        root_key=root_key,
+        passphrase_env=passphrase_env,
+    )
+    configure_logging()
+    a = ctx.settings.adapter
+
+    async def main() -> Any:
+        sink: Any
+        if http is not None:
+            sink = HttpSink(
+                http,
+                attempts=a.http_attempts,
+                backoff_s=a.http_backoff_s,
+                backoff_max_s=a.http_backoff_max_s,
+                timeout_s=a.http_timeout_s,
+            )
+        else:
+            sink = FolderSink(folder or ctx.state / "inbox")
+        with StateStore(ctx.state) as store:
+            async with ctx.outbox() as outbox:
+                receiver = Receiver(ctx.settings, ctx.sender(outbox), sink, store)
+                stop = asyncio.Event()
+                _stop_on_signals(stop)
+                try:
+                    return await receiver.run(stop, drain=once)
+                finally:
+                    if isinstance(sink, HttpSink):
+                        await sink.aclose()
+
+    stats = _run(main())
+    typer.echo(
+        f"delivered {stats.delivered}, duplicates {stats.duplicates}, "
+        f"quarantined {stats.quarantined}"
+    )
+
+
+# --- ack ------------------------------------------------------------------------------------
+
+
+class AckKind(enum.StrEnum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+    MOVE = "move"
+    ACTION = "action"
+    CLOSE = "close"
+
+
+def _decision(
+    kind: AckKind,
+    *,
+    reference: str | None,
+    reason: Any,
+    to: str | None,
+    action: Any,
+    url_index: list[int] | None,
+    at: datetime | None,
+    detail: str | None,
+) -> Any:
+    """The ``schemas`` decision for ``kind`` (``None`` for move: built with the referral)."""
+    from schemas import Accepted, Actioned, Closed, Rejected
+
+    def need(value: object, option: str) -> None:
+        if value is None:
+            raise CliError(f"ack {kind.value} needs {option}", exit_code=2)
+
+    if kind is AckKind.ACCEPT:
+        need(reference, "--reference")
+        return Accepted(receiver_reference=reference)
+    if kind is AckKind.REJECT:
+        need(reason, "--reason")
+        return Rejected(reason=reason, detail=detail)
+    if kind is AckKind.MOVE:
+        need(to, "--to")
+        return None
+    if kind is AckKind.ACTION:
+        need(action, "--action")
+        return Actioned(
+            action=action,
+            actioned_at=at.replace(tzinfo=at.tzinfo or UTC) if at else None,
+            url_indexes=tuple(url_index or ()),
+            detail=detail,
+        )
+    return Closed(detail=detail)
+
+
+def ack_cmd(
+    kind: Annotated[AckKind, typer.Argument(help="The decision.")],
+    message_id: Annotated[UUID, typer.Argument(help="Message id of the received referral.")],
+    *,
+    participant: AsOpt,
+    reference: Annotated[str | None, typer.Option(help="accept: your own case reference.")] = None,
+    reason: Annotated[RejectReason | None, typer.Option(help="reject: why.")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="move: the responsible jurisdiction (ISO code).")
+    ] = None,
+    referral: Annotated[
+        Path | None,
+        typer.Option(help="move: the referral to forward (default: the inbox folder's copy)."),
+    ] = None,
+    action: Annotated[ActionType | None, typer.Option(help="action: what was done.")] = None,
+    url_index: Annotated[
+        list[int] | None,
+        typer.Option("--url-index", help="action: a URL of the referral it covers (repeat)."),
+    ] = None,
+    at: Annotated[
+        datetime | None, typer.Option(help="action: when it happened (UTC if no offset).")
+    ] = None,
+    detail: Annotated[str | None, typer.Option(help="Free text (no case data).")] = None,
+    bootstrap: BootstrapOpt = None,
+    prefix: PrefixOpt = None,
+    state: StateOpt = None,
+    keystore: KeystoreOpt = None,
+    directory: DirectoryOpt = None,
+    trust_store: TrustOpt = None,
+    root_key: RootOpt = None,
+    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
+) -> None:
+    """Send a case decision about a received referral: accept --reference REF,
+    reject --reason R, move --to XX, action --action A, close. Prints message ids."""
+    from schemas import Referral
+
+    with _guard():
+        decision = _decision(
+            kind,
+            reference=reference,
+            reason=reason,
+            to=to,
+            action=action,
+            url_index=url_index,
+            at=at,
+            detail=detail,
+        )
+    ctx = _Ctx(
+        participant,
+        bootstrap=bootstrap,
+        prefix=prefix,
+        state=state,
+        keystore=keystore,
+        directory=directory,
+        trust_store=trust_store,
+        root_key=root_key,
+        passphrase_env=passphrase_env,
+    )
+    from adapters import StateStore
+
+    outbox = ctx.outbox()  # connects on the first send
+    sender = ctx.sender(outbox)
+    with _guard(), StateStore(ctx.state) as store:
+        original = store.received(message_id)
+        forwarded = None
+        if kind is AckKind.MOVE:
+            assert to is not None
+            path = referral or ctx.state / "inbox" / f"{message_id}.json"
+            doc = json.loads(path.read_bytes())
+            payload = doc.get("referral", doc) if isinstance(doc, dict) else doc
+            forwarded, ack = sender.seal_move(
+                original, Referral.model_validate(payload), to_jurisdiction=to, detail=detail
+            )
+        else:
+            ack = sender.seal_case_ack(original, decision)
+
+    async def main() -> list[UUID]:
+        async with outbox:
+            sent = [] if forwarded is None else [await sender.send(forwarded)]
+            return [*sent, await sender.send(ack)]
+
+    for mid in _run(main()):
+        typer.echo(str(mid))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send")(send_cmd)
+    app.command("dropfolder")(dropfolder_cmd)
+    app.command("inbox")(inbox_cmd)
+    app.command("ack")(ack_cmd)

@@ -1,0 +1,107 @@
+"""``crb send`` -> router -> ``crb inbox --once`` -> ``crb ack accept`` -> ``crb inbox``
+on the sender's side, against a real Kafka, with the router in-process and a
+federation created by the CLI itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from broker.cli._router import load_directory
+from broker.router import Router
+from broker.settings import Settings
+from broker.topics import TopicNames
+from tests.conftest import KafkaEndpoint
+from tests.integration._fed import make_referral, settings_for, unique_prefix
+from tests.integration._kafka_util import drain
+from tests.unit.test_cli_trust import crb
+
+pytestmark = pytest.mark.kafka
+
+
+@contextlib.asynccontextmanager
+async def _router(settings: Settings) -> AsyncIterator[None]:
+    router = Router(settings, load_directory(None, None, None))
+    stop = asyncio.Event()
+    task = asyncio.create_task(router.run(stop))
+    try:
+        await asyncio.wait_for(router.ready.wait(), 60)
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def test_cli_send_inbox_ack_round_trip(
+    kafka: KafkaEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The commands print the message id, deliver it to nl.hotline's inbox folder, and
+    de.hotline's `crb inbox` then receives the receipt and the Accepted decision carrying
+    nl.hotline's own reference; `crb dropfolder --once` sends a good file, fails a bad one."""
+    monkeypatch.setenv("CRB_HOME", str(tmp_path))
+    monkeypatch.delenv("CRB_PASSPHRASE", raising=False)
+    # `crb inbox` configures JSON logs on the (captured, soon closed) stderr and caches
+    # the loggers: in-process that would outlive this test. Keep the test's defaults.
+    monkeypatch.setattr("broker.logs.configure_logging", lambda *a, **k: None)
+    prefix = unique_prefix()
+    kafka_opts = ("--bootstrap", kafka.bootstrap, "--prefix", prefix)
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        code, out, err = await asyncio.to_thread(crb, capsys, *argv)
+        # The in-process router logs to stdout too: keep the command's own last line.
+        lines = [ln for ln in out.splitlines() if ln and not ln.startswith("20")]
+        return code, lines[-1] if lines else "", err
+
+    for argv in (
+        ("federation", "init", "--federation-id", "test"),
+        ("participant", "add", "de.hotline", "--role", "hotline", "--jurisdiction", "DE"),
+        ("participant", "add", "nl.hotline", "--role", "hotline", "--jurisdiction", "NL"),
+        ("topics", "apply", *kafka_opts),
+    ):
+        code, _, err = await run(*argv)
+        assert 0 == code, err
+    names = TopicNames(prefix)
+    referral = tmp_path / "case.json"
+    referral.write_bytes(make_referral().model_dump_json().encode())
+    async with _router(settings_for(kafka.bootstrap, prefix)):
+        code, out, err = await run("send", str(referral), "--as", "de.hotline", *kafka_opts)
+        assert 0 == code, err
+        assert out.endswith("  case.json")
+        message_id = out.split()[0]
+        await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=1)
+        code, out, err = await run("inbox", "--as", "nl.hotline", "--once", *kafka_opts)
+        assert (0, "delivered 1, duplicates 0, quarantined 0") == (code, out.strip())
+        inbox = tmp_path / "adapters" / "nl.hotline" / "inbox"
+        assert [f"{message_id}.json"] == [p.name for p in inbox.iterdir()]
+        code, out, err = await run(
+            "ack", "accept", message_id, "--as", "nl.hotline", "--reference", "NL-7", *kafka_opts
+        )
+        assert 0 == code, err
+        ack_id = out.strip()
+        await drain(kafka.bootstrap, names.inbox("de.hotline"), expect=2)
+        code, out, err = await run("inbox", "--as", "de.hotline", "--once", *kafka_opts)
+        assert (0, "delivered 2, duplicates 0, quarantined 0") == (code, out.strip())
+        drop = tmp_path / "drop"
+        (drop / "incoming").mkdir(parents=True)
+        (drop / "incoming" / "next.json").write_bytes(make_referral().model_dump_json().encode())
+        (drop / "incoming" / "broken.json").write_bytes(b"{")
+        code, out, err = await run(
+            "dropfolder", "--as", "de.hotline", "--folder", str(drop), "--once", *kafka_opts
+        )
+        assert 0 == code, err
+    assert (drop / "sent" / "next.json.sent.json").exists()
+    assert "not JSON" in (drop / "failed" / "broken.json.error.txt").read_text()
+    ack = json.loads(
+        (tmp_path / "adapters" / "de.hotline" / "inbox" / f"{ack_id}.json").read_bytes()
+    )
+    assert ("case_ack", message_id) == (ack["message_type"], ack["in_reply_to"])
+    assert {"kind": "accepted", "receiver_reference": "NL-7"} == ack["case_ack"]["decision"]
+    assert (tmp_path / "adapters" / "de.hotline" / "dropfolder" / "sent" / "case.json").exists()

@@ -1,0 +1,376 @@
+"""Receiving without a broker: the state store, the sinks (HTTP retries against
+``httpx.MockTransport`` and a real local server) and the receiver's per-record
+pipeline. Delivery claims against Kafka itself: test_adapter_flow.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+
+from adapters import (
+    Delivery,
+    DeliveryError,
+    FolderSink,
+    HttpSink,
+    InboxRecord,
+    Outcome,
+    Receiver,
+    StateStore,
+)
+from keys import open as open_envelope
+from keys import peek_header
+from schemas import MessageType, Priority, Receipt, uuid7
+from tests.integration._fed import LiveFederation, now
+from tests.unit._adapter_kit import FakeKafka, sender, settings
+
+
+def _delivery(payload: bytes = b'{"x": 1}') -> Delivery:
+    t = now()
+    return Delivery(
+        message_id=uuid7(t),
+        message_type=MessageType.REFERRAL,
+        case_id=uuid7(t),
+        sender="de.hotline",
+        recipient="nl.hotline",
+        in_reply_to=None,
+        envelope_sha256="00" * 32,
+        received_at=t,
+        payload=payload,
+    )
+
+
+# --- sinks ---------------------------------------------------------------------------
+
+
+async def test_folder_sink_writes_one_file_per_message_id(tmp_path: Path) -> None:
+    """Delivering the same message twice leaves one complete file and no temporaries."""
+    sink = FolderSink(tmp_path / "inbox")
+    d = _delivery()
+    await sink.deliver(d)
+    await sink.deliver(d)
+    assert [f"{d.message_id}.json"] == [p.name for p in (tmp_path / "inbox").iterdir()]
+    doc = json.loads(sink.path_for(d.message_id).read_bytes())
+    assert {"x": 1} == doc["referral"]
+    assert ("de.hotline", str(d.case_id)) == (doc["sender"], doc["case_id"])
+
+
+async def test_folder_sink_failure_is_retriable(tmp_path: Path) -> None:
+    """An unwritable inbox folder (here: a file in its place) asks for a retry later."""
+    (tmp_path / "inbox").write_bytes(b"")
+    with pytest.raises(DeliveryError) as info:
+        await FolderSink(tmp_path / "inbox").deliver(_delivery())
+    assert info.value.retriable
+
+
+def _mock_sink(
+    statuses: list[int | Exception | httpx.Response], sleeps: list[float], **kw: object
+) -> HttpSink:
+    calls = iter(statuses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nxt = next(calls)
+        if isinstance(nxt, Exception):
+            raise nxt
+        return nxt if isinstance(nxt, httpx.Response) else httpx.Response(nxt)
+
+    async def sleep(s: float) -> None:
+        sleeps.append(s)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return HttpSink("http://case.test/in", client=client, sleep=sleep, **kw)  # type: ignore[arg-type]
+
+
+async def test_http_sink_retries_5xx_429_and_connection_errors_with_backoff() -> None:
+    """503, 429 and a refused connection are retried with doubling delays; 201 ends it."""
+    sleeps: list[float] = []
+    sink = _mock_sink(
+        [503, 429, httpx.ConnectError("refused"), 201], sleeps, backoff_s=0.5, backoff_max_s=1.5
+    )
+    await sink.deliver(_delivery())
+    assert [0.5, 1.0, 1.5] == sleeps
+
+
+async def test_http_sink_honours_a_numeric_retry_after_up_to_the_cap() -> None:
+    """A 429 with Retry-After: 7 waits 7 s (not the 0.5 s backoff); 120 s is capped."""
+    sleeps: list[float] = []
+    sink = _mock_sink(
+        [
+            httpx.Response(429, headers={"retry-after": "7"}),
+            httpx.Response(503, headers={"retry-after": "120"}),
+            200,
+        ],
+        sleeps,
+        backoff_s=0.5,
+        backoff_max_s=30.0,
+    )
+    await sink.deliver(_delivery())
+    assert [7.0, 30.0] == sleeps
+
+
+async def test_http_sink_gives_up_after_bounded_attempts_as_retriable() -> None:
+    """After `attempts` failures the error is retriable: the offset stays, retried later."""
+    sleeps: list[float] = []
+    sink = _mock_sink([500, 502, 504], sleeps, attempts=3)
+    with pytest.raises(DeliveryError) as info:
+        await sink.deliver(_delivery())
+    assert (True, "unavailable:http_504") == (info.value.retriable, info.value.reason)
+    assert 2 == len(sleeps)
+
+
+async def test_http_sink_4xx_refuses_the_message_for_good() -> None:
+    """A 4xx other than 429 is not retried: the message goes to quarantine."""
+    sleeps: list[float] = []
+    with pytest.raises(DeliveryError) as info:
+        await _mock_sink([422], sleeps).deliver(_delivery())
+    assert (False, "http_422") == (info.value.retriable, info.value.reason)
+    assert [] == sleeps
+
+
+@pytest.fixture
+def case_server() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    """A real HTTP server on 127.0.0.1 that fails the first POST with 503, then 204."""
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((dict(self.headers), body))
+            self.send_response(503 if len(received) == 1 else 204)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/referrals", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_http_sink_against_a_real_local_server(
+    case_server: tuple[str, list[tuple[dict[str, str], bytes]]],
+) -> None:
+    """Over a real socket: the 503 is retried, the 204 is the handover; the JSON body
+    carries message id, case id, sender and the referral, keyed for idempotency."""
+    url, received = case_server
+    sink = HttpSink(url, backoff_s=0.01)
+    d = _delivery(b'{"reporter": {"reference": "R-1"}}')
+    try:
+        await sink.deliver(d)
+    finally:
+        await sink.aclose()
+    assert 2 == len(received)
+    headers, body = received[-1]
+    doc = json.loads(body)
+    assert (str(d.message_id), str(d.case_id), "de.hotline") == (
+        doc["message_id"],
+        doc["case_id"],
+        doc["sender"],
+    )
+    assert {"reporter": {"reference": "R-1"}} == doc["referral"]
+    assert str(d.message_id) == {k.lower(): v for k, v in headers.items()}["idempotency-key"]
+
+
+# --- state store ------------------------------------------------------------------------
+
+
+def test_state_store_survives_reopening_and_keeps_no_payload(tmp_path: Path) -> None:
+    """A recorded delivery and its receipt mark are there after reopening the store."""
+    fed = LiveFederation()
+    opened = open_envelope(
+        fed.referral(),
+        recipient="nl.hotline",
+        opening_keys=[fed.opening["nl.hotline"]],
+        directory=fed.directory(),
+        now=now(),
+    )
+    from adapters import ReceivedMessage
+
+    m = ReceivedMessage.from_opened(opened)
+    t = now()
+    with StateStore(tmp_path) as store:
+        store.record_delivered(m, at=t)
+        store.record_delivered(m, at=t + timedelta(hours=1))  # ignored: first one wins
+        store.mark_receipt_sent(m.message_id, uuid7(t), at=t)
+    with StateStore(tmp_path) as store:
+        got = store.get(m.message_id)
+        assert got is not None
+        assert (m, t) == (got.message, got.delivered_at)
+        assert got.receipt_sent_at == t
+        assert 1 == store.count()
+        assert store.get(uuid7(t)) is None
+    raw = (tmp_path / "adapter.sqlite3").read_bytes()
+    assert b"Synthetic" not in raw  # summary text never stored
+
+
+# --- receiver pipeline (no Kafka) -------------------------------------------------------
+
+
+class CountingSink:
+    def __init__(self, inner: FolderSink, fail: list[DeliveryError] | None = None) -> None:
+        self.inner = inner
+        self.calls: list[UUID] = []
+        self.fail = fail or []
+
+    async def deliver(self, delivery: Delivery) -> None:
+        self.calls.append(delivery.message_id)
+        if self.fail:
+            raise self.fail.pop(0)
+        await self.inner.deliver(delivery)
+
+
+class Crash(Exception):
+    pass
+
+
+def _receiver(
+    fed: LiveFederation, tmp_path: Path, kafka: FakeKafka, sink: CountingSink, crash_at: str = ""
+) -> tuple[Receiver, StateStore]:
+    store = StateStore(tmp_path / "state")
+
+    def hook(stage: str, _mid: UUID) -> None:
+        if stage == crash_at:
+            raise Crash(stage)
+
+    s = sender(fed, "nl.hotline", kafka)
+    return Receiver(settings(), s, sink, store, hook=hook), store
+
+
+def _record(value: bytes, offset: int = 0) -> InboxRecord:
+    return InboxRecord("unit.inbox.nl.hotline", 0, offset, value, now())
+
+
+async def test_delivered_once_with_one_receipt_over_the_exact_bytes(tmp_path: Path) -> None:
+    """A referral is delivered, then a receipt for its exact bytes goes to the sender;
+    the same record again is a duplicate: not delivered, no second receipt."""
+    fed, kafka = LiveFederation(), FakeKafka()
+    sink = CountingSink(FolderSink(tmp_path / "inbox"))
+    receiver, store = _receiver(fed, tmp_path, kafka, sink)
+    env = fed.referral()
+    assert Outcome.DELIVERED == await receiver.handle(_record(env))
+    assert Outcome.DUPLICATE == await receiver.handle(_record(env, 1))
+    assert 1 == len(sink.calls)
+    (receipt_rec,) = kafka.sent
+    assert "unit.outbox.nl.hotline" == receipt_rec.topic
+    opened = open_envelope(
+        receipt_rec.value,
+        recipient="de.hotline",
+        opening_keys=[fed.opening["de.hotline"]],
+        directory=fed.directory(),
+        now=now(),
+    )
+    assert isinstance(opened.message, Receipt)
+    assert hashlib.sha256(env).hexdigest() == opened.message.envelope_sha256
+    assert peek_header(env).message_id == opened.header.in_reply_to
+    store.close()
+
+
+async def test_crash_after_recording_sends_the_receipt_on_redelivery(tmp_path: Path) -> None:
+    """Killed after delivery was recorded but before the receipt: the redelivered record
+    is not delivered again, and the one receipt is sent then."""
+    fed = LiveFederation()
+    sink = CountingSink(FolderSink(tmp_path / "inbox"))
+    env = fed.referral()
+    first, store = _receiver(fed, tmp_path, FakeKafka(), sink, crash_at="recorded")
+    with pytest.raises(Crash):
+        await first.handle(_record(env))
+    store.close()
+    kafka = FakeKafka()
+    second, store = _receiver(fed, tmp_path, kafka, sink)
+    assert Outcome.DUPLICATE == await second.handle(_record(env))
+    assert 1 == len(sink.calls)
+    assert 1 == len(kafka.sent)
+    assert 1 == len(list((tmp_path / "inbox").iterdir()))
+    store.close()
+
+
+async def test_unopenable_records_are_quarantined_with_their_reason(tmp_path: Path) -> None:
+    """Not for us, tampered, garbage, header/payload disagreement: each is quarantined
+    with its reason code, nothing is delivered, no receipt is sent."""
+    fed, kafka = LiveFederation(), FakeKafka()
+    sink = CountingSink(FolderSink(tmp_path / "inbox"))
+    receiver, store = _receiver(fed, tmp_path, kafka, sink)
+    for_police = fed.referral(jurisdiction="DE")  # de.hotline -> ... DE: not nl.hotline
+    tampered = bytearray(fed.referral())
+    tampered[-100] ^= 1
+    mismatch = _mismatching_referral(fed)
+    for i, value in enumerate([for_police, bytes(tampered), b"garbage", mismatch]):
+        assert Outcome.QUARANTINED == await receiver.handle(_record(value, i))
+    reasons = [q["reason"] for q in store.quarantined()]
+    assert ["not_a_recipient", "bad_signature", "malformed", "payload_mismatch"] == reasons
+    assert [] == sink.calls
+    assert [] == kafka.sent
+    assert b"garbage" == (store.quarantine_dir / "unit.inbox.nl.hotline-0-2.crbe").read_bytes()
+    store.close()
+
+
+def _mismatching_referral(fed: LiveFederation) -> bytes:
+    """A correctly signed envelope whose header says urgent while the payload says routine."""
+    from keys import Draft, seal
+    from schemas import HandlingCode
+    from tests.integration._fed import make_referral
+
+    t = now()
+    ref = make_referral()
+    draft = Draft(
+        sender="de.hotline",
+        case_id=uuid7(t),
+        jurisdiction="NL",
+        category=ref.incident.type,
+        priority=Priority.HIGH,
+        handling_code=HandlingCode.H0,
+    )
+    return seal(draft, ref, signing_key=fed.signing["de.hotline"], directory=fed.directory(), now=t)
+
+
+async def test_sink_outage_is_raised_and_refusal_is_quarantined(tmp_path: Path) -> None:
+    """A retriable sink failure propagates (the loop keeps the offset); a refusal
+    quarantines with the sink's reason; neither records a delivery or sends a receipt."""
+    fed, kafka = LiveFederation(), FakeKafka()
+    sink = CountingSink(
+        FolderSink(tmp_path / "inbox"),
+        fail=[
+            DeliveryError("unavailable:http_503", retriable=True),
+            DeliveryError("http_422", retriable=False),
+        ],
+    )
+    receiver, store = _receiver(fed, tmp_path, kafka, sink)
+    env = fed.referral()
+    with pytest.raises(DeliveryError):
+        await receiver.handle(_record(env))
+    assert Outcome.QUARANTINED == await receiver.handle(_record(env))
+    assert ["sink_refused:http_422"] == [q["reason"] for q in store.quarantined()]
+    assert 0 == store.count()
+    assert [] == kafka.sent
+    assert Outcome.DELIVERED == await receiver.handle(_record(env))
+    store.close()
+
+
+async def test_old_inbox_record_opens_at_its_kafka_time(tmp_path: Path) -> None:
+    """An envelope 30 h old (adapter was down) still opens: verified at the record's
+    timestamp; without a timestamp it would be stale."""
+    fed, kafka = LiveFederation(), FakeKafka()
+    sink = CountingSink(FolderSink(tmp_path / "inbox"))
+    receiver, store = _receiver(fed, tmp_path, kafka, sink)
+    t = now() - timedelta(hours=30)
+    env = fed.referral(at=t)
+    stale = InboxRecord("unit.inbox.nl.hotline", 0, 0, fed.referral(at=t), None)
+    assert Outcome.QUARANTINED == await receiver.handle(stale)
+    assert ["stale"] == [q["reason"] for q in store.quarantined()]
+    rec = InboxRecord("unit.inbox.nl.hotline", 0, 1, env, t + timedelta(seconds=1))
+    assert Outcome.DELIVERED == await receiver.handle(rec)
+    store.close()
