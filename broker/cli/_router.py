@@ -239,6 +239,13 @@ def audit_verify(
 
 async def read_topic(kafka: KafkaSettings, topic: str) -> list[tuple[str, bytes]]:
     """Every committed record of a topic, as (coordinates, value), partition by partition."""
+    return [(where, value) for where, value, _ in await read_records(kafka, topic)]
+
+
+async def read_records(
+    kafka: KafkaSettings, topic: str
+) -> list[tuple[str, bytes, dict[str, bytes]]]:
+    """Every committed record of a topic, as (coordinates, value, headers)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from broker.kafka_util import partitions_of
@@ -255,7 +262,7 @@ async def read_topic(kafka: KafkaSettings, topic: str) -> list[tuple[str, bytes]
     if not partitions:
         raise CliError(f"topic {topic} does not exist")
     await consumer.start()
-    rows: list[tuple[str, bytes]] = []
+    rows: list[tuple[str, bytes, dict[str, bytes]]] = []
     try:
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
@@ -265,7 +272,13 @@ async def read_topic(kafka: KafkaSettings, topic: str) -> list[tuple[str, bytes]
             while await consumer.position(tp) < ends[tp]:
                 batch = await consumer.getmany(tp, timeout_ms=1000)
                 for r in batch.get(tp, []):
-                    rows.append((f"{tp.topic}/{tp.partition}@{r.offset}", r.value or b""))
+                    rows.append(
+                        (
+                            f"{tp.topic}/{tp.partition}@{r.offset}",
+                            r.value or b"",
+                            dict(r.headers or ()),
+                        )
+                    )
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
