@@ -167,3 +167,21 @@ def test_docker_compose_runs_the_pinned_kafka_version() -> None:
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
         assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
         assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+
+
+def test_docker_compose_services_run_real_crb_commands() -> None:
+    """The project's compose services invoke commands the `crb` CLI really has, publish
+    ports on loopback only, and talk to the compose brokers."""
+    import typer.main
+
+    from broker.cli import app
+
+    cli = typer.main.get_command(app)
+    compose = yaml.safe_load((repo_root() / "docker-compose.yml").read_text())
+    services = {n: s for n, s in compose["services"].items() if not n.startswith("kafka-")}
+    assert set(services) == {"router", "tracker"}
+    for svc in services.values():
+        group, command, *args = svc["command"]
+        assert command in cli.commands[group].commands  # type: ignore[attr-defined]
+        assert args[args.index("--bootstrap") + 1].startswith("kafka-1:9092")
+        assert all(p.startswith("127.0.0.1:") for p in svc["ports"])
