@@ -18,8 +18,8 @@ async def partitions_of(client_kwargs: dict[str, Any], topic: str) -> list[int]:
         or k.startswith("sasl_")
     }
     client = AIOKafkaClient(**wanted)
-    await client.bootstrap()
     try:
+        await client.bootstrap()
         metadata = await client.fetch_all_metadata()
         return sorted(metadata.partitions_for_topic(topic) or ())
     finally:

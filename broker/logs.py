@@ -19,6 +19,8 @@ def configure_logging(level: int | str = logging.INFO) -> None:
     if isinstance(level, str):
         level = logging.getLevelNamesMapping()[level.upper()]
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
+    # A long-running service wants aiokafka's warnings (broker gone, rebalances).
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -7,6 +7,7 @@ operation failed (a refused envelope, a broker that died), 2 bad usage or input.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -34,6 +35,10 @@ _adapters.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn every error into one line."""
+    if not os.environ.get("CRB_DEBUG"):
+        # aiokafka reports each refused connection through stdlib logging; for a
+        # command the outcome is our one line. Services re-enable it (broker.logs).
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         app(args=argv, standalone_mode=True)
     except CliError as exc:

@@ -15,6 +15,14 @@ import typer
 from broker import audit as audit_mod
 from broker import topics as topics_mod
 from broker.cli._common import CliError, crb_home
+from broker.cli._trust import (
+    DEFAULT_PASSPHRASE_ENV,
+    DirectoryOpt,
+    RootOpt,
+    TrustOpt,
+    _errors,
+    _Paths,
+)
 from broker.logs import configure_logging
 from broker.settings import KafkaSettings, RouterSettings, Settings, TopicSettings
 from schemas import Directory
@@ -32,18 +40,6 @@ BootstrapOpt = Annotated[
     typer.Option("--bootstrap", help="Kafka bootstrap (default: $CRB_KAFKA__BOOTSTRAP or local)."),
 ]
 PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Topic name prefix (crb).")]
-DirectoryOpt = Annotated[
-    Path | None,
-    typer.Option("--directory", help="Signed directory (default: $CRB_HOME/directory.json)."),
-]
-RootOpt = Annotated[
-    Path | None,
-    typer.Option("--root-key", help="Pinned root public key PEM (default: from the keystore)."),
-]
-TrustOpt = Annotated[
-    Path | None,
-    typer.Option("--trust-store", help="Rollback-protection file (default: $CRB_HOME/trust.json)."),
-]
 
 
 def _local_bootstrap() -> str | None:
@@ -97,25 +93,8 @@ def build_settings(
 
 def load_directory(directory: Path | None, root_key: Path | None, trust: Path | None) -> Directory:
     """The signed directory, verified against the pinned root key (rollback refused)."""
-    import keys
-
-    home = crb_home()
-    directory = directory or home / "directory.json"
-    trust = trust or home / "trust.json"
-    if root_key is None:
-        found = sorted((home / "keys" / keys.FEDERATION_OWNER).glob("ed25519-*.pub.pem"))
-        if len(found) != 1:
-            raise CliError(
-                "no single federation root public key found; pass --root-key", exit_code=2
-            )
-        root_key = found[0]
-    try:
-        root = keys.VerifyKey.from_pem(root_key.read_bytes())
-        return keys.load_directory(directory, root=root, trust_store=keys.TrustStore(trust))
-    except OSError as exc:
-        raise CliError(f"{exc.filename}: {exc.strerror}", exit_code=2) from exc
-    except keys.KeysError as exc:
-        raise CliError(str(exc)) from exc
+    with _errors():
+        return _Paths(None, directory, trust, root_key, DEFAULT_PASSPHRASE_ENV).load()
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -251,6 +230,9 @@ async def read_records(
     from broker.kafka_util import partitions_of
     from broker.settings import client_kwargs
 
+    partitions = await partitions_of(client_kwargs(kafka), topic)
+    if not partitions:
+        raise CliError(f"topic {topic} does not exist")
     consumer = AIOKafkaConsumer(
         **client_kwargs(kafka),
         group_id=None,
@@ -258,10 +240,11 @@ async def read_records(
         isolation_level="read_committed",
         auto_offset_reset="earliest",
     )
-    partitions = await partitions_of(client_kwargs(kafka), topic)
-    if not partitions:
-        raise CliError(f"topic {topic} does not exist")
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     rows: list[tuple[str, bytes, dict[str, bytes]]] = []
     try:
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

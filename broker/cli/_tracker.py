@@ -18,16 +18,8 @@ from uuid import UUID
 import typer
 
 from broker.cli._common import CliError
-from broker.cli._router import (
-    BootstrapOpt,
-    DirectoryOpt,
-    PrefixOpt,
-    RootOpt,
-    TrustOpt,
-    _run,
-    build_settings,
-    load_directory,
-)
+from broker.cli._router import BootstrapOpt, PrefixOpt, _run, build_settings, load_directory
+from broker.cli._trust import DirectoryOpt, RootOpt, TrustOpt
 from broker.logs import configure_logging
 from broker.settings import Settings
 from broker.topics import TopicNames
