@@ -1,5 +1,9 @@
 """The router's Kafka shell: poll, :func:`decide`, produce, commit — one transaction.
 
+Partitions of one poll are processed concurrently, each in its own transaction. A
+duplicate message id arriving on two partitions in the same poll is then caught by
+the adapters' dedupe (the second line), not by the router.
+
 Exactly-once forwarding without KIP-447 (aiokafka has none): each input partition
 has its own transactional producer, ``transactional.id = <prefix>.<topic>.<partition>``.
 Whoever owns the partition starts that producer, which fences any zombie that still
@@ -31,7 +35,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from broker.audit import AuditRecord, Verdict, chain_id, chain_next
-from broker.router._core import Decision, InRecord, OutRecord, RejectReason, decide
+from broker.router._core import (
+    Decision,
+    InRecord,
+    OutRecord,
+    RejectReason,
+    SeenMessage,
+    decide,
+)
 from broker.router._memory import AuditView, RouterMemory
 from broker.router._metrics import RouterMetrics
 from broker.settings import Settings, client_kwargs
@@ -57,8 +68,11 @@ class _Partition:
 
 @dataclass
 class _Staged:
-    audit: list[AuditRecord] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
+    decided: list[tuple[Any, Decision, AuditRecord]] = field(default_factory=list)
+    """(input record, decision, its chained audit record), in input order."""
+
+
+_RETRY_AFTER_CATCH_UP = frozenset({RejectReason.UNKNOWN_ORIGINAL, RejectReason.DUPLICATE_MESSAGE})
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -156,13 +170,15 @@ class Router:
                 if consumer.assignment():
                     self.ready.set()
                 async with self._lock:
-                    for tp, records in batch.items():
-                        if stop.is_set():
-                            break
-                        part = self._partitions.get(tp)
-                        if part is None or not records:
-                            continue
-                        await self._process(consumer, part, records)
+                    # Partitions are independent (own producer, own chain), so their
+                    # transactions run concurrently: one partition's commit round
+                    # trip overlaps another's checks.
+                    work = [
+                        self._process(consumer, part, records)
+                        for tp, records in batch.items()
+                        if records and (part := self._partitions.get(tp)) is not None
+                    ]
+                    await asyncio.gather(*work)
                 self.memory.prune(self.clock())
         finally:
             log.info("router_stopping")
@@ -193,31 +209,19 @@ class Router:
             await self._recover(consumer, part)
             return
         part.failures = 0
-        for record in staged.audit:
-            self.memory.apply(record)
         done = time.time()
-        for decision, rec in zip(staged.decisions, records, strict=False):
+        for rec, decision, audit in staged.decided:
+            self.memory.apply(audit)
             self._observe(decision, rec, done)
 
     async def _transaction(self, part: _Partition, records: list[Any]) -> _Staged:
         producer = part.producer
-        chain = chain_id(part.tp.topic, part.tp.partition)
-        head = self.memory.heads.get(chain)
-        staged = _Staged()
-        # Messages forwarded earlier in this same batch count as seen.
-        seen = dict(self.memory.seen)
+        head = self.memory.heads.get(chain_id(part.tp.topic, part.tp.partition))
+        staged = await self._decide_all(records, head)
         await producer.begin_transaction()
         try:
             futures = []
-            for rec in records:
-                if head is not None and rec.offset <= head.source_offset:
-                    continue  # decided in an earlier, committed transaction
-                decision = await self._decide(rec, seen)
-                head = chain_next(head, decision.audit)
-                staged.audit.append(head)
-                staged.decisions.append(decision)
-                if decision.remember is not None:
-                    seen[decision.remember[0]] = decision.remember[1]
+            for _rec, decision, audit in staged.decided:
                 for out in self._outputs(decision):
                     futures.append(
                         await producer.send(
@@ -225,7 +229,9 @@ class Router:
                         )
                     )
                 futures.append(
-                    await producer.send(self.names.audit, head.to_bytes(), key=head.chain.encode())
+                    await producer.send(
+                        self.names.audit, audit.to_bytes(), key=audit.chain.encode()
+                    )
                 )
             await producer.send_offsets_to_transaction(
                 {part.tp: records[-1].offset + 1}, self.settings.router.group_id
@@ -238,30 +244,42 @@ class Router:
             raise
         return staged
 
-    async def _decide(self, rec: Any, seen: dict[Any, Any]) -> Decision:
-        record = InRecord(rec.topic, rec.partition, rec.offset, rec.key, rec.value)
-        decision = decide(
-            record,
-            now=self.clock(),
-            directory=self.directory,
-            names=self.names,
-            seen=seen,
-            limits=self.limits,
-        )
-        if decision.reason in (RejectReason.UNKNOWN_ORIGINAL, RejectReason.DUPLICATE_MESSAGE):
+    async def _decide_all(self, records: list[Any], head: AuditRecord | None) -> _Staged:
+        """Decide a poll batch in a worker thread: the event loop keeps serving Kafka,
+        and the signature checks of concurrent partitions overlap (cryptography
+        releases the GIL while verifying). The memory is copied here, in the loop."""
+        staged = await asyncio.to_thread(self._decide_batch, records, head, dict(self.memory.seen))
+        if any(d.reason in _RETRY_AFTER_CATCH_UP for _, d, _ in staged.decided):
             # Another router instance may have just forwarded the original (or the
             # same id): read the audit topic to its end and decide again.
             await self._audit.catch_up()
-            seen.update(self.memory.seen)
+            staged = await asyncio.to_thread(
+                self._decide_batch, records, head, dict(self.memory.seen)
+            )
+        return staged
+
+    def _decide_batch(
+        self, records: list[Any], head: AuditRecord | None, seen: dict[Any, SeenMessage]
+    ) -> _Staged:
+        """Pure: decisions and chained audit records for one partition's batch."""
+        staged = _Staged()
+        for rec in records:
+            if head is not None and rec.offset <= head.source_offset:
+                continue  # decided in an earlier, committed transaction
             decision = decide(
-                record,
+                InRecord(rec.topic, rec.partition, rec.offset, rec.key, rec.value),
                 now=self.clock(),
                 directory=self.directory,
                 names=self.names,
                 seen=seen,
                 limits=self.limits,
             )
-        return decision
+            if decision.remember is not None:
+                # Messages forwarded earlier in this same batch count as seen.
+                seen[decision.remember[0]] = decision.remember[1]
+            head = chain_next(head, decision.audit)
+            staged.decided.append((rec, decision, head))
+        return staged
 
     @staticmethod
     def _outputs(decision: Decision) -> list[OutRecord]:
