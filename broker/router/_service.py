@@ -303,9 +303,8 @@ class Router:
             else:
                 consumer.seek(part.tp, committed)
         except (KafkaError, TimeoutError) as exc:
+            # The next failed transaction on this partition tries to recover again.
             log.warning("recover_failed", error=type(exc).__name__)
-            # Next poll retries; keep the partition paused from fresh data meanwhile.
-            committed = None
 
     def _observe(self, decision: Decision, rec: Any, done: float) -> None:
         header = decision.header

@@ -344,3 +344,20 @@ def test_foreign_outbox_is_reported_before_a_bad_signature(fed: Federation) -> N
     _assert_rejected(
         _decide(fed, _record(env, sender="nl.hotline")), RejectReason.WRONG_OUTBOX, env
     )
+
+
+def test_every_upstream_reason_has_a_dead_letter_reason() -> None:
+    """Every reason keys.verify or schemas.check_routing can give maps onto a
+    RejectReason: an unmapped one would make decide() raise and stall a partition."""
+    from keys import ReasonCode
+    from schemas import RoutingErrorReason
+
+    open_only = {
+        ReasonCode.NOT_A_RECIPIENT,
+        ReasonCode.DECRYPT_FAILED,
+        ReasonCode.KEY_COMMITMENT_MISMATCH,
+        ReasonCode.SCHEMA_INVALID,
+    }
+    ours = {r.value for r in RejectReason}
+    assert {r.value for r in ReasonCode if r not in open_only} - ours == set()
+    assert {r.value for r in RoutingErrorReason} - ours == set()
