@@ -115,8 +115,18 @@ def _decode(algorithm: KeyAlgorithm, encoding: KeyEncoding, b64: str) -> VerifyK
 
 
 def _decoded(record: PublicKeyRecord) -> VerifyKey | SealingKey:
-    key = _decode(record.algorithm, record.encoding, record.public_key)
-    if key.key_id != record.key_id:
+    return _decoded_cached(record.algorithm, record.encoding, record.public_key, record.key_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded_cached(
+    algorithm: KeyAlgorithm, encoding: KeyEncoding, public_key: str, key_id: str
+) -> VerifyKey | SealingKey:
+    # Directory keys live for months and every envelope names them again: decode
+    # (base64, DER, key-id hash) once per key. Keys are immutable; failures are
+    # raised, never cached.
+    key = _decode(algorithm, encoding, public_key)
+    if key.key_id != key_id:
         raise P.CryptoFailure("key id does not match the key")
     return key
 
