@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
@@ -65,7 +66,7 @@ def build_settings(
         kafka = base.kafka
         if bootstrap:
             kafka = kafka.model_copy(update={"bootstrap": bootstrap})
-        elif "CRB_KAFKA__BOOTSTRAP" not in __import__("os").environ:
+        elif "CRB_KAFKA__BOOTSTRAP" not in os.environ:
             local = _local_bootstrap()
             if local:
                 kafka = kafka.model_copy(update={"bootstrap": local})

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -312,7 +313,7 @@ class LocalKafka:
     def _new_state(self, count: int, port: int | None) -> _State:
         # Leftover data from an older, differently shaped cluster must not be reused.
         for old in self.state_dir.glob("node-*"):
-            _rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
         ports: list[int] = []
         if port is not None:
             if not _port_is_free(port):
@@ -453,7 +454,7 @@ class LocalKafka:
     def destroy(self) -> None:
         """Stop everything and delete data, logs and state."""
         self.down()
-        _rmtree(self.state_dir)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # -- fault injection (tests) -------------------------------------------
     def kill_node(self, node_id: int, sig: int = signal.SIGKILL) -> None:
@@ -512,9 +513,3 @@ def _reap(pid: int | None) -> None:
         return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

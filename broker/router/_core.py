@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -365,10 +365,3 @@ def _forward_events(
 
 
 _REPLY_STATES = {MessageType.RECEIPT: HandoverState.RECEIVED}
-
-
-def prune_seen(seen: dict[UUID, SeenMessage], *, now: datetime, keep: timedelta) -> None:
-    """Forget messages older than ``keep``: ``verify`` refuses them as stale anyway."""
-    cutoff = now - keep
-    for message_id in [m for m, s in seen.items() if s.created_at < cutoff]:
-        del seen[message_id]
