@@ -12,6 +12,10 @@ Concrete adapters: ``DropFolder`` (files in, ``incoming -> sent | failed``),
 Pure parts: ``parse_submission``, ``parse_csv``, ``receipt_for``,
 ``case_ack_for``, ``derived_message_id``, the drop-folder state machine.
 
+The Kafka plumbing every Kafka client of the project is built by lives here too,
+in :mod:`adapters.kafka` (the broker's services use it as well), and so does the
+one retry policy (:class:`RetryPolicy`, acting on an error's ``retriable``).
+
 Errors (see ``adapters._errors``)::
 
     AdapterError
@@ -24,6 +28,7 @@ Errors (see ``adapters._errors``)::
 from adapters._csv import CSV_COLUMNS, REQUIRED_COLUMNS, CsvBatch, RowError, parse_csv
 from adapters._dropfolder import (
     TRANSITIONS,
+    CorruptSidecar,
     DropFolder,
     FileEvent,
     FileResult,
@@ -34,7 +39,6 @@ from adapters._dropfolder import (
     recovered_state,
 )
 from adapters._errors import AdapterError, DeliveryError, InputError, SendError, StateError
-from adapters._kafka import Outbox, ProducerLike, is_retriable
 from adapters._model import (
     ReceivedMessage,
     Submission,
@@ -47,8 +51,11 @@ from adapters._model import (
     receipt_for,
     referral_draft,
 )
-from adapters._receiver import InboxRecord, Outcome, Receiver, ReceiverStats
+from adapters._outbox import Outbox, ProducerFactory, ProducerLike
+from adapters._receiver import ConsumerFactory, Outcome, Receiver, ReceiverStats
+from adapters._retry import RetryPolicy, is_retriable
 from adapters._sender import Identity, Sealed, Sender
+from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, FolderSink, HttpSink, Sink
 from adapters._state import Delivered, StateStore
 
@@ -57,6 +64,9 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "TRANSITIONS",
     "AdapterError",
+    "AdapterSettings",
+    "ConsumerFactory",
+    "CorruptSidecar",
     "CsvBatch",
     "Delivered",
     "Delivery",
@@ -69,14 +79,15 @@ __all__ = [
     "HttpSink",
     "Identity",
     "IllegalTransition",
-    "InboxRecord",
     "InputError",
     "Outbox",
     "Outcome",
+    "ProducerFactory",
     "ProducerLike",
     "ReceivedMessage",
     "Receiver",
     "ReceiverStats",
+    "RetryPolicy",
     "RowError",
     "Sealed",
     "SendError",

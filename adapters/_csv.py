@@ -44,7 +44,8 @@ from typing import Any, Final
 import pydantic
 
 from adapters._errors import InputError
-from adapters._model import Submission, _submission, first_error
+from adapters._model import Submission, _submission
+from schemas import first_error
 
 __all__ = ["CSV_COLUMNS", "REQUIRED_COLUMNS", "CsvBatch", "RowError", "parse_csv"]
 

@@ -47,10 +47,11 @@ from adapters._csv import parse_csv
 from adapters._errors import InputError, SendError
 from adapters._model import Submission, parse_submission
 from adapters._sender import Sealed, Sender
-from adapters._state import atomic_write, fsync_dir
+from keys import atomic_write, fsync_dir
 
 __all__ = [
     "TRANSITIONS",
+    "CorruptSidecar",
     "DropFolder",
     "FileEvent",
     "FileResult",
@@ -65,6 +66,8 @@ log = structlog.get_logger("crb.adapter")
 
 
 class FileState(enum.StrEnum):
+    """Where a drop-folder file stands (see :data:`TRANSITIONS`)."""
+
     INCOMING = "incoming"
     CLAIMED = "claimed"
     SEALED = "sealed"
@@ -73,6 +76,8 @@ class FileState(enum.StrEnum):
 
 
 class FileEvent(enum.StrEnum):
+    """What happens to a drop-folder file (see :data:`TRANSITIONS`)."""
+
     CLAIM = "claim"
     SEAL = "seal"
     ACK = "ack"
@@ -94,6 +99,7 @@ class IllegalTransition(ValueError):
 
 
 def advance(state: FileState, event: FileEvent) -> FileState:
+    """The state after ``event``; ``IllegalTransition`` if the table does not allow it."""
     try:
         return TRANSITIONS[(state, event)]
     except KeyError:
@@ -166,20 +172,31 @@ def _encode(items: list[tuple[int | None, Sealed]]) -> bytes:
     ).encode()
 
 
-def _decode(data: bytes) -> list[tuple[int | None, Sealed]]:
-    obj = json.loads(data)
-    return [
-        (
-            item["row"],
-            Sealed(
-                message_id=UUID(item["message_id"]),
-                case_id=UUID(item["case_id"]),
-                sealed_at=datetime.fromisoformat(item["sealed_at"]),
-                envelope=base64.b64decode(item["envelope"]),
-            ),
-        )
-        for item in obj["items"]
-    ]
+class CorruptSidecar(InputError):
+    """A pending sidecar cannot be read back (the disk, or someone, changed it)."""
+
+
+def _decode(data: bytes, *, where: str) -> list[tuple[int | None, Sealed]]:
+    try:
+        obj = json.loads(data)
+        return [
+            (
+                item["row"],
+                Sealed(
+                    message_id=UUID(item["message_id"]),
+                    case_id=UUID(item["case_id"]),
+                    sealed_at=datetime.fromisoformat(item["sealed_at"]),
+                    envelope=base64.b64decode(item["envelope"], validate=True),
+                ),
+            )
+            for item in obj["items"]
+        ]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CorruptSidecar(
+            f"pending sidecar unreadable ({type(exc).__name__}); its envelopes may have "
+            "been sent already: check the tracker before dropping the file again",
+            where=where,
+        ) from exc
 
 
 class DropFolder:
@@ -247,7 +264,8 @@ class DropFolder:
         except (InputError, SendError) as exc:
             side = _sidecar(path)
             state = recovered_state(in_processing=True, has_sidecar=side.exists())
-            return await asyncio.to_thread(self._fail, path, state, str(exc))
+            keep = isinstance(exc, CorruptSidecar)
+            return await asyncio.to_thread(self._fail, path, state, str(exc), keep_sidecar=keep)
         try:
             for _row, sealed in items:
                 await self.sender.send(sealed)
@@ -267,7 +285,7 @@ class DropFolder:
             items = [(row, self.sender.seal_referral(s)) for row, s in subs]
             atomic_write(side, _encode(items))
             return advance(state, FileEvent.SEAL), items
-        items = _decode(side.read_bytes())
+        items = _decode(side.read_bytes(), where=side.name)
         if self._stale(items):
             items = self._reseal(path, items)
             state = advance(state, FileEvent.SEAL)
@@ -308,12 +326,20 @@ class DropFolder:
         log.info("resealed", file=path.name, messages=len(fresh))
         return fresh
 
-    def _fail(self, path: Path, state: FileState, why: str) -> FileResult:
+    def _fail(
+        self, path: Path, state: FileState, why: str, *, keep_sidecar: bool = False
+    ) -> FileResult:
+        """Move the file to ``failed/`` with why; ``keep_sidecar`` keeps an unreadable
+        sidecar beside it (``.pending.json.corrupt``) for the operator: it may name
+        messages that did reach Kafka."""
         state = advance(state, FileEvent.REFUSE)
         target = _free(self.failed, path.name)
         atomic_write(target.with_name(target.name + ".error.txt"), why.encode() + b"\n")
         path.rename(target)
-        _sidecar(path).unlink(missing_ok=True)
+        side = _sidecar(path)
+        if keep_sidecar and side.exists():
+            side.rename(target.with_name(target.name + ".pending.json.corrupt"))
+        side.unlink(missing_ok=True)
         fsync_dir(self.failed)
         fsync_dir(self.processing)
         log.warning("file_failed", file=path.name)

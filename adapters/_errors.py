@@ -13,8 +13,9 @@
     └── StateError               the adapter's state folder is unusable, or it holds no
                                  record of the message an ack answers
 
-Foreign exceptions (pydantic, keys, aiokafka, httpx, sqlite3) are translated at
-this package's boundary and chained (``raise ... from exc``).
+Foreign exceptions (pydantic, keys, httpx, sqlite3) are translated at this
+package's boundary and chained (``raise ... from exc``); Kafka's are translated
+once, in ``adapters.kafka`` (its own small tree, ``TransportError``).
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ class DeliveryError(AdapterError):
     ``reason`` is a short stable code for logs and the quarantine note.
     """
 
-    def __init__(self, reason: str, *, retriable: bool) -> None:
+    def __init__(self, reason: str, *, retriable: bool, retry_after_s: float | None = None) -> None:
         super().__init__(f"delivery failed ({reason})")
         self.reason = reason
         self.retriable = retriable
+        self.retry_after_s = retry_after_s
+        """A wait the local system asked for (HTTP ``Retry-After``), if any."""
 
 
 class StateError(AdapterError):

@@ -45,6 +45,7 @@ from schemas import (
     Receipt,
     Referral,
     canonical_json,
+    first_error,
 )
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "Submission",
     "case_ack_for",
     "derived_message_id",
-    "first_error",
     "jurisdiction_of",
     "moved_referral_draft",
     "opening_time",
@@ -62,13 +62,6 @@ __all__ = [
 ]
 
 _ID_LABEL = b"crb/adapter/v1 derived id\x00"
-
-
-def first_error(exc: pydantic.ValidationError) -> str:
-    """One line naming the first invalid field (no input values: they may be case data)."""
-    err = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(p) for p in err["loc"]) or "input"
-    return f"{where}: {err['msg']}"
 
 
 @dataclass(frozen=True, slots=True)

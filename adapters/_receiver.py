@@ -2,16 +2,18 @@
 
 Per inbox record, in this order (:meth:`Receiver.handle`):
 
-1. If the (unverified) message id is in the state store with the same envelope
-   digest, it was delivered before (Kafka redelivered it after a crash or a
-   rebalance): do not deliver again; send its receipt if that had not been sent.
-2. ``keys.open`` as this participant, at the record's Kafka timestamp (clamped,
-   see ``opening_time``), then check the payload agrees with the header. Any
-   failure: quarantine (exact bytes + reason code in the state folder), log the
-   reason, commit — never retried forever.
+1. ``keys.parse`` the envelope once (framing, header, digest). If its
+   (unverified) message id is in the state store with the same envelope digest,
+   it was delivered before (Kafka redelivered it after a crash or a rebalance):
+   do not deliver again; send its receipt if that had not been sent.
+2. ``keys.open`` the parsed envelope as this participant, at the record's Kafka
+   timestamp (clamped, see ``opening_time``); ``open`` also checks the payload
+   against the header. Any failure: quarantine (exact bytes + reason code in
+   the state folder), log the reason, commit — never retried forever.
 3. A verified message id already delivered (same id, other bytes): not again.
 4. ``sink.deliver`` — the local system's durable handover. Retriable failure:
-   keep the offset, back off, read the record again later. Refused: quarantine.
+   keep the offset, back off (the retry policy), read the record again later.
+   Refused: quarantine (``sink_refused``).
 5. Record the id (and the header facts ``crb ack`` needs) in the state store.
 6. For a referral: seal and produce the signed ``received`` receipt (SHA-256 of
    the exact envelope bytes; derived id) and wait for Kafka's ack; mark it sent.
@@ -32,53 +34,34 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Protocol
 from uuid import UUID
 
 import structlog
 
 from adapters._errors import DeliveryError, SendError
 from adapters._model import ReceivedMessage, opening_time
-from adapters._sender import Sender, utcnow
+from adapters._retry import RetryPolicy
+from adapters._sender import Sender
+from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, Sink
 from adapters._state import Delivered, StateStore
-from broker.settings import Settings, client_kwargs
-from broker.topics import TopicNames
-from keys import EnvelopeError, Opened, peek_header
+from adapters.kafka import Consumer, Partition, Record
+from keys import EnvelopeError, Opened, Parsed, parse
 from keys import open as open_envelope
-from schemas import MessageType, Payload, payload_mismatches
+from schemas import Clock, MessageType, Reason, TopicNames, utcnow
 
-__all__ = ["InboxRecord", "Outcome", "Receiver", "ReceiverStats"]
+__all__ = ["ConsumerFactory", "Outcome", "Receiver", "ReceiverStats"]
 
 log = structlog.get_logger("crb.adapter")
 
-PAYLOAD_MISMATCH = "payload_mismatch"
-
 
 class Outcome(enum.StrEnum):
+    """What handling one inbox record did."""
+
     DELIVERED = "delivered"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
-
-
-@dataclass(frozen=True, slots=True)
-class InboxRecord:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    timestamp: datetime | None = None
-
-    @classmethod
-    def from_kafka(cls, record: Any) -> InboxRecord:
-        ts = getattr(record, "timestamp", None)
-        return cls(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            value=record.value,
-            timestamp=datetime.fromtimestamp(ts / 1000, UTC) if ts and ts > 0 else None,
-        )
 
 
 @dataclass
@@ -90,8 +73,19 @@ class ReceiverStats:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+class ConsumerFactory(Protocol):
+    """Builds inbox consumers (``adapters.kafka.KafkaClients`` or a stand-in)."""
+
+    def consumer(self, *, group_id: str | None = None) -> Consumer: ...
+
+
 Hook = Callable[[str, UUID], None]
 """Called at ``delivered``, ``recorded`` and ``receipt_sent`` (tests inject crashes)."""
+
+
+def _time_of(record: Record) -> datetime | None:
+    ts = record.timestamp_ms
+    return datetime.fromtimestamp(ts / 1000, UTC) if ts else None
 
 
 class Receiver:
@@ -99,14 +93,17 @@ class Receiver:
 
     def __init__(
         self,
-        settings: Settings,
+        clients: ConsumerFactory,
+        names: TopicNames,
+        settings: AdapterSettings,
         sender: Sender,
         sink: Sink,
         store: StateStore,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
         hook: Hook | None = None,
     ) -> None:
+        self.clients = clients
         self.settings = settings
         self.sender = sender
         self.identity = sender.identity
@@ -114,40 +111,41 @@ class Receiver:
         self.store = store
         self.clock = clock
         self.hook = hook or (lambda _stage, _mid: None)
-        self.topic = TopicNames(settings.topics.prefix).inbox(self.identity.participant)
-        self.group_id = f"{settings.adapter.group_id_prefix}.{self.identity.participant}"
+        self.topic = names.inbox(self.identity.participant)
+        self.group_id = f"{settings.group_id_prefix}.{self.identity.participant}"
+        self.retry = RetryPolicy(initial_s=0.5, max_s=settings.retry_max_s)
         self.stats = ReceiverStats()
 
     # -- one record --------------------------------------------------------------------
 
-    async def handle(self, record: InboxRecord) -> Outcome:
+    async def handle(self, record: Record) -> Outcome:
         """Steps 1-6 of the module docstring; raises ``DeliveryError`` / ``SendError``
         (retriable) when the record must be read again later."""
         value = record.value or b""
-        digest = hashlib.sha256(value).hexdigest()
-        claimed: UUID | None = None
-        with contextlib.suppress(EnvelopeError):
-            claimed = peek_header(value).message_id
-        known = self.store.get(claimed) if claimed else None
-        if known is not None and known.message.envelope_sha256 == digest:
-            await self._ensure_receipt(known)
-            return self._count(Outcome.DUPLICATE)
+        try:
+            parsed: Parsed | None = parse(value)
+        except EnvelopeError as exc:
+            parsed, refused = None, exc.reason
+        claimed = parsed.header.message_id if parsed is not None else None
+        if parsed is not None:
+            known = self.store.get(parsed.header.message_id)
+            if known is not None and known.message.envelope_sha256 == parsed.digest:
+                await self._ensure_receipt(known)
+                return self._count(Outcome.DUPLICATE)
 
         now = self.clock()
         try:
+            if parsed is None:
+                raise EnvelopeError(refused)
             opened = open_envelope(
-                value,
+                parsed,
                 recipient=self.identity.participant,
                 opening_keys=self.identity.opening_keys,
                 directory=self.identity.directory,
-                now=opening_time(now, record.timestamp, self.settings.adapter.max_inbox_lag),
+                now=opening_time(now, _time_of(record), self.settings.max_inbox_lag),
             )
         except EnvelopeError as exc:
-            return self._quarantine(record, value, digest, claimed, exc.reason.value)
-        assert opened.message is not None
-        message: Payload = opened.message  # type: ignore[assignment]
-        if payload_mismatches(opened.header, message):
-            return self._quarantine(record, value, digest, claimed, PAYLOAD_MISMATCH)
+            return self._quarantine(record, value, claimed, exc.reason)
 
         header = opened.header
         known = self.store.get(header.message_id)
@@ -160,7 +158,7 @@ class Receiver:
         except DeliveryError as exc:
             if exc.retriable:
                 raise
-            return self._quarantine(record, value, digest, claimed, f"sink_refused:{exc.reason}")
+            return self._quarantine(record, value, claimed, Reason.SINK_REFUSED, exc.reason)
         self.hook("delivered", header.message_id)
         self.store.record_delivered(ReceivedMessage.from_opened(opened), at=now)
         self.hook("recorded", header.message_id)
@@ -201,29 +199,29 @@ class Receiver:
 
     def _quarantine(
         self,
-        record: InboxRecord,
+        record: Record,
         value: bytes,
-        digest: str,
         claimed: UUID | None,
-        reason: str,
+        reason: Reason,
+        detail: str | None = None,
     ) -> Outcome:
         self.store.quarantine(
             value,
             reason=reason,
+            detail=detail,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            digest=digest,
+            digest=hashlib.sha256(value).hexdigest(),
             claimed_message_id=claimed,
             at=self.clock(),
         )
-        self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+        self.stats.reasons[reason.value] = self.stats.reasons.get(reason.value, 0) + 1
         log.warning(
             "quarantined",
-            reason=reason,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
+            reason=reason.value,
+            detail=detail,
+            source=record.where,
             claimed_message_id=str(claimed) if claimed else None,
         )
         return self._count(Outcome.QUARANTINED)
@@ -247,63 +245,59 @@ class Receiver:
         ready: asyncio.Event | None = None,
         assign_timeout_s: float = 60.0,
     ) -> ReceiverStats:
-        """Consume until ``stop`` is set, or (``drain``) until the inbox is read to its end."""
-        from aiokafka import AIOKafkaConsumer
+        """Consume until ``stop`` is set, or (``drain``) until the inbox is read to its end.
 
-        a = self.settings.adapter
-        consumer = AIOKafkaConsumer(
-            self.topic,
-            **client_kwargs(self.settings.kafka),
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=self.settings.kafka.max_message_bytes,
-        )
+        A record the local system cannot take yet (a retriable ``DeliveryError``), or
+        whose receipt Kafka did not acknowledge (a retriable ``SendError``), is read
+        again after the retry policy's pause — never skipped: handling is idempotent
+        (state store, derived receipt ids).
+        """
+        consumer = self.clients.consumer(group_id=self.group_id)
         await consumer.start()
+        consumer.subscribe(topics=[self.topic])
         loop = asyncio.get_running_loop()
         started = loop.time()
-        backoff = 0.5
+        failures = 0
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=a.poll_timeout_ms)
+                batch = await consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
                 assigned = consumer.assignment()
                 if assigned and ready is not None:
                     ready.set()
                 if not batch and drain:
-                    if assigned and await self._caught_up(consumer, assigned):
+                    if assigned and await consumer.caught_up(assigned):
                         break
                     if not assigned and loop.time() - started > assign_timeout_s:
                         break
                 for tp, records in batch.items():
-                    for r in records:
-                        try:
-                            await self.handle(InboxRecord.from_kafka(r))
-                        except (DeliveryError, SendError) as exc:
-                            # Handling is idempotent (state store, derived receipt ids):
-                            # read the record again after a pause, never skip it.
-                            self.stats.retries += 1
-                            log.warning(
-                                "inbox_retry_later",
-                                topic=tp.topic,
-                                partition=tp.partition,
-                                offset=r.offset,
-                                error=str(exc),
-                            )
-                            consumer.seek(tp, r.offset)
-                            await asyncio.sleep(backoff)
-                            backoff = min(backoff * 2, a.http_backoff_max_s)
-                            break
-                        backoff = 0.5
-                        await consumer.commit({tp: r.offset + 1})
+                    failed = await self._handle_partition(consumer, tp, records)
+                    if failed is None:
+                        failures = 0
+                        continue
+                    failures += 1
+                    self.stats.retries += 1
+                    wait = self.retry.wait_for(failed, failures)
+                    log.warning(
+                        "inbox_retry_later", partition=str(tp), error=str(failed), wait_s=wait
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), wait)
         finally:
             await consumer.stop()
         return self.stats
 
-    @staticmethod
-    async def _caught_up(consumer: Any, assigned: set[Any]) -> bool:
-        ends = await consumer.end_offsets(list(assigned))
-        for tp in assigned:
-            if await consumer.position(tp) < ends[tp]:
-                return False
-        return True
+    async def _handle_partition(
+        self, consumer: Consumer, tp: Partition, records: list[Record]
+    ) -> DeliveryError | SendError | None:
+        """Handle and commit ``records`` in order; on a retriable failure rewind to the
+        failed record and return the error."""
+        for r in records:
+            try:
+                await self.handle(r)
+            except (DeliveryError, SendError) as exc:
+                # handle() quarantines what the local system refuses for good, so a
+                # DeliveryError here is retriable; a SendError is about the receipt.
+                consumer.seek(tp, r.offset)
+                return exc
+            await consumer.commit({tp: r.offset + 1})
+        return None

@@ -18,13 +18,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 import pydantic
 
 from adapters._errors import InputError, SendError, StateError
-from adapters._kafka import Outbox
 from adapters._model import (
     ReceivedMessage,
     Submission,
@@ -33,6 +32,7 @@ from adapters._model import (
     receipt_for,
     referral_draft,
 )
+from adapters._outbox import Outbox
 from keys import (
     Draft,
     Keystore,
@@ -44,13 +44,9 @@ from keys import (
     seal,
 )
 from keys import KeyId as KeyIdType
-from schemas import Decision, Directory, Referral, uuid7
+from schemas import Clock, Decision, Directory, Referral, utcnow, uuid7
 
-__all__ = ["Identity", "Sealed", "Sender", "utcnow"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["Identity", "Sealed", "Sender"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +95,7 @@ class Sender:
         identity: Identity,
         outbox: Outbox,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
         rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.identity = identity

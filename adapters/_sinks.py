@@ -39,7 +39,8 @@ import httpx
 import structlog
 
 from adapters._errors import DeliveryError
-from adapters._state import atomic_write
+from adapters._retry import RetryPolicy
+from keys import atomic_write
 from schemas import MessageType
 
 __all__ = ["Delivery", "FolderSink", "HttpSink", "Sink"]
@@ -77,6 +78,8 @@ class Delivery:
 
 
 class Sink(Protocol):
+    """The participant's own system, as the receiver hands it messages."""
+
     async def deliver(self, delivery: Delivery) -> None:
         """Hand ``delivery`` over durably, or raise ``DeliveryError``."""
         ...
@@ -133,29 +136,35 @@ class HttpSink:
             "content-type": "application/json",
             "idempotency-key": str(delivery.message_id),
         }
-        delay = self.backoff_s
-        last = ""
-        for attempt in range(1, self.attempts + 1):
-            wait = delay
+        policy = RetryPolicy(
+            initial_s=self.backoff_s, max_s=self.backoff_max_s, attempts=self.attempts
+        )
+
+        async def attempt() -> None:
             try:
                 response = await self._client.post(self.url, content=body, headers=headers)
             except httpx.TransportError as exc:  # connect, read, timeouts, protocol
-                last = type(exc).__name__
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return
-                if status != 429 and status < 500:
-                    raise DeliveryError(f"http_{status}", retriable=False)
-                last = f"http_{status}"
-                wait = max(delay, _retry_after(response, self.backoff_max_s))
-            log.warning(
-                "sink_retry", message_id=str(delivery.message_id), attempt=attempt, error=last
+                raise DeliveryError(f"unavailable:{type(exc).__name__}", retriable=True) from exc
+            status = response.status_code
+            if 200 <= status < 300:
+                return
+            if status != 429 and status < 500:
+                raise DeliveryError(f"http_{status}", retriable=False)
+            raise DeliveryError(
+                f"unavailable:http_{status}",
+                retriable=True,
+                retry_after_s=_retry_after(response, self.backoff_max_s),
             )
-            if attempt < self.attempts:
-                await self._sleep(wait)
-                delay = min(delay * 2, self.backoff_max_s)
-        raise DeliveryError(f"unavailable:{last}", retriable=True)
+
+        def on_retry(exc: BaseException, attempt_no: int, wait: float) -> None:
+            log.warning(
+                "sink_retry",
+                message_id=str(delivery.message_id),
+                attempt=attempt_no,
+                error=getattr(exc, "reason", type(exc).__name__),
+            )
+
+        await policy.run(attempt, on_retry=on_retry, sleep=self._sleep)
 
 
 def _retry_after(response: httpx.Response, cap: float) -> float:

@@ -6,7 +6,7 @@
       adapter.sqlite3     delivered messages (dedupe + the facts needed to answer them)
       quarantine/         envelopes that could not be opened or delivered, one pair
                           per record: <topic>-<partition>-<offset>.crbe (exact bytes)
-                          and .json (reason code, claimed id, digest, time)
+                          and .json (reason code, detail, claimed id, digest, time)
 
 The store is SQLite in WAL mode with ``synchronous=FULL``: a row is on disk when
 the call returns, so "recorded as delivered" survives a crash or power loss. A
@@ -20,9 +20,7 @@ priority, handling code, digest) — never payload or key material.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,9 +29,10 @@ from uuid import UUID
 
 from adapters._errors import StateError
 from adapters._model import ReceivedMessage
-from schemas import Category, HandlingCode, MessageType, Priority
+from keys import atomic_write
+from schemas import Category, HandlingCode, MessageType, Priority, Reason
 
-__all__ = ["Delivered", "StateStore", "atomic_write"]
+__all__ = ["Delivered", "StateStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS delivered (
@@ -53,34 +52,6 @@ CREATE TABLE IF NOT EXISTS delivered (
     receipt_sent_at TEXT
 )
 """
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write ``path`` so that it holds either nothing or all of ``data``, durably.
-
-    Temporary file in the same folder, fsync, rename over the target, fsync the folder.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +166,8 @@ class StateStore:
         self,
         envelope: bytes,
         *,
-        reason: str,
+        reason: Reason,
+        detail: str | None = None,
         topic: str,
         partition: int,
         offset: int,
@@ -207,7 +179,8 @@ class StateStore:
         stem = f"{topic}-{partition}-{offset}"
         atomic_write(self.quarantine_dir / f"{stem}.crbe", envelope)
         note = {
-            "reason": reason,
+            "reason": reason.value,
+            "detail": detail,
             "topic": topic,
             "partition": partition,
             "offset": offset,

@@ -8,10 +8,9 @@ measures, single-threaded:
 - ``seal``: ``keys.seal`` of a referral model; baseline = Ed25519 sign of a
   message the size of the envelope + HPKE seal (cryptography's ``hpke.Suite``)
   of a 32-byte key.
-- ``open``: ``keys.open`` with payload validation off (crypto + framing + header
-  checks); baseline = Ed25519 verify of the same size + HPKE open.
-- ``open+schema``: ``keys.open`` as recipients call it (the referral is also
-  validated by pydantic) — reported for information, against the same baseline.
+- ``open``: ``keys.open`` as recipients call it (crypto, framing, header checks,
+  and the payload validated and checked against the header); baseline = Ed25519
+  verify of the same size + HPKE open.
 - ``verify``: the router's ``keys.verify``; baseline = Ed25519 verify.
 
 ratio = envelope time / baseline time (1.0 = no overhead; target <= 1.5 for
@@ -36,16 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 import keys
-from schemas import (
-    Category,
-    Directory,
-    Participant,
-    Referral,
-    Role,
-    RoutingRules,
-    canonical_json,
-    uuid7,
-)
+from keys.testing import Federation, MemberSpec
+from schemas import Directory, Referral, Role, canonical_json, uuid7
 
 NOW = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
 SIZES = (1024, 16 * 1024)
@@ -95,7 +86,7 @@ def _referral(size: int) -> Referral:
         i = len(data["urls"])
         data["urls"].append(
             {
-                "url": f"https://files.example.nl/{i:06d}/index.html",
+                "url": f"https://files.example.org/{i:06d}/index.html",
                 "hosting": {"country": "NL", "ip": f"192.0.2.{i % 250 + 1}", "asn": 64500},
                 "site_type": "file_host",
             }
@@ -106,32 +97,17 @@ def _referral(size: int) -> Referral:
 
 
 def _federation() -> tuple[Directory, keys.SigningKey, keys.OpeningKey]:
-    sender, recipient = keys.SigningKey.generate(), keys.OpeningKey.generate()
-    start, end = NOW - timedelta(days=1), NOW + timedelta(days=365)
-
-    def member(pid: str, j: str | None, role: Role, k: list[Any]) -> Participant:
-        return Participant(
-            participant_id=pid,
-            display_name=pid,
-            jurisdiction=j,
-            roles=(role,),
-            categories=tuple(Category),
-            keys=tuple(keys.record_for(x, not_before=start, not_after=end) for x in k),
-        )
-
-    directory = Directory(
+    fed = Federation(
+        [
+            MemberSpec("de.hotline", "DE", (Role.HOTLINE,)),
+            MemberSpec("nl.hotline", "NL", (Role.HOTLINE,)),
+            MemberSpec("int.coordinator", None, (Role.COORDINATOR,)),
+        ],
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=365),
         federation_id="bench",
-        version=1,
-        issued_at=NOW,
-        root_key_id=keys.SigningKey.generate().key_id,
-        participants=(
-            member("de.hotline", "DE", Role.HOTLINE, [sender.verify_key]),
-            member("nl.hotline", "NL", Role.HOTLINE, [recipient.sealing_key]),
-            member("int.coordinator", None, Role.COORDINATOR, []),
-        ),
-        rules=RoutingRules(coordinator="int.coordinator", escalation_recipient="int.coordinator"),
     )
-    return directory, sender, recipient
+    return fed.directory(), fed.signing("de.hotline"), fed.opening("nl.hotline")
 
 
 def run(seconds: float) -> list[dict[str, Any]]:
@@ -158,14 +134,13 @@ def run(seconds: float) -> list[dict[str, Any]]:
         message = bytes(len(envelope))
         signature = ed.sign(message)
 
-        def open_once(validate: bool, env: bytes = envelope) -> keys.Opened:
+        def open_once(env: bytes = envelope) -> keys.Opened:
             return keys.open(
                 env,
                 recipient="nl.hotline",
                 opening_keys=[recipient],
                 directory=directory,
                 now=NOW,
-                validate_payload=validate,
             )
 
         def seal_once(body: bytes | Referral, d: keys.Draft = draft) -> bytes:
@@ -179,8 +154,7 @@ def run(seconds: float) -> list[dict[str, Any]]:
                 "hpke_open": partial(suite.decrypt, wrapped, x, info=b"bench"),
                 "seal": partial(seal_once, payload),
                 "seal_model": partial(seal_once, referral),
-                "open": partial(open_once, False),
-                "open_schema": partial(open_once, True),
+                "open": open_once,
                 "verify_env": partial(keys.verify, envelope, directory=directory, now=NOW),
             },
             seconds,
@@ -191,7 +165,6 @@ def run(seconds: float) -> list[dict[str, Any]]:
             ("seal", r["seal"], seal_base, "ed25519 sign + hpke seal"),
             ("open", r["open"], open_base, "ed25519 verify + hpke open"),
             ("seal+json", r["seal_model"], seal_base, "ed25519 sign + hpke seal"),
-            ("open+schema", r["open_schema"], open_base, "ed25519 verify + hpke open"),
             ("verify", r["verify_env"], r["verify"], "ed25519 verify"),
         ):
             rows.append(

@@ -28,13 +28,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +44,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from adapters.kafka import KafkaClients, KafkaSettings, TopicSettings
 from broker import topics
 from broker.logs import configure_logging
 from broker.router import Router
-from broker.topics import TopicNames
-from tests.integration._fed import LiveFederation, settings_for, unique_prefix
+from broker.settings import RouterSettings, Settings
+from keys.testing import Federation, MemberSpec, synthetic_referral
+from schemas import Role, TopicNames, utcnow
 
 SIZES = (1024, 16 * 1024)
 PARTITIONS = 3
@@ -54,12 +58,38 @@ BATCH = 500
 TARGET = 0.70
 
 
-def _padding(size: int) -> dict[str, Any]:
-    """Referral fields that make the sealed envelope about ``size`` bytes."""
-    # A minimal sealed referral is ~900 bytes; one extra URL adds ~130 bytes.
-    text = min(9000, max(0, size - 900))
-    urls = max(0, (size - 900 - text) // 130)
-    return {"summary": "Synthetic benchmark report. " + "x" * text, "extra_urls": urls}
+def _federation() -> Federation:
+    now = utcnow()
+    return Federation(
+        [
+            MemberSpec("de.hotline", "DE", (Role.HOTLINE,)),
+            MemberSpec("nl.hotline", "NL", (Role.HOTLINE,)),
+            MemberSpec("int.coordinator", None, (Role.COORDINATOR,)),
+        ],
+        not_before=now - timedelta(days=1),
+        not_after=now + timedelta(days=365),
+    )
+
+
+def _envelope(fed: Federation, size: int) -> bytes:
+    """A referral from de.hotline to nl.hotline, sealed to about ``size`` bytes."""
+    # A minimal sealed referral is ~1,300 bytes; one extra URL adds ~150 bytes.
+    text = min(9000, max(0, size - 1300))
+    urls = 1 + max(0, (size - 1300 - text) // 150)
+    referral = synthetic_referral(summary="Synthetic benchmark report. " + "x" * text, urls=urls)
+    return fed.seal_referral("de.hotline", referral, jurisdiction="NL", now=utcnow())
+
+
+def _settings(bootstrap: str, prefix: str) -> Settings:
+    return Settings(
+        kafka=KafkaSettings(bootstrap=bootstrap),
+        topics=TopicSettings(prefix=prefix, partitions=PARTITIONS),
+        router=RouterSettings(
+            group_id=f"{prefix}-router",
+            transactional_id_prefix=f"{prefix}-router",
+            max_batch=BATCH,
+        ),
+    )
 
 
 async def _reader(
@@ -159,7 +189,9 @@ async def _append(
 
 
 @contextlib.asynccontextmanager
-async def _running(factory: Callable[[asyncio.Event], Awaitable[None]]) -> AsyncIterator[None]:
+async def _running(
+    factory: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+) -> AsyncIterator[None]:
     stop = asyncio.Event()
     task = asyncio.create_task(factory(stop))
     try:
@@ -182,7 +214,7 @@ async def _measure(
     dst: str,
     values: list[bytes],
     latency_values: list[bytes],
-    processor: Callable[[asyncio.Event], Awaitable[None]],
+    processor: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
 ) -> dict[str, float]:
     await _append(bootstrap, src, values)
     seen: dict[bytes, float] = {}
@@ -220,10 +252,10 @@ def _verify_rate(size: int, seconds: float = 1.0) -> float:
 
 async def run(bootstrap: str, count: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    fed = LiveFederation()
+    fed = _federation()
     for size in SIZES:
         n = count if size <= 1024 else max(200, count // 4)
-        envelopes = [fed.referral(**_padding(size)) for _ in range(n + 250)]
+        envelopes = [_envelope(fed, size) for _ in range(n + 250)]
         bulk, paced = envelopes[:n], envelopes[n:]
 
         # Baseline: raw transactional passthrough on topics of the same shape.
@@ -240,16 +272,12 @@ async def run(bootstrap: str, count: int) -> dict[str, Any]:
             f"{base}.out",
             bulk,
             paced,
-            lambda stop, b=base: _passthrough(bootstrap, f"{b}.in", f"{b}.out", stop),
+            functools.partial(_passthrough, bootstrap, f"{base}.in", f"{base}.out"),
         )
 
-        prefix = unique_prefix()
-        settings = settings_for(bootstrap, prefix, partitions=PARTITIONS)
-        settings = settings.model_copy(
-            update={"router": settings.router.model_copy(update={"max_batch": BATCH})}
-        )
-        await topics.apply(fed.directory(), settings.kafka, settings.topics)
-        names = TopicNames(prefix)
+        settings = _settings(bootstrap, f"bench{os.getpid()}r{size}")
+        await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
+        names = TopicNames(settings.topics.prefix)
         router = Router(settings, fed.directory())
         routed = await _measure(
             bootstrap,
@@ -299,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = os.environ.get("CRB_KAFKA_BOOTSTRAP")
     launcher = None
     if not bootstrap:
-        from broker.kafka_local import LocalKafka
+        from broker.dev.kafka_local import LocalKafka
 
         launcher = LocalKafka(Path(tempfile.mkdtemp(prefix="crb-bench-")))
         bootstrap = launcher.up(nodes=1)

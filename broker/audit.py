@@ -6,8 +6,9 @@ owns that partition writes to its chain (a transactional id per input partition
 fences any other), so a chain is strictly sequential even with several routers.
 The audit topic is keyed by chain id, so a chain lives in one partition, in order.
 
-``hash = SHA-256(canonical JSON of the record without "hash")`` and ``prev`` is the
-previous record's hash (64 zeros for the first), ``seq`` counts from 0.
+``hash = SHA-256(canonical JSON of the record without "hash")`` (the same
+canonical JSON as every signature: ``schemas.canonical_json``) and ``prev`` is
+the previous record's hash (64 zeros for the first), ``seq`` counts from 0.
 :func:`verify_chains` recomputes everything and names the first broken link per
 chain. Pure; the Kafka read is in :func:`read_audit`.
 """
@@ -15,14 +16,15 @@ chain. Pure; the Kafka read is in :func:`read_audit`.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from schemas import canonical_json, canonical_json_of
 
 __all__ = [
     "GENESIS",
@@ -72,16 +74,13 @@ class AuditRecord(AuditEntry):
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     def body_bytes(self) -> bytes:
-        body = self.model_dump(mode="json", exclude={"hash"})
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json_of(self.model_dump(mode="json", exclude={"hash"}))
 
     def computed_hash(self) -> str:
         return hashlib.sha256(self.body_bytes()).hexdigest()
 
     def to_bytes(self) -> bytes:
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-        ).encode()
+        return canonical_json(self)
 
 
 def chain_id(topic: str, partition: int) -> str:
@@ -154,17 +153,3 @@ def _check_link(prev: AuditRecord | None, record: AuditRecord) -> str | None:
     if record.prev != expected_prev:
         return f"seq {record.seq}: prev hash does not match the previous record"
     return None
-
-
-def last_per_chain(records: Sequence[bytes]) -> dict[str, AuditRecord]:
-    """The newest record of each chain (for a router resuming a partition)."""
-    last: dict[str, AuditRecord] = {}
-    for raw in records:
-        try:
-            record = AuditRecord.model_validate_json(raw)
-        except ValueError:
-            continue
-        current = last.get(record.chain)
-        if current is None or record.seq > current.seq:
-            last[record.chain] = record
-    return last

@@ -1,14 +1,6 @@
-"""Topic names, and the topics a federation directory implies.
+"""The topics a federation directory implies, and making the cluster have them.
 
-Names are a convention with a configurable prefix (default ``crb``)::
-
-    <prefix>.outbox.<participant>   a participant writes only here (Kafka ACL)
-    <prefix>.inbox.<participant>    a participant reads only here
-    <prefix>.dlq                    every rejected record, with its original bytes
-    <prefix>.audit                  hash-chained decisions (kept forever by default)
-    <prefix>.status                 handover status events (compacted)
-    <prefix>.tracker                the tracker's own handover state (compacted)
-
+Names follow ``schemas.TopicNames`` (a contract adapters in any language share).
 :func:`plan` is pure (directory + settings -> wanted topics); :func:`diff` compares a
 plan with what the cluster has (pure); :func:`apply` is the thin I/O shell that
 creates what is missing and reports drift it will not fix by itself (a topic with
@@ -18,20 +10,17 @@ that is no longer in the directory).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from broker.settings import KafkaSettings, TopicSettings, client_kwargs
-from schemas import Directory
+from adapters.kafka import KafkaClients, TopicDescription, TopicSettings
+from schemas import Directory, TopicNames
 
 __all__ = [
     "Drift",
     "TopicError",
-    "TopicNames",
     "TopicSpec",
     "apply",
-    "describe",
     "diff",
     "plan",
 ]
@@ -39,42 +28,6 @@ __all__ = [
 
 class TopicError(Exception):
     """Kafka refused to create a topic (bad config, not enough brokers, ACLs)."""
-
-
-@dataclass(frozen=True)
-class TopicNames:
-    prefix: str = "crb"
-
-    def outbox(self, participant: str) -> str:
-        return f"{self.prefix}.outbox.{participant}"
-
-    def inbox(self, participant: str) -> str:
-        return f"{self.prefix}.inbox.{participant}"
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.prefix}.dlq"
-
-    @property
-    def audit(self) -> str:
-        return f"{self.prefix}.audit"
-
-    @property
-    def status(self) -> str:
-        return f"{self.prefix}.status"
-
-    @property
-    def tracker(self) -> str:
-        return f"{self.prefix}.tracker"
-
-    @property
-    def outbox_pattern(self) -> str:
-        """Regex matching every outbox topic (for the router's subscription)."""
-        return "^" + self.prefix.replace(".", r"\.") + r"\.outbox\..+$"
-
-    def participant_of_outbox(self, topic: str) -> str | None:
-        head = f"{self.prefix}.outbox."
-        return topic[len(head) :] if topic.startswith(head) else None
 
 
 @dataclass(frozen=True)
@@ -112,14 +65,8 @@ def plan(directory: Directory, settings: TopicSettings) -> list[TopicSpec]:
     return specs
 
 
-@dataclass(frozen=True)
-class Existing:
-    partitions: int
-    config: Mapping[str, str]
-
-
 def diff(
-    wanted: Iterable[TopicSpec], existing: Mapping[str, Existing], prefix: str
+    wanted: Iterable[TopicSpec], existing: Mapping[str, TopicDescription], prefix: str
 ) -> tuple[list[TopicSpec], list[Drift]]:
     """(topics to create, drift to report) — pure."""
     wanted = list(wanted)
@@ -145,65 +92,20 @@ def diff(
     return missing, drift
 
 
-async def describe(kafka: KafkaSettings, names: Iterable[str]) -> dict[str, Existing]:
-    """Partition counts and configs of the given topics that exist."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
-    await admin.start()
-    try:
-        present = set(await admin.list_topics())
-        wanted = [n for n in names if n in present]
-        if not wanted:
-            return {}
-        described = await admin.describe_topics(wanted)
-        partitions = {t["topic"]: len(t["partitions"]) for t in described}
-        configs: dict[str, dict[str, str]] = {n: {} for n in wanted}
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]
-        )
-        for response in responses:
-            for resource in response.resources:
-                topic = resource[3]
-                for entry in resource[4]:
-                    configs.setdefault(topic, {})[entry[0]] = entry[1]
-        return {n: Existing(partitions.get(n, 0), configs.get(n, {})) for n in wanted}
-    finally:
-        await admin.close()
-
-
 async def apply(
-    directory: Directory, kafka: KafkaSettings, topics: TopicSettings
+    directory: Directory, clients: KafkaClients, topics: TopicSettings
 ) -> tuple[list[str], list[Drift]]:
     """Create the missing topics; return (created names, drift). Idempotent."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
     wanted = plan(directory, topics)
-    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
-    await admin.start()
-    try:
-        all_topics = [t for t in await admin.list_topics() if t.startswith(f"{topics.prefix}.")]
-    finally:
-        await admin.close()
-    existing = await describe(kafka, all_topics + [s.name for s in wanted])
-    missing, drift = diff(wanted, existing, topics.prefix)
-    if missing:
-        admin = AIOKafkaAdminClient(**client_kwargs(kafka))
-        await admin.start()
-        try:
-            new = [
-                NewTopic(s.name, s.partitions, s.replication, topic_configs=dict(s.config))
-                for s in missing
-            ]
-            # A concurrent apply may have created them: that is the wanted state.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                response = await admin.create_topics(new)
-                for topic, code, *rest in response.topic_errors:
-                    if code not in (0, TopicAlreadyExistsError.errno):
-                        message = rest[0] if rest else ""
-                        raise TopicError(f"cannot create {topic}: error {code} {message}")
-        finally:
-            await admin.close()
+    async with clients.admin() as admin:
+        ours = [t for t in await admin.list_topics() if t.startswith(f"{topics.prefix}.")]
+        existing = await admin.describe(ours + [s.name for s in wanted])
+        missing, drift = diff(wanted, existing, topics.prefix)
+        # A concurrent apply may have created some: that is the wanted state.
+        problems = await admin.create_topics(
+            (s.name, s.partitions, s.replication, s.config) for s in missing
+        )
+    if problems:
+        topic, problem = problems[0]
+        raise TopicError(f"cannot create {topic}: {problem}")
     return [s.name for s in missing], drift

@@ -6,7 +6,7 @@ Routing and adapter code use only what is exported here; raw primitives live in
 ``schemas/ENVELOPE.md``. Errors (see ``keys._errors``)::
 
     KeysError
-    ├── EnvelopeError   .reason: ReasonCode   (opaque str(): "envelope refused")
+    ├── EnvelopeError   .reason: schemas.Reason   (opaque str(): "envelope refused")
     ├── DirectoryError  .reason: DirectoryReason
     ├── KeystoreError
     └── SealError
@@ -36,10 +36,11 @@ from keys._envelope import (
     Draft,
     Limits,
     Opened,
+    Parsed,
     Rng,
     VerifiedEnvelope,
     WrappedKey,
-    peek_header,
+    parse,
     seal,
     verify,
 )
@@ -50,9 +51,9 @@ from keys._errors import (
     EnvelopeError,
     KeysError,
     KeystoreError,
-    ReasonCode,
     SealError,
 )
+from keys._files import atomic_write, fsync_dir
 from keys._keys import Kem, KeyId, OpeningKey, SealingKey, SigningKey, VerifyKey
 from keys._keystore import FEDERATION_OWNER, Keystore
 
@@ -74,7 +75,7 @@ __all__ = [
     "Limits",
     "Opened",
     "OpeningKey",
-    "ReasonCode",
+    "Parsed",
     "Rng",
     "SealError",
     "SealingKey",
@@ -85,11 +86,13 @@ __all__ = [
     "VerifyKey",
     "WrappedKey",
     "add_participant",
+    "atomic_write",
     "current_sealing_key",
     "current_signing_record",
+    "fsync_dir",
     "load_directory",
     "open",
-    "peek_header",
+    "parse",
     "record_for",
     "revoke",
     "rotate",

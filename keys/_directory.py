@@ -28,7 +28,6 @@ import base64
 import binascii
 import functools
 import json
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -37,6 +36,7 @@ import pydantic
 
 from keys import _primitives as P
 from keys._errors import DirectoryError, DirectoryReason, KeystoreError
+from keys._files import atomic_write
 from keys._keys import Kem, KeyId, SealingKey, SigningKey, VerifyKey
 from schemas import (
     Directory,
@@ -46,6 +46,7 @@ from schemas import (
     Participant,
     ParticipantStatus,
     PublicKeyRecord,
+    first_error,
 )
 
 __all__ = [
@@ -216,7 +217,7 @@ def verify_directory(data: bytes, *, root: VerifyKey) -> Directory:
     try:
         signed = SignedDirectory.model_validate_json(data)
     except pydantic.ValidationError as exc:
-        raise DirectoryError(DirectoryReason.MALFORMED, _first_error(exc)) from exc
+        raise DirectoryError(DirectoryReason.MALFORMED, first_error(exc)) from exc
     directory = signed.directory
     if signed.root_key_id != root.key_id or directory.root_key_id != root.key_id:
         raise DirectoryError(
@@ -231,12 +232,6 @@ def verify_directory(data: bytes, *, root: VerifyKey) -> Directory:
         raise DirectoryError(DirectoryReason.BAD_SIGNATURE, "root signature does not verify")
     _check_keys(directory)
     return directory
-
-
-def _first_error(exc: pydantic.ValidationError) -> str:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(p) for p in err["loc"]) or "document"
-    return f"{where}: {err['msg']}"
 
 
 class TrustStore:
@@ -292,11 +287,9 @@ class TrustStore:
             "version": directory.version,
             "sha256": P.sha256(directory.canonical_bytes()).hex(),
         }
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        data = json.dumps({"federations": feds}, indent=2, sort_keys=True) + "\n"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"federations": feds}, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, self.path)
+            atomic_write(self.path, data.encode("utf-8"))
         except OSError as exc:
             raise KeystoreError(f"{self.path}: cannot write trust store: {exc.strerror}") from exc
 

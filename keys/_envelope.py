@@ -21,11 +21,24 @@ key commitment ``HMAC-SHA256(K, "crb/envelope/v1 commitment\\x00" || lp(message 
 that every recipient checks, so one envelope cannot open to different payloads
 for different recipients.
 
-Checks, in order (each failure is one ``EnvelopeError`` with a ``ReasonCode``):
-size -> framing/version -> header -> sender -> signing key (known, not revoked,
-valid) -> signature -> freshness -> wrapped-key recipients; ``open`` then adds
-recipient -> opening key -> unwrap -> commitment -> payload AEAD -> payload schema.
+The recipe is closed: callers never take an envelope apart themselves.
+:func:`parse` checks size, framing, version and header once and keeps the digest
+(a router or receiver may look at the *unverified* header, e.g. to find a
+message id it already has); :func:`verify` and :func:`open` accept its result
+(or the bytes) and never parse or hash again.
+
+Checks, in order (each failure is one ``EnvelopeError`` whose ``reason`` is a
+``schemas.Reason``): size -> framing/version -> header -> sender known -> sender
+active -> the expected sender (``expected_sender``: whoever the transport says
+sent it) -> signing key (known, not revoked, valid) -> signature -> freshness ->
+wrapped-key recipients; ``open`` then adds recipient -> opening key -> unwrap ->
+commitment -> payload AEAD -> payload schema -> payload agrees with the header.
 Nothing is decrypted before the signature has verified.
+
+Randomness: ``seal`` draws the message id (when the draft has none) and the
+content key from ``rng``; the HPKE ephemeral keys always come from the
+operating system (``cryptography``'s HPKE). Only the vector generator
+(``keys.vectors``) derives them from a seed, through :func:`_seal`.
 """
 
 from __future__ import annotations
@@ -43,10 +56,10 @@ import pydantic
 
 from keys import _primitives as P
 from keys._directory import current_sealing_key, verify_key_of
-from keys._errors import EnvelopeError, ReasonCode, SealError
+from keys._errors import EnvelopeError, SealError
 from keys._keys import Kem, KeyId, OpeningKey, SealingKey, SigningKey
 from schemas import (
-    CaseAck,
+    PAYLOAD_MODELS,
     Category,
     DecisionKind,
     Directory,
@@ -55,12 +68,14 @@ from schemas import (
     KeyKind,
     MessageType,
     Participant,
+    Payload,
     Priority,
-    Receipt,
+    Reason,
     Referral,
     RoutingError,
     RoutingRequest,
     canonical_json,
+    payload_mismatches,
     resolve,
     uuid7,
 )
@@ -72,11 +87,12 @@ __all__ = [
     "Draft",
     "Limits",
     "Opened",
+    "Parsed",
     "Rng",
     "VerifiedEnvelope",
     "WrappedKey",
     "open_envelope",
-    "peek_header",
+    "parse",
     "seal",
     "verify",
 ]
@@ -172,22 +188,48 @@ class WrappedKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Parsed:
+    """An envelope taken apart: well framed, with a valid canonical header — and
+    NOTHING verified yet. ``header`` is only what the envelope claims."""
+
+    header: EnvelopeHeader
+    wrapped_keys: tuple[WrappedKey, ...]
+    digest: str
+    """SHA-256 (hex) of the exact envelope bytes, for receipts and dedupe."""
+    size: int
+    _envelope: bytes = field(repr=False)
+    _header_bytes: bytes = field(repr=False)
+    _ciphertext: bytes = field(repr=False)
+    _signature: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class VerifiedEnvelope:
     """What ``verify`` proved: a well-formed, fresh envelope signed by ``sender``."""
 
-    header: EnvelopeHeader
+    parsed: Parsed
     sender: Participant
-    wrapped_keys: tuple[WrappedKey, ...]
-    digest: str
-    """SHA-256 (hex) of the exact envelope bytes, for receipts."""
-    size: int
-    _header_bytes: bytes = field(repr=False)
-    _ciphertext: bytes = field(repr=False)
+
+    @property
+    def header(self) -> EnvelopeHeader:
+        return self.parsed.header
+
+    @property
+    def wrapped_keys(self) -> tuple[WrappedKey, ...]:
+        return self.parsed.wrapped_keys
+
+    @property
+    def digest(self) -> str:
+        return self.parsed.digest
+
+    @property
+    def size(self) -> int:
+        return self.parsed.size
 
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A verified and decrypted envelope."""
+    """A verified and decrypted envelope whose payload agrees with its header."""
 
     header: EnvelopeHeader
     sender: Participant
@@ -195,8 +237,8 @@ class Opened:
     digest: str
     payload: bytes = field(repr=False)
     """The exact decrypted payload bytes (canonical JSON of ``message``)."""
-    message: pydantic.BaseModel | None = field(repr=False)
-    """The payload parsed as the header's message type (``None`` if not validated)."""
+    message: Payload = field(repr=False)
+    """The payload parsed as the header's message type."""
 
 
 # --- byte helpers ----------------------------------------------------------------
@@ -227,13 +269,6 @@ def _payload_aad(sender: str, message_id: UUID, header_bytes: bytes) -> bytes:
         + struct.pack(">I", len(header_bytes))
         + header_bytes
     )
-
-
-_PAYLOAD_MODELS: Final[dict[MessageType, type[pydantic.BaseModel]]] = {
-    MessageType.REFERRAL: Referral,
-    MessageType.RECEIPT: Receipt,
-    MessageType.CASE_ACK: CaseAck,
-}
 
 
 _INDEX: list[tuple[Directory, dict[str, Participant]]] = []
@@ -270,12 +305,37 @@ def seal(
     """Encrypt ``payload`` to every recipient's current key, sign, and frame it.
 
     ``payload`` is a contract model (encoded with ``canonical_json``) or its bytes.
-    Randomness is drawn from ``rng`` in a fixed order: 10 bytes for the message
-    id (only if ``draft.message_id`` is ``None``), 32 for the content key, then
-    32 per recipient (sorted) seeding its HPKE ephemeral key. With the default
-    ``rng=os.urandom`` the HPKE library draws the ephemeral keys itself. Raises
-    ``SealError`` when the directory does not allow the message.
+    ``rng`` gives 10 bytes for the message id (only if ``draft.message_id`` is
+    ``None``), then 32 for the content key; each recipient's HPKE ephemeral key
+    comes from the operating system. Raises ``SealError`` when the directory
+    does not allow the message.
     """
+    return _seal(
+        draft,
+        payload,
+        signing_key=signing_key,
+        directory=directory,
+        now=now,
+        rng=rng,
+        ephemeral=None,
+        limits=limits,
+    )
+
+
+def _seal(
+    draft: Draft,
+    payload: bytes | pydantic.BaseModel,
+    *,
+    signing_key: SigningKey,
+    directory: Directory,
+    now: datetime,
+    rng: Rng,
+    ephemeral: Rng | None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> bytes:
+    """:func:`seal`, where ``ephemeral`` (vectors only) seeds each X25519 recipient's
+    HPKE ephemeral key with 32 bytes, recipients in sorted order (RFC 9180
+    ``DeriveKeyPair``), so that a vector file can be rebuilt byte for byte."""
     sender = _participant(directory, draft.sender)
     if sender is None or not sender.active:
         raise SealError(f"{draft.sender!r} is not an active participant of the directory")
@@ -340,8 +400,7 @@ def seal(
     out += header_bytes
     out += _U16.pack(len(sealing))
     for rid, key in sealing:
-        # With the OS's randomness, cryptography's HPKE picks the ephemeral key itself.
-        ikm_e = None if rng is os.urandom else rng(32)
+        ikm_e = None if ephemeral is None else ephemeral(32)
         enc, ct = key.wrap(content_key, info=_wrap_info(draft.sender, rid, message_id), ikm_e=ikm_e)
         out += _lp16(rid.encode()) + _lp16(key.key_id.encode())
         out += _U16.pack(key.kem.hpke_id) + _lp16(enc) + _lp16(ct)
@@ -362,12 +421,12 @@ def seal(
 # --- parse and verify -----------------------------------------------------------
 
 
-def _parse(data: bytes) -> tuple[bytes, list[WrappedKey], bytes, bytes]:
+def _split(data: bytes) -> tuple[bytes, list[WrappedKey], bytes, bytes]:
     """Split an envelope into (header, wrapped keys, ciphertext, signature)."""
     if len(data) < _MIN_LEN or data[:4] != MAGIC:
-        raise EnvelopeError(ReasonCode.MALFORMED)
+        raise EnvelopeError(Reason.MALFORMED)
     if data[4] != FORMAT_VERSION:
-        raise EnvelopeError(ReasonCode.UNSUPPORTED_VERSION)
+        raise EnvelopeError(Reason.UNSUPPORTED_VERSION)
     end = len(data) - SIGNATURE_LEN
     u16, u32 = _U16.unpack_from, _U32.unpack_from
     try:
@@ -390,10 +449,10 @@ def _parse(data: bytes) -> tuple[bytes, list[WrappedKey], bytes, bytes]:
                 fields.append(data[pos + 2 : pos + 2 + n])
                 pos += 2 + n
             if pos > end:
-                raise EnvelopeError(ReasonCode.MALFORMED)
+                raise EnvelopeError(Reason.MALFORMED)
             kem = Kem.from_hpke_id(kem_id)
             if kem is None:
-                raise EnvelopeError(ReasonCode.UNSUPPORTED_VERSION)
+                raise EnvelopeError(Reason.UNSUPPORTED_VERSION)
             recipient, key_id = fields[0].decode("ascii"), fields[1].decode("ascii")
             wrapped.append(WrappedKey(recipient, KeyId(key_id), kem, fields[2], fields[3]))
         (n,) = u32(data, pos)
@@ -401,9 +460,9 @@ def _parse(data: bytes) -> tuple[bytes, list[WrappedKey], bytes, bytes]:
         ciphertext = data[pos : pos + n]
         pos += n
     except (struct.error, UnicodeDecodeError) as exc:
-        raise EnvelopeError(ReasonCode.MALFORMED) from exc
+        raise EnvelopeError(Reason.MALFORMED) from exc
     if pos != end:
-        raise EnvelopeError(ReasonCode.MALFORMED)
+        raise EnvelopeError(Reason.MALFORMED)
     return header_bytes, wrapped, ciphertext, data[end:]
 
 
@@ -412,124 +471,125 @@ def _parse_header(header_bytes: bytes) -> EnvelopeHeader:
         return EnvelopeHeader.from_canonical_bytes(header_bytes)
     except pydantic.ValidationError as exc:
         if any(e["loc"][:1] == ("schema_version",) for e in exc.errors()):
-            raise EnvelopeError(ReasonCode.UNSUPPORTED_VERSION) from exc
-        raise EnvelopeError(ReasonCode.MALFORMED) from exc
+            raise EnvelopeError(Reason.UNSUPPORTED_VERSION) from exc
+        raise EnvelopeError(Reason.MALFORMED) from exc
     except ValueError as exc:  # NonCanonicalHeaderError
-        raise EnvelopeError(ReasonCode.MALFORMED) from exc
+        raise EnvelopeError(Reason.MALFORMED) from exc
 
 
-def _unpack(
-    envelope: bytes, limits: Limits
-) -> tuple[EnvelopeHeader, bytes, list[WrappedKey], bytes, bytes]:
+def parse(envelope: bytes | Parsed, *, limits: Limits = DEFAULT_LIMITS) -> Parsed:
+    """Size, framing, version and header checks, and the digest — no signature check.
+
+    Nothing in the result is trusted yet; pass it to :func:`verify` or :func:`open`.
+    """
+    if isinstance(envelope, Parsed):
+        return envelope
+    if not isinstance(envelope, bytes):
+        envelope = bytes(envelope)
     if len(envelope) > limits.max_size:
-        raise EnvelopeError(ReasonCode.TOO_LARGE)
-    header_bytes, wrapped, ciphertext, signature = _parse(envelope)
+        raise EnvelopeError(Reason.TOO_LARGE)
+    header_bytes, wrapped, ciphertext, signature = _split(envelope)
     header = _parse_header(header_bytes)
     if tuple(w.recipient for w in wrapped) != header.recipients:
-        raise EnvelopeError(ReasonCode.MALFORMED)
-    return header, header_bytes, wrapped, ciphertext, signature
-
-
-def peek_header(envelope: bytes, *, limits: Limits = DEFAULT_LIMITS) -> EnvelopeHeader:
-    """The envelope's header, parsed but NOT verified: nothing in it is trusted yet.
-
-    Runs the size, framing, version and header checks of :func:`verify` (same
-    reason codes), so a router can name the claimed sender (e.g. to compare it
-    with the outbox topic) before paying for the signature check.
-    """
-    return _unpack(bytes(envelope), limits)[0]
+        raise EnvelopeError(Reason.MALFORMED)
+    return Parsed(
+        header=header,
+        wrapped_keys=tuple(wrapped),
+        digest=P.sha256(envelope).hex(),
+        size=len(envelope),
+        _envelope=envelope,
+        _header_bytes=header_bytes,
+        _ciphertext=ciphertext,
+        _signature=signature,
+    )
 
 
 def verify(
-    envelope: bytes,
+    envelope: bytes | Parsed,
     *,
     directory: Directory,
     now: datetime,
     limits: Limits = DEFAULT_LIMITS,
+    expected_sender: str | None = None,
 ) -> VerifiedEnvelope:
     """Check everything that needs no private key (the router's view).
 
+    ``expected_sender``: the participant the transport says sent the envelope (the
+    owner of the outbox it came from); another signed sender is ``wrong_outbox``.
     Raises ``EnvelopeError``; its ``.reason`` says why.
     """
-    if not isinstance(envelope, bytes):
-        envelope = bytes(envelope)
-    header, header_bytes, wrapped, ciphertext, signature = _unpack(envelope, limits)
+    parsed = parse(envelope, limits=limits)
+    header = parsed.header
 
     sender = _participant(directory, header.sender)
     if sender is None:
-        raise EnvelopeError(ReasonCode.UNKNOWN_SENDER)
+        raise EnvelopeError(Reason.UNKNOWN_SENDER)
     if not sender.active:
-        raise EnvelopeError(ReasonCode.SENDER_INACTIVE)
+        raise EnvelopeError(Reason.SENDER_SUSPENDED)
+    if expected_sender is not None and header.sender != expected_sender:
+        raise EnvelopeError(Reason.WRONG_OUTBOX)
     record = sender.key(header.sender_key_id)
     if record is None or record.kind is not KeyKind.SIGNING:
-        raise EnvelopeError(ReasonCode.UNKNOWN_KEY)
+        raise EnvelopeError(Reason.UNKNOWN_KEY)
     if record.revoked_at is not None and record.revoked_at <= now:
-        raise EnvelopeError(ReasonCode.KEY_REVOKED)
+        raise EnvelopeError(Reason.KEY_REVOKED)
     if not (record.not_before <= now < record.not_after) or header.created_at < record.not_before:
-        raise EnvelopeError(ReasonCode.KEY_EXPIRED)
+        raise EnvelopeError(Reason.KEY_EXPIRED)
     try:
         verify_key = verify_key_of(record)
     except P.CryptoFailure as exc:
-        raise EnvelopeError(ReasonCode.UNKNOWN_KEY) from exc
-    if not verify_key.verify(signature, SIG_CONTEXT + envelope[:-SIGNATURE_LEN]):
-        raise EnvelopeError(ReasonCode.BAD_SIGNATURE)
+        raise EnvelopeError(Reason.UNKNOWN_KEY) from exc
+    signed = SIG_CONTEXT + parsed._envelope[:-SIGNATURE_LEN]
+    if not verify_key.verify(parsed._signature, signed):
+        raise EnvelopeError(Reason.BAD_SIGNATURE)
 
     if header.created_at > now + limits.max_skew:
-        raise EnvelopeError(ReasonCode.FUTURE_DATED)
+        raise EnvelopeError(Reason.FUTURE_DATED)
     if header.created_at < now - limits.max_age:
-        raise EnvelopeError(ReasonCode.STALE)
+        raise EnvelopeError(Reason.STALE)
 
     # The sender must have encrypted to keys the directory publishes for each
     # recipient (unknown recipients are routing's business: check_routing).
-    for w in wrapped:
+    for w in parsed.wrapped_keys:
         participant = _participant(directory, w.recipient)
         if participant is None:
             continue
         rec = participant.key(w.key_id)
         if rec is None or rec.kind is not KeyKind.ENCRYPTION:
-            raise EnvelopeError(ReasonCode.UNKNOWN_KEY)
+            raise EnvelopeError(Reason.UNKNOWN_KEY)
         if rec.revoked_at is not None and rec.revoked_at <= now:
-            raise EnvelopeError(ReasonCode.KEY_REVOKED)
+            raise EnvelopeError(Reason.KEY_REVOKED)
         if not rec.is_valid_at(header.created_at):
-            raise EnvelopeError(ReasonCode.KEY_EXPIRED)
+            raise EnvelopeError(Reason.KEY_EXPIRED)
         if rec.algorithm.value != w.kem.value:  # KeyAlgorithm and Kem share their values
-            raise EnvelopeError(ReasonCode.MALFORMED)
+            raise EnvelopeError(Reason.MALFORMED)
 
-    return VerifiedEnvelope(
-        header=header,
-        sender=sender,
-        wrapped_keys=tuple(wrapped),
-        digest=P.sha256(envelope).hex(),
-        size=len(envelope),
-        _header_bytes=header_bytes,
-        _ciphertext=ciphertext,
-    )
+    return VerifiedEnvelope(parsed=parsed, sender=sender)
 
 
 def open_envelope(
-    envelope: bytes,
+    envelope: bytes | Parsed,
     *,
     recipient: str,
     opening_keys: Sequence[OpeningKey],
     directory: Directory,
     now: datetime,
     limits: Limits = DEFAULT_LIMITS,
-    validate_payload: bool = True,
 ) -> Opened:
-    """Verify, then decrypt as ``recipient`` with one of ``opening_keys``.
-
-    With ``validate_payload`` the payload must be a valid instance of the
-    header's message type (``schema_invalid`` otherwise). Raises ``EnvelopeError``.
+    """Verify, then decrypt as ``recipient`` with one of ``opening_keys``; the payload
+    must be a valid instance of the header's message type (``schema_invalid``) that
+    agrees with the header (``payload_mismatch``). Raises ``EnvelopeError``.
     (Exported as ``keys.open``.)
     """
     v = verify(envelope, directory=directory, now=now, limits=limits)
-    header = v.header
-    wrapped = next((w for w in v.wrapped_keys if w.recipient == recipient), None)
+    parsed = v.parsed
+    header = parsed.header
+    wrapped = next((w for w in parsed.wrapped_keys if w.recipient == recipient), None)
     if wrapped is None:
-        raise EnvelopeError(ReasonCode.NOT_A_RECIPIENT)
+        raise EnvelopeError(Reason.NOT_A_RECIPIENT)
     key = next((k for k in opening_keys if k.key_id == wrapped.key_id), None)
     if key is None or key.kem is not wrapped.kem:
-        raise EnvelopeError(ReasonCode.UNKNOWN_KEY)
+        raise EnvelopeError(Reason.UNKNOWN_KEY)
     try:
         content_key = key.unwrap(
             wrapped.enc,
@@ -537,33 +597,32 @@ def open_envelope(
             info=_wrap_info(header.sender, recipient, header.message_id),
         )
     except P.CryptoFailure as exc:
-        raise EnvelopeError(ReasonCode.DECRYPT_FAILED) from exc
+        raise EnvelopeError(Reason.DECRYPT_FAILED) from exc
     if len(content_key) != CONTENT_KEY_LEN:
-        raise EnvelopeError(ReasonCode.DECRYPT_FAILED)
+        raise EnvelopeError(Reason.DECRYPT_FAILED)
     expected = _commitment(content_key, header.message_id).hex()
     if not hmac.compare_digest(expected, header.key_commitment):
-        raise EnvelopeError(ReasonCode.KEY_COMMITMENT_MISMATCH)
+        raise EnvelopeError(Reason.KEY_COMMITMENT_MISMATCH)
     try:
         payload = P.aead_open(
             P.hmac_sha256(content_key, PAYLOAD_KEY_LABEL),
             PAYLOAD_NONCE,
-            v._ciphertext,
-            _payload_aad(header.sender, header.message_id, v._header_bytes),
+            parsed._ciphertext,
+            _payload_aad(header.sender, header.message_id, parsed._header_bytes),
         )
     except P.CryptoFailure as exc:
-        raise EnvelopeError(ReasonCode.DECRYPT_FAILED) from exc
-    message: pydantic.BaseModel | None = None
-    if validate_payload:
-        model = _PAYLOAD_MODELS[header.message_type]
-        try:
-            message = model.model_validate_json(payload)
-        except pydantic.ValidationError as exc:
-            raise EnvelopeError(ReasonCode.SCHEMA_INVALID) from exc
+        raise EnvelopeError(Reason.DECRYPT_FAILED) from exc
+    try:
+        message: Payload = PAYLOAD_MODELS[header.message_type].model_validate_json(payload)
+    except pydantic.ValidationError as exc:
+        raise EnvelopeError(Reason.SCHEMA_INVALID) from exc
+    if payload_mismatches(header, message):
+        raise EnvelopeError(Reason.PAYLOAD_MISMATCH)
     return Opened(
         header=header,
         sender=v.sender,
         recipient=recipient,
-        digest=v.digest,
+        digest=parsed.digest,
         payload=payload,
         message=message,
     )

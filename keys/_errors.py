@@ -4,8 +4,9 @@
 
     KeysError                      base; never raised itself
     ├── EnvelopeError              an envelope was refused (the peer's fault, or an
-    │                              attacker's); ``.reason: ReasonCode``; str() is the
-    │                              same opaque text for every reason
+    │                              attacker's); ``.reason``: a ``schemas.Reason`` of
+    │                              ``schemas.OPEN_REASONS``; str() is the same opaque
+    │                              text for every reason
     ├── DirectoryError             a federation directory was refused (bad signature,
     │                              rollback, inconsistent keys); ``.reason: DirectoryReason``
     ├── CryptoFailure              (keys._primitives) a key file or key encoding is
@@ -15,15 +16,17 @@
     └── SealError                  ``seal`` was asked for something it cannot do
                                    (the caller's fault; a plain message)
 
-Reason codes are part of the public contract: the router writes them to the
-dead-letter topic and to metrics, so their string values never change; new ones
-may be added.
+Envelope reasons are the federation's one refusal vocabulary (``schemas.Reason``):
+the router writes them to the dead-letter topic and to metrics, a recipient to its
+quarantine notes.
 """
 
 from __future__ import annotations
 
 import enum
 from typing import Final
+
+from schemas import Reason
 
 __all__ = [
     "ENVELOPE_REFUSED",
@@ -32,47 +35,10 @@ __all__ = [
     "EnvelopeError",
     "KeysError",
     "KeystoreError",
-    "ReasonCode",
     "SealError",
 ]
 
 ENVELOPE_REFUSED: Final = "envelope refused"
-
-
-class ReasonCode(enum.StrEnum):
-    """Why an envelope was refused. Stable strings (dead letters, metrics, logs)."""
-
-    TOO_LARGE = "too_large"
-    """Longer than the configured maximum; refused before parsing."""
-    MALFORMED = "malformed"
-    """Framing, lengths, JSON or header fields do not parse."""
-    UNSUPPORTED_VERSION = "unsupported_version"
-    """Unknown magic/format version, KEM, or header schema version."""
-    UNKNOWN_SENDER = "unknown_sender"
-    """The header's sender is not in the directory."""
-    SENDER_INACTIVE = "sender_inactive"
-    """The sender is in the directory but suspended/removed."""
-    UNKNOWN_KEY = "unknown_key"
-    """The signing key id is not one of the sender's signing keys, or (when opening)
-    the recipient holds no opening key with the wrapped key's id."""
-    KEY_REVOKED = "key_revoked"
-    """The signing key was revoked at or before the verification time."""
-    KEY_EXPIRED = "key_expired"
-    """The signing key is outside its validity window (expired or not yet valid)."""
-    BAD_SIGNATURE = "bad_signature"
-    """The Ed25519 signature does not verify."""
-    STALE = "stale"
-    """Created longer ago than the freshness window."""
-    FUTURE_DATED = "future_dated"
-    """Created further in the future than the allowed clock skew."""
-    NOT_A_RECIPIENT = "not_a_recipient"
-    """No wrapped key for the opening participant."""
-    DECRYPT_FAILED = "decrypt_failed"
-    """The HPKE unwrap or the payload AEAD failed."""
-    KEY_COMMITMENT_MISMATCH = "key_commitment_mismatch"
-    """The unwrapped content key does not match the header's commitment."""
-    SCHEMA_INVALID = "schema_invalid"
-    """The decrypted payload is not a valid instance of the header's message type."""
 
 
 class KeysError(Exception):
@@ -87,7 +53,7 @@ class EnvelopeError(KeysError):
     payload in it.
     """
 
-    def __init__(self, reason: ReasonCode) -> None:
+    def __init__(self, reason: Reason) -> None:
         super().__init__(ENVELOPE_REFUSED)
         self.reason = reason
 

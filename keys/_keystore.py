@@ -22,12 +22,12 @@ Keys are never deleted here: a rotated or revoked key still opens old mail.
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
 from keys import _primitives as P
 from keys._errors import KeystoreError
+from keys._files import atomic_write
 from keys._keys import Kem, KeyId, OpeningKey, SigningKey
 
 __all__ = ["FEDERATION_OWNER", "Keystore"]
@@ -38,14 +38,11 @@ _PRIVATE_MODE = 0o600
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        atomic_write(path, data, mode=mode, exclusive=True)
     except FileExistsError as exc:
         raise KeystoreError(f"{path}: already exists") from exc
     except OSError as exc:
         raise KeystoreError(f"{path}: cannot create: {exc.strerror}") from exc
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode)  # the umask may have narrowed the mode; never widened it
 
 
 class Keystore:

@@ -20,18 +20,17 @@ from uuid import UUID
 
 from keys import _envelope as E
 from keys import _primitives as P
-from keys._directory import record_for, sign_directory
+from keys._directory import sign_directory
 from keys._errors import EnvelopeError
 from keys._keys import OpeningKey, SigningKey
+from keys.testing import Federation, MemberSpec
 from schemas import (
     Category,
     Directory,
     HandlingCode,
-    Participant,
     Priority,
     Referral,
     Role,
-    RoutingRules,
     canonical_json,
 )
 
@@ -74,56 +73,39 @@ def _opening(label: str) -> tuple[OpeningKey, bytes]:
 
 
 _MEMBERS = (
-    ("de.hotline", "DE", (Role.HOTLINE,)),
-    ("nl.hotline", "NL", (Role.HOTLINE,)),
-    ("nl.police", "NL", (Role.POLICE,)),
-    ("int.coordinator", None, (Role.COORDINATOR,)),
+    MemberSpec("de.hotline", "DE", (Role.HOTLINE,)),
+    MemberSpec("nl.hotline", "NL", (Role.HOTLINE,)),
+    MemberSpec("nl.police", "NL", (Role.POLICE,)),
+    MemberSpec("int.coordinator", None, (Role.COORDINATOR,)),
 )
 
 
+def _seeded_keys(spec: MemberSpec) -> tuple[SigningKey, OpeningKey]:
+    return _signing(spec.participant_id + "/signing")[0], _opening(
+        spec.participant_id + "/encryption"
+    )[0]
+
+
 def _federation() -> tuple[SigningKey, Directory, dict[str, dict[str, Any]]]:
-    root, _ = _signing("root")
-    secrets: dict[str, dict[str, Any]] = {}
-    participants = []
-    for pid, jurisdiction, roles in _MEMBERS:
-        sig, sig_seed = _signing(pid + "/signing")
-        enc, enc_scalar = _opening(pid + "/encryption")
-        secrets[pid] = {
-            "signing_key": sig,
-            "opening_key": enc,
-            "ed25519_seed_hex": sig_seed.hex(),
-            "x25519_private_hex": enc_scalar.hex(),
-        }
-        participants.append(
-            Participant(
-                participant_id=pid,
-                display_name=pid,
-                jurisdiction=jurisdiction,
-                roles=roles,
-                categories=tuple(Category),
-                keys=(
-                    record_for(
-                        sig.verify_key,
-                        not_before=datetime(2026, 1, 1, tzinfo=UTC),
-                        not_after=datetime(2027, 1, 1, tzinfo=UTC),
-                    ),
-                    record_for(
-                        enc.sealing_key,
-                        not_before=datetime(2026, 1, 1, tzinfo=UTC),
-                        not_after=datetime(2027, 1, 1, tzinfo=UTC),
-                    ),
-                ),
-            )
-        )
-    directory = Directory(
-        federation_id="vectors",
-        version=1,
+    fed = Federation(
+        _MEMBERS,
+        not_before=datetime(2026, 1, 1, tzinfo=UTC),
+        not_after=datetime(2027, 1, 1, tzinfo=UTC),
         issued_at=datetime(2026, 11, 1, tzinfo=UTC),
-        root_key_id=root.key_id,
-        participants=tuple(participants),
-        rules=RoutingRules(coordinator="int.coordinator", escalation_recipient="int.coordinator"),
+        federation_id="vectors",
+        keys=_seeded_keys,
+        root=_signing("root")[0],
     )
-    return root, directory, secrets
+    secrets: dict[str, dict[str, Any]] = {
+        pid: {
+            "signing_key": m.signing,
+            "opening_key": m.opening,
+            "ed25519_seed_hex": _seed(pid + "/signing").hex(),
+            "x25519_private_hex": _seed(pid + "/encryption").hex(),
+        }
+        for pid, m in fed.members.items()
+    }
+    return fed.root, fed.directory(), secrets
 
 
 def _referral() -> Referral:
@@ -153,7 +135,7 @@ def _referral() -> Referral:
 
 
 def _hex_fields(envelope: bytes) -> dict[str, Any]:
-    header_bytes, wrapped, ciphertext, signature = E._parse(envelope)
+    header_bytes, wrapped, ciphertext, signature = E._split(envelope)
     return {
         "header_utf8": header_bytes.decode("utf-8"),
         "wrapped_keys": [
@@ -198,8 +180,14 @@ def _envelope_vector(
         recipients=recipients,
     )
     sender = secrets["de.hotline"]
-    envelope = E.seal(
-        draft, payload, signing_key=sender["signing_key"], directory=directory, now=NOW, rng=rng
+    envelope = E._seal(
+        draft,
+        payload,
+        signing_key=sender["signing_key"],
+        directory=directory,
+        now=NOW,
+        rng=rng,
+        ephemeral=rng,
     )
     message_id_rand, content_key, *ikms = rng.drawn
     v = E.verify(envelope, directory=directory, now=NOW)

@@ -2,13 +2,17 @@
 
 Public surface only; the models live in private modules. See ``schemas/README.md``.
 
-Exceptions raised here (all ``ValueError``; callers at the I/O boundary translate
-them into their own reason codes)::
+The one refusal vocabulary of the federation is :class:`Reason`, with a named
+subset per stage (``VERIFY_REASONS``, ``OPEN_REASONS``, ``ROUTING_REASONS``,
+``DEAD_LETTER_REASONS``, ``QUARANTINE_REASONS``, ``STATUS_REASONS``); topic names
+are :class:`TopicNames`.
+
+Exceptions raised here (all ``ValueError``)::
 
     ValueError
      ├── pydantic.ValidationError   input does not satisfy a contract (sender's fault)
      ├── NonCanonicalHeaderError    valid header, but not its canonical bytes
-     └── RoutingError               header cannot be routed (.reason: RoutingErrorReason)
+     └── RoutingError               header cannot be routed (.reason: a Reason)
 """
 
 from ._acks import (
@@ -30,6 +34,7 @@ from ._common import (
     SCHEMA_VERSION,
     CaseId,
     Category,
+    Clock,
     CountryCode,
     DecisionKind,
     FederationId,
@@ -43,6 +48,9 @@ from ._common import (
     Sha256Hex,
     UtcDatetime,
     canonical_json,
+    canonical_json_of,
+    first_error,
+    utcnow,
     uuid7,
 )
 from ._directory import (
@@ -62,6 +70,15 @@ from ._directory import (
 )
 from ._envelope import MAX_RECIPIENTS, EnvelopeHeader, NonCanonicalHeaderError
 from ._payload import PAYLOAD_MODELS, Payload, payload_mismatches
+from ._reasons import (
+    DEAD_LETTER_REASONS,
+    OPEN_REASONS,
+    QUARANTINE_REASONS,
+    ROUTING_REASONS,
+    STATUS_REASONS,
+    VERIFY_REASONS,
+    Reason,
+)
 from ._referral import (
     HASH_HEX_LENGTH,
     MAX_ITEMS,
@@ -96,7 +113,6 @@ from ._referral import (
 from ._routing import (
     Resolution,
     RoutingError,
-    RoutingErrorReason,
     RoutingInput,
     RoutingRequest,
     check_routing,
@@ -104,8 +120,10 @@ from ._routing import (
     resolve,
 )
 from ._status import HandoverState, StatusEvent, StatusReason
+from ._topics import TopicNames
 
 __all__ = [
+    "DEAD_LETTER_REASONS",
     "HASH_HEX_LENGTH",
     "ISO_3166_ALPHA2",
     "MAX_ITEMS",
@@ -113,10 +131,15 @@ __all__ = [
     "MAX_PARTICIPANTS",
     "MAX_RECIPIENTS",
     "MAX_URLS",
+    "OPEN_REASONS",
     "PARTICIPANT_ID_PATTERN",
     "PAYLOAD_MODELS",
+    "QUARANTINE_REASONS",
     "REPLY_MESSAGE_TYPES",
+    "ROUTING_REASONS",
     "SCHEMA_VERSION",
+    "STATUS_REASONS",
+    "VERIFY_REASONS",
     "Accepted",
     "ActionType",
     "Actioned",
@@ -126,6 +149,7 @@ __all__ = [
     "CaseId",
     "Category",
     "Classification",
+    "Clock",
     "Closed",
     "ContentHash",
     "ContentItem",
@@ -166,6 +190,7 @@ __all__ = [
     "PriorReport",
     "Priority",
     "PublicKeyRecord",
+    "Reason",
     "Receipt",
     "Referral",
     "RejectReason",
@@ -176,7 +201,6 @@ __all__ = [
     "Resolution",
     "Role",
     "RoutingError",
-    "RoutingErrorReason",
     "RoutingInput",
     "RoutingRequest",
     "RoutingRules",
@@ -187,12 +211,16 @@ __all__ = [
     "StatusEvent",
     "StatusReason",
     "Tlp",
+    "TopicNames",
     "Urgency",
     "UtcDatetime",
     "canonical_json",
+    "canonical_json_of",
     "check_routing",
+    "first_error",
     "payload_mismatches",
     "recipients_for",
     "resolve",
+    "utcnow",
     "uuid7",
 ]

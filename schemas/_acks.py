@@ -33,6 +33,8 @@ from ._common import (
 
 
 class RejectReason(StrEnum):
+    """Why a receiver rejects a case (a case decision, not a transport refusal)."""
+
     NOT_ILLEGAL_HERE = "not_illegal_here"
     INSUFFICIENT_INFORMATION = "insufficient_information"
     DUPLICATE = "duplicate"
@@ -43,6 +45,8 @@ class RejectReason(StrEnum):
 
 
 class ActionType(StrEnum):
+    """What was done about a case (ICCAM action log)."""
+
     LE_INFORMED = "le_informed"
     """Law enforcement informed."""
     HOST_INFORMED = "host_informed"
@@ -63,12 +67,16 @@ class Receipt(FrozenModel):
 
 
 class Accepted(FrozenModel):
+    """The receiver took the case on, under its own reference."""
+
     kind: Literal["accepted"] = "accepted"
     receiver_reference: Reference
     """The receiver's own case reference (ICCAM's "no reference" queue ends here)."""
 
 
 class Rejected(FrozenModel):
+    """The receiver does not take the case on."""
+
     kind: Literal["rejected"] = "rejected"
     reason: RejectReason
     detail: ReasonText | None = None
@@ -91,6 +99,8 @@ class Moved(FrozenModel):
 
 
 class Actioned(FrozenModel):
+    """An action was taken on the case (repeatable)."""
+
     kind: Literal["actioned"] = "actioned"
     action: ActionType
     actioned_at: UtcDatetime | None = None
@@ -101,6 +111,8 @@ class Actioned(FrozenModel):
 
 
 class Closed(FrozenModel):
+    """The receiver closed the case (final)."""
+
     kind: Literal["closed"] = "closed"
     detail: ReasonText | None = None
 

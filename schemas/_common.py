@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     PlainSerializer,
     StringConstraints,
+    ValidationError,
     WithJsonSchema,
 )
 
@@ -269,7 +270,7 @@ def unique(values: tuple[T, ...]) -> tuple[T, ...]:
 
 
 def canonical_json(model: BaseModel) -> bytes:
-    """Deterministic bytes of ``model``: the input of every signature.
+    """Deterministic bytes of ``model``: the input of every signature and hash.
 
     Definition (stable, part of the envelope format):
 
@@ -284,10 +285,35 @@ def canonical_json(model: BaseModel) -> bytes:
     this is also the RFC 8785 (JCS) encoding of the same value: an independent
     implementation may use a JCS library.
     """
-    data = model.model_dump(mode="json")
+    return canonical_json_of(model.model_dump(mode="json"))
+
+
+def canonical_json_of(data: object) -> bytes:
+    """Step 2 of :func:`canonical_json` for JSON-ready ``data`` (dicts, lists, str...)."""
     return json.dumps(
         data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
+
+
+# ------------------------------------------------------------------ small helpers
+
+Clock = Callable[[], datetime]
+"""Where code that needs the time gets it; injected so tests control time."""
+
+
+def utcnow() -> datetime:
+    """The current instant, timezone-aware UTC: the default :data:`Clock`."""
+    return datetime.now(UTC)
+
+
+def first_error(exc: ValidationError) -> str:
+    """One line naming the first invalid field of ``exc`` and what is wrong with it.
+
+    Never the input value (it may be case data), never pydantic's URL.
+    """
+    err = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in err["loc"]) or "input"
+    return f"{where}: {err['msg']}"
 
 
 __all__ = [
@@ -297,6 +323,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CaseId",
     "Category",
+    "Clock",
     "CountryCode",
     "DecisionKind",
     "FederationId",
@@ -314,7 +341,10 @@ __all__ = [
     "ShortText",
     "UtcDatetime",
     "canonical_json",
+    "canonical_json_of",
+    "first_error",
     "unique",
     "unique_sorted",
+    "utcnow",
     "uuid7",
 ]

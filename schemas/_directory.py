@@ -50,6 +50,8 @@ class Role(StrEnum):
 
 
 class ParticipantStatus(StrEnum):
+    """Whether a participant may send and receive."""
+
     ACTIVE = "active"
     SUSPENDED = "suspended"
     """Keeps its identity and keys (old signatures stay verifiable), receives and
@@ -57,11 +59,15 @@ class ParticipantStatus(StrEnum):
 
 
 class KeyKind(StrEnum):
+    """What a key is for: signing or encryption."""
+
     SIGNING = "signing"
     ENCRYPTION = "encryption"
 
 
 class KeyAlgorithm(StrEnum):
+    """The algorithm of a published key."""
+
     ED25519 = "ed25519"
     """Signing."""
     X25519 = "x25519"
@@ -71,6 +77,8 @@ class KeyAlgorithm(StrEnum):
 
 
 class KeyEncoding(StrEnum):
+    """How a published key is encoded."""
+
     SPKI_DER = "spki-der"
     """DER SubjectPublicKeyInfo."""
     RAW = "raw"

@@ -62,6 +62,8 @@ class ItemAnnotation(StrEnum):
 
 
 class SiteType(StrEnum):
+    """What kind of site a URL is on."""
+
     WEBSITE = "website"
     FILE_HOST = "file_host"
     IMAGE_BOARD = "image_board"
@@ -76,6 +78,8 @@ class SiteType(StrEnum):
 
 
 class MediaType(StrEnum):
+    """What kind of content an item is."""
+
     IMAGE = "image"
     VIDEO = "video"
     LINK = "link"
@@ -85,6 +89,8 @@ class MediaType(StrEnum):
 
 
 class HashAlgorithm(StrEnum):
+    """How a content hash was computed."""
+
     MD5 = "md5"
     SHA1 = "sha1"
     SHA256 = "sha256"
@@ -112,6 +118,8 @@ class Classification(StrEnum):
 
 
 class AgeGroup(StrEnum):
+    """Apparent age group of a depicted child."""
+
     NOT_DETERMINED = "not_determined"
     INFANT = "infant"
     PRE_PUBESCENT = "pre_pubescent"
@@ -119,6 +127,8 @@ class AgeGroup(StrEnum):
 
 
 class Gender(StrEnum):
+    """Apparent gender of a depicted child."""
+
     NOT_DETERMINED = "not_determined"
     FEMALE = "female"
     MALE = "male"
@@ -126,12 +136,16 @@ class Gender(StrEnum):
 
 
 class PersonRole(StrEnum):
+    """How a person relates to the case."""
+
     REPORTED_USER = "reported_user"
     VICTIM = "victim"
     INTENDED_RECIPIENT = "intended_recipient"
 
 
 class IpEventType(StrEnum):
+    """The event at which an IP address was captured."""
+
     LOGIN = "login"
     REGISTRATION = "registration"
     UPLOAD = "upload"
@@ -208,6 +222,8 @@ class Reporter(FrozenModel):
 
 
 class Incident(FrozenModel):
+    """What happened: the incident type and a summary."""
+
     type: Category
     occurred_at: UtcDatetime | None = None
     platform: ShortText | None = None
@@ -228,6 +244,8 @@ class Urgency(FrozenModel):
 
 
 class Hosting(FrozenModel):
+    """Where a URL is hosted, as the reporting analyst found it."""
+
     country: CountryCode | None = None
     ip: IpAddress | None = None
     asn: Annotated[int, Field(ge=1, le=4_294_967_295)] | None = None
@@ -238,6 +256,8 @@ class Hosting(FrozenModel):
 
 
 class ReportedUrl(FrozenModel):
+    """A URL the referral is about, with its hosting."""
+
     url: Url
     source_url: Url | None = None
     """Page where the URL was found."""
@@ -289,6 +309,8 @@ class ContentItem(FrozenModel):
 
 
 class IpCaptureEvent(FrozenModel):
+    """An IP address seen at an event of a reported person."""
+
     ip: IpAddress
     event: IpEventType
     at: UtcDatetime
@@ -297,12 +319,16 @@ class IpCaptureEvent(FrozenModel):
 
 
 class Location(FrozenModel):
+    """An estimated location."""
+
     country: CountryCode | None = None
     region: ShortText | None = None
     city: ShortText | None = None
 
 
 class ReportedPerson(FrozenModel):
+    """A reported user, a victim or an intended recipient."""
+
     role: PersonRole
     screen_names: Annotated[tuple[HandleText, ...], Field(max_length=MAX_SMALL_LIST)] = ()
     profile_urls: Annotated[tuple[Url, ...], Field(max_length=MAX_SMALL_LIST)] = ()

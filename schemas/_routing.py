@@ -27,7 +27,7 @@ active, not the sender. The router additionally checks, from its own record of
 forwarded messages, that ``in_reply_to`` was sent by that recipient to this
 sender — state that is out of scope for a pure function.
 
-Exceptions (all carry ``.reason``, a :class:`RoutingErrorReason`)::
+Exceptions (all carry ``.reason``, one of ``schemas.ROUTING_REASONS``)::
 
     ValueError
      └── RoutingError      the header cannot be routed under this directory
@@ -37,34 +37,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
 from ._common import REPLY_MESSAGE_TYPES, Category, FrozenModel, MessageType, Priority
 from ._common import CountryCode as _CountryCode
 from ._common import ParticipantId as _ParticipantId
 from ._directory import Directory, Participant, Role
-
-
-class RoutingErrorReason(StrEnum):
-    """Why a header cannot be routed; stable codes for the DLQ and metrics."""
-
-    UNKNOWN_SENDER = "unknown_sender"
-    SENDER_SUSPENDED = "sender_suspended"
-    NO_RECIPIENT = "no_recipient"
-    REPLY_NEEDS_ONE_RECIPIENT = "reply_needs_one_recipient"
-    UNKNOWN_RECIPIENT = "unknown_recipient"
-    RECIPIENT_SUSPENDED = "recipient_suspended"
-    REPLY_TO_SELF = "reply_to_self"
-    RECIPIENT_MISMATCH = "recipient_mismatch"
+from ._reasons import Reason
 
 
 class RoutingError(ValueError):
     """The header cannot be routed under this directory (the sender's fault, or
-    the directory's). ``reason`` is the stable code; ``participant`` the id at
-    fault, when there is one."""
+    the directory's). ``reason`` is the stable code (in ``ROUTING_REASONS``);
+    ``participant`` the id at fault, when there is one."""
 
-    def __init__(self, reason: RoutingErrorReason, participant: str | None = None) -> None:
+    def __init__(self, reason: Reason, participant: str | None = None) -> None:
         self.reason = reason
         self.participant = participant
         super().__init__(f"{reason}" + (f": {participant}" if participant else ""))
@@ -125,9 +112,9 @@ def resolve(header: RoutingInput, directory: Directory) -> Resolution:
     """Whom a message goes to (see the module docstring for the rules)."""
     sender = directory.participant(header.sender)
     if sender is None:
-        raise RoutingError(RoutingErrorReason.UNKNOWN_SENDER, header.sender)
+        raise RoutingError(Reason.UNKNOWN_SENDER, header.sender)
     if not sender.active:
-        raise RoutingError(RoutingErrorReason.SENDER_SUSPENDED, header.sender)
+        raise RoutingError(Reason.SENDER_SUSPENDED, header.sender)
     if header.message_type in REPLY_MESSAGE_TYPES:
         return _resolve_reply(header, directory)
 
@@ -165,7 +152,7 @@ def resolve(header: RoutingInput, directory: Directory) -> Resolution:
 
     recipients = tuple(sorted(found | copies))
     if not recipients:
-        raise RoutingError(RoutingErrorReason.NO_RECIPIENT)
+        raise RoutingError(Reason.NO_RECIPIENT)
     return Resolution(
         recipients=recipients,
         orphan=orphan,
@@ -176,15 +163,15 @@ def resolve(header: RoutingInput, directory: Directory) -> Resolution:
 
 def _resolve_reply(header: RoutingInput, directory: Directory) -> Resolution:
     if len(header.recipients) != 1:
-        raise RoutingError(RoutingErrorReason.REPLY_NEEDS_ONE_RECIPIENT)
+        raise RoutingError(Reason.REPLY_NEEDS_ONE_RECIPIENT)
     (target_id,) = header.recipients
     if target_id == header.sender:
-        raise RoutingError(RoutingErrorReason.REPLY_TO_SELF, target_id)
+        raise RoutingError(Reason.REPLY_TO_SELF, target_id)
     target = directory.participant(target_id)
     if target is None:
-        raise RoutingError(RoutingErrorReason.UNKNOWN_RECIPIENT, target_id)
+        raise RoutingError(Reason.UNKNOWN_RECIPIENT, target_id)
     if not target.active:
-        raise RoutingError(RoutingErrorReason.RECIPIENT_SUSPENDED, target_id)
+        raise RoutingError(Reason.RECIPIENT_SUSPENDED, target_id)
     return Resolution(recipients=(target_id,))
 
 
@@ -200,14 +187,13 @@ def check_routing(header: RoutingInput, directory: Directory) -> Resolution:
     """
     resolution = resolve(header, directory)
     if tuple(sorted(set(header.recipients))) != resolution.recipients:
-        raise RoutingError(RoutingErrorReason.RECIPIENT_MISMATCH, header.sender)
+        raise RoutingError(Reason.RECIPIENT_MISMATCH, header.sender)
     return resolution
 
 
 __all__ = [
     "Resolution",
     "RoutingError",
-    "RoutingErrorReason",
     "RoutingInput",
     "RoutingRequest",
     "check_routing",

@@ -7,9 +7,9 @@ nothing about the content: the same fields as the clear header, plus a state.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import model_validator
+from pydantic import AfterValidator, WithJsonSchema, model_validator
 
 from ._common import (
     SCHEMA_VERSION,
@@ -21,6 +21,7 @@ from ._common import (
     Priority,
     UtcDatetime,
 )
+from ._reasons import STATUS_REASONS, Reason
 
 
 class HandoverState(StrEnum):
@@ -41,47 +42,18 @@ class HandoverState(StrEnum):
     FAILED = "failed"
 
 
-class StatusReason(StrEnum):
-    """Stable reason codes carried by status events (DLQ, rejections, timers).
+def _status_reason(value: Reason) -> Reason:
+    if value not in STATUS_REASONS:
+        raise ValueError(f"{value.value} is not a status reason")
+    return value
 
-    Routing reasons mirror :class:`schemas.RoutingErrorReason`; case rejections
-    mirror :class:`schemas.RejectReason`.
-    """
 
-    # envelope / router checks
-    MALFORMED = "malformed"
-    OVERSIZE = "oversize"
-    UNSUPPORTED_VERSION = "unsupported_version"
-    BAD_SIGNATURE = "bad_signature"
-    UNKNOWN_KEY = "unknown_key"
-    KEY_NOT_VALID = "key_not_valid"
-    KEY_REVOKED = "key_revoked"
-    STALE = "stale"
-    FUTURE = "future"
-    DUPLICATE_MESSAGE = "duplicate_message"
-    SENDER_MISMATCH = "sender_mismatch"
-    UNAUTHORISED = "unauthorised"
-    # routing
-    UNKNOWN_SENDER = "unknown_sender"
-    SENDER_SUSPENDED = "sender_suspended"
-    NO_RECIPIENT = "no_recipient"
-    REPLY_NEEDS_ONE_RECIPIENT = "reply_needs_one_recipient"
-    UNKNOWN_RECIPIENT = "unknown_recipient"
-    RECIPIENT_SUSPENDED = "recipient_suspended"
-    REPLY_TO_SELF = "reply_to_self"
-    RECIPIENT_MISMATCH = "recipient_mismatch"
-    UNKNOWN_ORIGINAL = "unknown_original"
-    ORPHAN = "orphan"
-    # case decisions
-    NOT_ILLEGAL_HERE = "not_illegal_here"
-    INSUFFICIENT_INFORMATION = "insufficient_information"
-    DUPLICATE = "duplicate"
-    WRONG_JURISDICTION = "wrong_jurisdiction"
-    OTHER = "other"
-    # timers
-    RECEIPT_OVERDUE = "receipt_overdue"
-    DECISION_OVERDUE = "decision_overdue"
-    RETRIES_EXHAUSTED = "retries_exhausted"
+StatusReason = Annotated[
+    Reason,
+    AfterValidator(_status_reason),
+    WithJsonSchema({"type": "string", "enum": sorted(r.value for r in STATUS_REASONS)}),
+]
+"""A :class:`Reason` a status event may carry (``schemas.STATUS_REASONS``)."""
 
 
 class StatusEvent(FrozenModel):

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from broker.kafka_local import LocalKafka, kafka_version
+from broker.dev.kafka_local import LocalKafka, kafka_version
 
 
 @dataclass
@@ -31,7 +32,7 @@ class KafkaEndpoint:
 
     bootstrap: str
     launcher: LocalKafka | None = None
-    _docker: object | None = field(default=None, repr=False)
+    _docker: Any = field(default=None, repr=False)
 
     def log_tail(self, lines: int = 60) -> str:
         if self.launcher is None:
@@ -61,7 +62,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaEndpoint]:
     if os.environ.get("CRB_KAFKA") == "docker":
         endpoint = _start_docker()
         yield endpoint
-        endpoint._docker.stop()  # type: ignore[union-attr]
+        endpoint._docker.stop()
         return
     launcher = LocalKafka(tmp_path_factory.mktemp("kafka-1"))
     launcher.up(nodes=1)
@@ -102,7 +103,9 @@ def names(request: pytest.FixtureRequest) -> Names:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed and call.when in ("call", "setup"):
         for fixture_name in ("kafka", "kafka_cluster"):

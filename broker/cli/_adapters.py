@@ -15,39 +15,24 @@ the next ``crb send`` or ``crb dropfolder`` finishes it under the same ids.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import json
-import signal
-from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
 
-from broker.cli._common import CliError, crb_home
-from broker.cli._router import BootstrapOpt, PrefixOpt, build_settings
-from broker.cli._trust import (
-    DEFAULT_PASSPHRASE_ENV,
-    DirectoryOpt,
-    KeystoreOpt,
-    PassEnvOpt,
-    RootOpt,
-    TrustOpt,
-    _errors,
-    _Paths,
-)
-from broker.settings import Settings
+from broker.cli._common import CliError, errors, run
+from broker.cli._context import KAFKA, TRUST, Context, uses
+from broker.cli._router import stop_on_signals
 from schemas import ActionType, RejectReason
 
 if TYPE_CHECKING:
-    from adapters import Outbox, Sender
+    from adapters import Identity, Outbox, Sender
 
 __all__ = ["register"]
-
-T = TypeVar("T")
 
 
 AsOpt = Annotated[str, typer.Option("--as", help="Participant id this adapter acts as.")]
@@ -57,125 +42,57 @@ StateOpt = Annotated[
 ]
 
 
-class _Ctx:
-    """Settings, identity and state of one participant, from the common options."""
+class _Adapter:
+    """One participant's identity, state folder and outbox, from the common options."""
 
-    def __init__(
-        self,
-        participant: str,
-        *,
-        bootstrap: str | None,
-        prefix: str | None,
-        state: Path | None,
-        keystore: Path | None,
-        directory: Path | None,
-        trust_store: Path | None,
-        root_key: Path | None,
-        passphrase_env: str,
-    ) -> None:
-        from adapters import Identity
+    def __init__(self, ctx: Context, participant: str, state: Path | None) -> None:
+        self.ctx = ctx
+        self.state = ctx.adapter_state(participant, state)
+        with errors():
+            self.identity: Identity = ctx.identity(participant)
 
-        self.settings: Settings = build_settings(bootstrap, prefix)
-        base = self.settings.adapter.state_dir or crb_home() / "adapters"
-        self.state = state or base / participant
-        paths = _Paths(keystore, directory, trust_store, root_key, passphrase_env)
-        with _guard():
-            self.identity = Identity.load(
-                paths.store, participant, paths.load(), now=datetime.now(UTC)
-            )
+    def outbox(self) -> Outbox:
+        from adapters import Outbox
+
+        s = self.ctx.settings
+        return Outbox.of(self.ctx.clients, self.ctx.names, self.identity.participant, s.adapter)
 
     def sender(self, outbox: Outbox) -> Sender:
         from adapters import Sender
 
         return Sender(self.identity, outbox)
 
-    def outbox(self) -> Outbox:
-        from adapters import Outbox
-
-        return Outbox(self.settings, self.identity.participant)
-
-
-@contextlib.contextmanager
-def _guard() -> Iterator[None]:
-    """Adapter, key, Kafka and I/O failures as one-line CLI errors."""
-    from aiokafka.errors import KafkaError
-
-    from adapters import AdapterError, InputError
-
-    try:
-        with _errors():
-            yield
-    except InputError as exc:
-        raise CliError(str(exc), exit_code=2) from exc
-    except AdapterError as exc:
-        raise CliError(str(exc)) from exc
-    except KafkaError as exc:
-        raise CliError(f"Kafka: {type(exc).__name__}: {exc}") from exc
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    with _guard():
-        try:
-            return asyncio.run(coro)
-        except (OSError, TimeoutError) as exc:
-            if isinstance(exc, OSError) and exc.filename:
-                raise
-            raise CliError(f"cannot reach Kafka: {exc}") from exc
-
-
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        # Only the main thread can install handlers (not so when embedded or tested).
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-
 
 # --- send / dropfolder ------------------------------------------------------------------
 
 
+@uses(KAFKA, TRUST)
 def send_cmd(
+    ctx: Context,
     files: Annotated[list[Path], typer.Argument(help="Referral .json or bulk .csv files.")],
     *,
     participant: AsOpt,
     jurisdiction: Annotated[
         str | None, typer.Option(help="Jurisdiction for all (default: from hosting country).")
     ] = None,
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
     state: StateOpt = None,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """Seal and send referrals; prints one message id per referral once Kafka has it."""
     from adapters import DropFolder, FileState, load_submissions
-    from adapters._state import atomic_write
+    from keys import atomic_write
 
-    with _guard():
+    with errors():
         contents = []
         for path in files:
             data = path.read_bytes()
             load_submissions(path.name, data, jurisdiction=jurisdiction)  # refuse early
             contents.append((path.name, data))
-    ctx = _Ctx(
-        participant,
-        bootstrap=bootstrap,
-        prefix=prefix,
-        state=state,
-        keystore=keystore,
-        directory=directory,
-        trust_store=trust_store,
-        root_key=root_key,
-        passphrase_env=passphrase_env,
-    )
+    adapter = _Adapter(ctx, participant, state)
 
     async def main() -> list[Any]:
-        async with ctx.outbox() as outbox:
+        async with adapter.outbox() as outbox:
             folder = DropFolder(
-                ctx.state / "dropfolder", ctx.sender(outbox), jurisdiction=jurisdiction
+                adapter.state / "dropfolder", adapter.sender(outbox), jurisdiction=jurisdiction
             )
             for name, data in contents:
                 dest = folder.incoming / name
@@ -186,7 +103,7 @@ def send_cmd(
                 atomic_write(dest, data)
             return await folder.run_once()
 
-    results = _run(main())
+    results = run(main())
     failed = 0
     for r in results:
         if r.state is FileState.SENT:
@@ -199,7 +116,9 @@ def send_cmd(
         raise CliError(f"{failed} file(s) not sent (pending files are retried by the next run)")
 
 
+@uses(KAFKA, TRUST)
 def dropfolder_cmd(
+    ctx: Context,
     *,
     participant: AsOpt,
     folder: Annotated[
@@ -208,52 +127,39 @@ def dropfolder_cmd(
     once: Annotated[bool, typer.Option(help="Process what is there, then exit.")] = False,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between scans.")] = 1.0,
     jurisdiction: Annotated[str | None, typer.Option(help="Jurisdiction for every file.")] = None,
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
     state: StateOpt = None,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """Watch FOLDER/incoming: send each file, move it to sent/ or failed/ (with why)."""
     from adapters import DropFolder
     from broker.logs import configure_logging
 
-    ctx = _Ctx(
-        participant,
-        bootstrap=bootstrap,
-        prefix=prefix,
-        state=state,
-        keystore=keystore,
-        directory=directory,
-        trust_store=trust_store,
-        root_key=root_key,
-        passphrase_env=passphrase_env,
-    )
+    adapter = _Adapter(ctx, participant, state)
     configure_logging()
 
     async def main() -> None:
-        async with ctx.outbox() as outbox:
+        async with adapter.outbox() as outbox:
             drop = DropFolder(
-                folder or ctx.state / "dropfolder", ctx.sender(outbox), jurisdiction=jurisdiction
+                folder or adapter.state / "dropfolder",
+                adapter.sender(outbox),
+                jurisdiction=jurisdiction,
             )
             if once:
                 for r in await drop.run_once():
                     typer.echo(f"{r.state.value}: {r.name}" + (f": {r.error}" if r.error else ""))
                 return
             stop = asyncio.Event()
-            _stop_on_signals(stop)
+            stop_on_signals(stop)
             await drop.run(stop, interval_s=interval)
 
-    _run(main())
+    run(main())
 
 
 # --- inbox --------------------------------------------------------------------------------
 
 
+@uses(KAFKA, TRUST)
 def inbox_cmd(
+    ctx: Context,
     *,
     participant: AsOpt,
     folder: Annotated[
@@ -263,14 +169,7 @@ def inbox_cmd(
         str | None, typer.Option("--http", help="POST each message to this case-system URL.")
     ] = None,
     once: Annotated[bool, typer.Option(help="Read the inbox to its end, then exit.")] = False,
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
     state: StateOpt = None,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """Receive: open, deliver to a folder or URL, send signed receipts."""
     from adapters import FolderSink, HttpSink, Receiver, StateStore
@@ -280,17 +179,7 @@ def inbox_cmd(
         raise CliError("--folder and --http exclude each other", exit_code=2)
     if http is not None and not http.startswith(("http://", "https://")):
         raise CliError(f"--http {http!r}: not an http(s) URL", exit_code=2)
-    ctx = _Ctx(
-        participant,
-        bootstrap=bootstrap,
-        prefix=prefix,
-        state=state,
-        keystore=keystore,
-        directory=directory,
-        trust_store=trust_store,
-        root_key=root_key,
-        passphrase_env=passphrase_env,
-    )
+    adapter = _Adapter(ctx, participant, state)
     configure_logging()
     a = ctx.settings.adapter
 
@@ -305,19 +194,19 @@ def inbox_cmd(
                 timeout_s=a.http_timeout_s,
             )
         else:
-            sink = FolderSink(folder or ctx.state / "inbox")
-        with StateStore(ctx.state) as store:
-            async with ctx.outbox() as outbox:
-                receiver = Receiver(ctx.settings, ctx.sender(outbox), sink, store)
+            sink = FolderSink(folder or adapter.state / "inbox")
+        with StateStore(adapter.state) as store:
+            async with adapter.outbox() as outbox:
+                receiver = Receiver(ctx.clients, ctx.names, a, adapter.sender(outbox), sink, store)
                 stop = asyncio.Event()
-                _stop_on_signals(stop)
+                stop_on_signals(stop)
                 try:
                     return await receiver.run(stop, drain=once)
                 finally:
                     if isinstance(sink, HttpSink):
                         await sink.aclose()
 
-    stats = _run(main())
+    stats = run(main())
     typer.echo(
         f"delivered {stats.delivered}, duplicates {stats.duplicates}, "
         f"quarantined {stats.quarantined}"
@@ -373,7 +262,9 @@ def _decision(
     return Closed(detail=detail)
 
 
+@uses(KAFKA, TRUST)
 def ack_cmd(
+    ctx: Context,
     kind: Annotated[AckKind, typer.Argument(help="The decision.")],
     message_id: Annotated[UUID, typer.Argument(help="Message id of the received referral.")],
     *,
@@ -396,20 +287,13 @@ def ack_cmd(
         datetime | None, typer.Option(help="action: when it happened (UTC if no offset).")
     ] = None,
     detail: Annotated[str | None, typer.Option(help="Free text (no case data).")] = None,
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
     state: StateOpt = None,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """Send a case decision about a received referral: accept --reference REF,
     reject --reason R, move --to XX, action --action A, close. Prints message ids."""
     from schemas import Referral
 
-    with _guard():
+    with errors():
         decision = _decision(
             kind,
             reference=reference,
@@ -420,27 +304,17 @@ def ack_cmd(
             at=at,
             detail=detail,
         )
-    ctx = _Ctx(
-        participant,
-        bootstrap=bootstrap,
-        prefix=prefix,
-        state=state,
-        keystore=keystore,
-        directory=directory,
-        trust_store=trust_store,
-        root_key=root_key,
-        passphrase_env=passphrase_env,
-    )
+    adapter = _Adapter(ctx, participant, state)
     from adapters import StateStore
 
-    outbox = ctx.outbox()  # connects on the first send
-    sender = ctx.sender(outbox)
-    with _guard(), StateStore(ctx.state) as store:
+    outbox = adapter.outbox()  # connects on the first send
+    sender = adapter.sender(outbox)
+    with errors(), StateStore(adapter.state) as store:
         original = store.received(message_id)
         forwarded = None
         if kind is AckKind.MOVE:
             assert to is not None
-            path = referral or ctx.state / "inbox" / f"{message_id}.json"
+            path = referral or adapter.state / "inbox" / f"{message_id}.json"
             doc = json.loads(path.read_bytes())
             payload = doc.get("referral", doc) if isinstance(doc, dict) else doc
             forwarded, ack = sender.seal_move(
@@ -454,7 +328,7 @@ def ack_cmd(
             sent = [] if forwarded is None else [await sender.send(forwarded)]
             return [*sent, await sender.send(ack)]
 
-    for mid in _run(main()):
+    for mid in run(main()):
         typer.echo(str(mid))
 
 

@@ -1,19 +1,29 @@
-"""Shared CLI plumbing: one-line failures and the project's home folder."""
+"""Shared CLI plumbing: one-line failures, and the one translation of library errors.
+
+Every command's failures pass :func:`errors` (or :func:`run`, which adds an event
+loop): library exceptions become a :class:`CliError` with the documented exit code
+(1 the operation failed, 2 bad usage or input), printed as one line by ``main``.
+"""
 
 from __future__ import annotations
 
-import os
+import asyncio
+import contextlib
 import sys
-from pathlib import Path
-from typing import NoReturn
+from collections.abc import Coroutine, Iterator
+from typing import Any, NoReturn, TypeVar
 
-__all__ = ["CliError", "crb_home", "fail"]
+import pydantic
+
+__all__ = ["CliError", "errors", "fail", "run"]
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
     """A failure the CLI reports as one line; ``exit_code`` 1 = failed, 2 = bad input."""
 
-    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -24,7 +34,39 @@ def fail(message: str, *, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def crb_home() -> Path:
-    """Where the CLI keeps local state (Kafka jars and data, demo keys): $CRB_HOME or ./.crb."""
-    base = os.environ.get("CRB_HOME")
-    return Path(base) if base else Path.cwd() / ".crb"
+@contextlib.contextmanager
+def errors() -> Iterator[None]:
+    """Translate library failures into one-line CLI errors (no traceback)."""
+    import keys
+    from adapters import AdapterError, InputError
+    from adapters.kafka import TopicMissing, TransportError
+    from schemas import first_error
+
+    try:
+        yield
+    except CliError:
+        raise
+    except keys.EnvelopeError as exc:
+        raise CliError(f"envelope refused ({exc.reason.value})") from exc
+    except keys.KeysError as exc:
+        raise CliError(str(exc)) from exc
+    except InputError as exc:
+        raise CliError(str(exc), exit_code=2) from exc
+    except AdapterError as exc:
+        raise CliError(str(exc)) from exc
+    except TopicMissing as exc:
+        raise CliError(str(exc)) from exc
+    except TransportError as exc:
+        raise CliError(f"Kafka: {exc}") from exc
+    except pydantic.ValidationError as exc:
+        raise CliError(f"invalid input: {first_error(exc)}", exit_code=2) from exc
+    except OSError as exc:
+        raise CliError(f"{exc.filename or 'I/O'}: {exc.strerror}", exit_code=2) from exc
+    except ValueError as exc:
+        raise CliError(str(exc) or type(exc).__name__, exit_code=2) from exc
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion, its failures translated by :func:`errors`."""
+    with errors():
+        return asyncio.run(coro)

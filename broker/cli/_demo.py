@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from broker.cli._common import CliError, crb_home
-from broker.kafka_local import BrokerStartError, LocalKafka, LocalKafkaError
+from broker.cli._common import CliError
+from broker.cli._context import Context, uses
+from broker.dev.kafka_local import BrokerStartError, LocalKafka, LocalKafkaError
 from broker.logs import configure_logging
 
 __all__ = ["register"]
@@ -25,7 +26,10 @@ def _fmt(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
+@uses()
 def demo(
+    ctx: Context,
+    *,
     referrals: Annotated[int, typer.Option(min=10, max=5000, help="How many to push.")] = 300,
     keep: Annotated[
         bool, typer.Option(help="Leave Kafka and the services running; print how to reach them.")
@@ -38,7 +42,7 @@ def demo(
     A demo federation, the router, the tracker and an adapter per participant; a few
     hundred synthetic referrals. Exit 0 only if every valid referral was received.
     """
-    from broker.demo import DemoConfig, run_demo
+    from broker.dev.demo import DemoConfig, run_demo
 
     console = Console()
     if not console.is_terminal:
@@ -47,7 +51,7 @@ def demo(
     # aiokafka reports transient start-up conditions (coordinator not yet available)
     # at ERROR through stdlib logging; the demo's own checks decide what is an error.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    launcher = LocalKafka(crb_home() / "kafka")
+    launcher = LocalKafka(ctx.home / "kafka")
     was_running = any(row["running"] for row in launcher.status())
     try:
         with console.status("starting the local Apache Kafka…"):
@@ -59,7 +63,7 @@ def demo(
         raise CliError(str(exc)) from exc
     console.print(f"Kafka at {bootstrap} ({'already running' if was_running else 'started'})")
 
-    folder = crb_home() / "demo"
+    folder = ctx.home / "demo"
     shutil.rmtree(folder, ignore_errors=True)
     config = DemoConfig(bootstrap=bootstrap, folder=folder, referrals=referrals, seed=seed)
     columns = (

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from broker.cli._common import CliError, crb_home
-from broker.kafka_local import (
+from broker.cli._common import CliError
+from broker.cli._context import Context, uses
+from broker.dev.kafka_local import (
     BrokerStartError,
     LocalKafka,
     LocalKafkaError,
@@ -28,8 +29,8 @@ StateDir = Annotated[
 ]
 
 
-def _launcher(state_dir: Path | None) -> LocalKafka:
-    return LocalKafka(state_dir or crb_home() / "kafka")
+def _launcher(ctx: Context, state_dir: Path | None) -> LocalKafka:
+    return LocalKafka(state_dir or ctx.home / "kafka")
 
 
 @kafka_app.command()
@@ -44,7 +45,10 @@ def fetch() -> None:
 
 
 @kafka_app.command()
+@uses()
 def up(
+    ctx: Context,
+    *,
     nodes: Annotated[int, typer.Option(help="1, or 3 for a replicated cluster.")] = 1,
     port: Annotated[
         int | None, typer.Option(help="Client port of node 1 (free otherwise).")
@@ -54,7 +58,7 @@ def up(
 ) -> None:
     """Start the local Kafka (or keep the running one) and print its bootstrap address."""
     try:
-        bootstrap = _launcher(state_dir).up(nodes=nodes, port=port, timeout_s=timeout)
+        bootstrap = _launcher(ctx, state_dir).up(nodes=nodes, port=port, timeout_s=timeout)
     except BrokerStartError as exc:
         typer.echo(exc.log_tail, err=True)
         raise CliError(str(exc)) from exc
@@ -64,23 +68,27 @@ def up(
 
 
 @kafka_app.command()
-def down(state_dir: StateDir = None) -> None:
+@uses()
+def down(ctx: Context, *, state_dir: StateDir = None) -> None:
     """Stop the brokers this launcher started (and nothing else)."""
     try:
-        stopped = _launcher(state_dir).down()
+        stopped = _launcher(ctx, state_dir).down()
     except LocalKafkaError as exc:
         raise CliError(str(exc)) from exc
     typer.echo(f"stopped node(s) {', '.join(map(str, stopped))}" if stopped else "nothing running")
 
 
 @kafka_app.command()
+@uses()
 def status(
+    ctx: Context,
+    *,
     state_dir: StateDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show each node: pid, running, answering metadata, ports and folders."""
     try:
-        rows = _launcher(state_dir).status()
+        rows = _launcher(ctx, state_dir).status()
     except LocalKafkaError as exc:
         raise CliError(str(exc)) from exc
     if as_json:
@@ -102,13 +110,16 @@ def status(
 
 
 @kafka_app.command()
+@uses()
 def logs(
+    ctx: Context,
+    *,
     node: Annotated[int | None, typer.Option(help="Only this node.")] = None,
     lines: Annotated[int, typer.Option("-n", "--lines", help="Lines per node.")] = 50,
     state_dir: StateDir = None,
 ) -> None:
     """Print the tail of each broker's log."""
-    text = _launcher(state_dir).log_tail(node, lines)
+    text = _launcher(ctx, state_dir).log_tail(node, lines)
     if not text:
         raise CliError("no local Kafka logs: run `crb kafka up`")
     typer.echo(text)

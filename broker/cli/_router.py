@@ -3,126 +3,51 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import signal
-from collections.abc import Coroutine
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
+from adapters.kafka import Record, read_topic
 from broker import audit as audit_mod
 from broker import topics as topics_mod
-from broker.cli._common import CliError, crb_home
-from broker.cli._trust import (
-    DEFAULT_PASSPHRASE_ENV,
-    DirectoryOpt,
-    RootOpt,
-    TrustOpt,
-    _errors,
-    _Paths,
-)
+from broker.cli._common import CliError, errors, run
+from broker.cli._context import KAFKA, TRUST, Context, uses
 from broker.logs import configure_logging
-from broker.settings import KafkaSettings, RouterSettings, Settings, TopicSettings
-from schemas import Directory
 
-__all__ = ["register"]
-
-T = TypeVar("T")
+__all__ = ["register", "stop_on_signals"]
 
 topics_app = typer.Typer(help="Create the topics the directory implies.", no_args_is_help=True)
 router_app = typer.Typer(help="The routing service.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 
-BootstrapOpt = Annotated[
-    str | None,
-    typer.Option("--bootstrap", help="Kafka bootstrap (default: $CRB_KAFKA__BOOTSTRAP or local)."),
-]
-PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Topic name prefix (crb).")]
 
-
-def _local_bootstrap() -> str | None:
-    from broker.kafka_local import LocalKafka, LocalKafkaError
-
-    try:
-        return LocalKafka(crb_home() / "kafka").bootstrap
-    except LocalKafkaError:
-        return None
-
-
-def build_settings(
-    bootstrap: str | None,
-    prefix: str | None,
-    *,
-    partitions: int | None = None,
-    replication: int | None = None,
-    router: dict[str, object] | None = None,
-) -> Settings:
-    """Environment settings, overridden by the CLI flags that were given."""
-    try:
-        base = Settings()
-        kafka = base.kafka
-        if bootstrap:
-            kafka = kafka.model_copy(update={"bootstrap": bootstrap})
-        elif "CRB_KAFKA__BOOTSTRAP" not in os.environ:
-            local = _local_bootstrap()
-            if local:
-                kafka = kafka.model_copy(update={"bootstrap": local})
-        topic_updates: dict[str, object] = {}
-        if prefix:
-            topic_updates["prefix"] = prefix
-        if partitions:
-            topic_updates["partitions"] = partitions
-        if replication:
-            topic_updates["replication"] = replication
-        return base.model_copy(
-            update={
-                "kafka": KafkaSettings.model_validate(kafka.model_dump()),
-                "topics": TopicSettings.model_validate(
-                    {**base.topics.model_dump(), **topic_updates}
-                ),
-                "router": RouterSettings.model_validate(
-                    {**base.router.model_dump(), **(router or {})}
-                ),
-            }
-        )
-    except ValueError as exc:
-        raise CliError(f"invalid settings: {exc}".splitlines()[0], exit_code=2) from exc
-
-
-def load_directory(directory: Path | None, root_key: Path | None, trust: Path | None) -> Directory:
-    """The signed directory, verified against the pinned root key (rollback refused)."""
-    with _errors():
-        return _Paths(None, directory, trust, root_key, DEFAULT_PASSPHRASE_ENV).load()
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    from aiokafka.errors import KafkaError
-
-    try:
-        return asyncio.run(coro)
-    except KafkaError as exc:
-        raise CliError(f"Kafka: {type(exc).__name__}: {exc}") from exc
-    except (OSError, TimeoutError) as exc:
-        raise CliError(f"cannot reach Kafka: {exc}") from exc
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop`` (services finish or abort their transaction)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # Only the main thread can install handlers (not so when embedded or tested).
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (ValueError, RuntimeError, NotImplementedError):
+            return
 
 
 @topics_app.command("apply")
+@uses(KAFKA, TRUST)
 def topics_apply(
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
+    ctx: Context,
+    *,
     partitions: Annotated[int | None, typer.Option(help="Partitions per topic.")] = None,
     replication: Annotated[int | None, typer.Option(help="Replication factor.")] = None,
-    directory: DirectoryOpt = None,
-    root_key: RootOpt = None,
-    trust_store: TrustOpt = None,
 ) -> None:
     """Create every topic the directory implies (idempotent); report drift."""
-    settings = build_settings(bootstrap, prefix, partitions=partitions, replication=replication)
-    d = load_directory(directory, root_key, trust_store)
-    created, drift = _run(topics_mod.apply(d, settings.kafka, settings.topics))
+    given = {"partitions": partitions, "replication": replication}
+    settings = ctx.build_settings(topics={k: v for k, v in given.items() if v})
+    with errors():
+        d = ctx.directory()
+    created, drift = run(topics_mod.apply(d, ctx.clients, settings.topics))
     for name in created:
         typer.echo(f"created {name}")
     for item in drift:
@@ -131,15 +56,12 @@ def topics_apply(
 
 
 @topics_app.command("plan")
-def topics_plan(
-    prefix: PrefixOpt = None,
-    directory: DirectoryOpt = None,
-    root_key: RootOpt = None,
-    trust_store: TrustOpt = None,
-) -> None:
+@uses(KAFKA, TRUST)
+def topics_plan(ctx: Context) -> None:
     """Print the topics the directory implies (no Kafka needed)."""
-    settings = build_settings("unused:0", prefix)
-    for spec in topics_mod.plan(load_directory(directory, root_key, trust_store), settings.topics):
+    with errors():
+        d = ctx.directory()
+    for spec in topics_mod.plan(d, ctx.settings.topics):
         cfg = ",".join(f"{k}={v}" for k, v in spec.config.items())
         typer.echo(
             f"{spec.name}  partitions={spec.partitions} replication={spec.replication} {cfg}"
@@ -147,12 +69,10 @@ def topics_plan(
 
 
 @router_app.command("run")
+@uses(KAFKA, TRUST)
 def router_run(
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
-    directory: DirectoryOpt = None,
-    root_key: RootOpt = None,
-    trust_store: TrustOpt = None,
+    ctx: Context,
+    *,
     group: Annotated[str | None, typer.Option(help="Consumer group of the routers.")] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT.")
@@ -164,15 +84,13 @@ def router_run(
     """Run the router until SIGTERM/SIGINT (finishes or aborts its transaction, then exits)."""
     from broker.router import Router, RouterMetrics
 
-    router_overrides: dict[str, object] = {}
-    if group:
-        router_overrides["group_id"] = group
-    settings = build_settings(bootstrap, prefix, router=router_overrides)
+    settings = ctx.build_settings(router={"group_id": group} if group else {})
     try:
         configure_logging(log_level)
     except KeyError as exc:
         raise CliError(f"unknown --log-level {log_level!r}", exit_code=2) from exc
-    d = load_directory(directory, root_key, trust_store)
+    with errors():
+        d = ctx.directory()
     metrics = RouterMetrics()
     port = metrics_port or settings.router.metrics_port
     if port:
@@ -180,33 +98,29 @@ def router_run(
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(stop)
         await Router(settings, d, metrics=metrics).run(stop)
 
-    _run(main())
+    run(main())
 
 
 @audit_app.command("verify")
+@uses(KAFKA)
 def audit_verify(
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
+    ctx: Context,
+    *,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Check every audit chain; name the first broken link. Exit 1 if any is broken."""
-    settings = build_settings(bootstrap, prefix)
-    rows = _run(read_topic(settings.kafka, topics_mod.TopicNames(settings.topics.prefix).audit))
+    rows: list[tuple[str, bytes]] = []
+
+    def take(r: Record) -> None:
+        rows.append((r.where, r.value or b""))
+
+    run(read_topic(ctx.clients, ctx.names.audit, take))
     counts, breaks = audit_mod.verify_chains(rows)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "chains": counts,
-                    "breaks": [b.__dict__ for b in breaks],
-                }
-            )
-        )
+        typer.echo(json.dumps({"chains": counts, "breaks": [b.__dict__ for b in breaks]}))
     else:
         for chain, n in sorted(counts.items()):
             typer.echo(f"{chain}: {n} records")
@@ -215,58 +129,6 @@ def audit_verify(
         typer.echo(f"{sum(counts.values())} records in {len(counts)} chains; {len(breaks)} broken")
     if breaks:
         raise typer.Exit(1)
-
-
-async def read_topic(kafka: KafkaSettings, topic: str) -> list[tuple[str, bytes]]:
-    """Every committed record of a topic, as (coordinates, value), partition by partition."""
-    return [(where, value) for where, value, _ in await read_records(kafka, topic)]
-
-
-async def read_records(
-    kafka: KafkaSettings, topic: str
-) -> list[tuple[str, bytes, dict[str, bytes]]]:
-    """Every committed record of a topic, as (coordinates, value, headers)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from broker.kafka_util import partitions_of
-    from broker.settings import client_kwargs
-
-    partitions = await partitions_of(client_kwargs(kafka), topic)
-    if not partitions:
-        raise CliError(f"topic {topic} does not exist")
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(kafka),
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-    )
-    try:
-        await consumer.start()
-    except BaseException:
-        await consumer.stop()
-        raise
-    rows: list[tuple[str, bytes, dict[str, bytes]]] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for r in batch.get(tp, []):
-                    rows.append(
-                        (
-                            f"{tp.topic}/{tp.partition}@{r.offset}",
-                            r.value or b"",
-                            dict(r.headers or ()),
-                        )
-                    )
-    finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-    return rows
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
@@ -17,12 +16,10 @@ from uuid import UUID
 
 import typer
 
-from broker.cli._common import CliError
-from broker.cli._router import BootstrapOpt, PrefixOpt, _run, build_settings, load_directory
-from broker.cli._trust import DirectoryOpt, RootOpt, TrustOpt
+from broker.cli._common import CliError, run
+from broker.cli._context import KAFKA, TRUST, Context, uses
+from broker.cli._router import stop_on_signals
 from broker.logs import configure_logging
-from broker.settings import Settings
-from broker.topics import TopicNames
 from schemas import ISO_3166_ALPHA2, HandoverState
 
 if TYPE_CHECKING:
@@ -76,15 +73,11 @@ def format_handover(h: Handover, *, history: bool = False) -> list[str]:
     return lines
 
 
-def _load(settings: Settings) -> list[Handover]:
-    from broker.tracker import TrackerError, read_state
+def _load(ctx: Context) -> list[Handover]:
+    from broker.tracker import read_state
 
     configure_logging(logging.WARNING)  # warnings to stderr: stdout stays parseable
-    try:
-        state = _run(read_state(settings.kafka, TopicNames(settings.topics.prefix).tracker))
-    except TrackerError as exc:
-        raise CliError(str(exc)) from exc
-    return list(state.values())
+    return list(run(read_state(ctx.clients, ctx.names.tracker)).values())
 
 
 def _dump(items: Iterable[Handover]) -> list[dict[str, object]]:
@@ -94,9 +87,10 @@ def _dump(items: Iterable[Handover]) -> list[dict[str, object]]:
 
 
 @tracker_app.command("run")
+@uses(KAFKA, TRUST)
 def tracker_run(
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
+    ctx: Context,
+    *,
     http_port: Annotated[
         int | None, typer.Option("--http-port", help="Serve the HTTP API on 127.0.0.1:PORT.")
     ] = None,
@@ -107,26 +101,19 @@ def tracker_run(
             help="Escalation recipient (default: the directory's routing rules).",
         ),
     ] = None,
-    directory: DirectoryOpt = None,
-    root_key: RootOpt = None,
-    trust_store: TrustOpt = None,
 ) -> None:
     """Run the tracker (and its HTTP API) until SIGTERM/SIGINT."""
-    from broker.tracker import Tracker, TrackerError, create_app, serve
+    from broker.tracker import Tracker, create_app, serve
 
-    settings = build_settings(bootstrap, prefix)
-    escalation = escalate_to or (
-        load_directory(directory, root_key, trust_store).rules.escalation_recipient
-    )
+    settings = ctx.settings
+    escalation = escalate_to or ctx.directory().rules.escalation_recipient
     port = http_port or settings.tracker.http_port
     configure_logging()
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        tracker = Tracker(settings, escalation)
+        stop_on_signals(stop)
+        tracker = Tracker(settings, escalation, clients=ctx.clients)
         api = None
         if port:
             app = create_app(tracker.snapshot, ready=tracker.ready.is_set)
@@ -138,16 +125,14 @@ def tracker_run(
             if api is not None:
                 await api
 
-    try:
-        _run(main())
-    except TrackerError as exc:
-        raise CliError(str(exc)) from exc
+    run(main())
 
 
+@uses(KAFKA)
 def status(
+    ctx: Context,
     some_id: Annotated[str, typer.Argument(metavar="CASE_OR_MESSAGE_ID")],
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
+    *,
     as_json: JsonOpt = False,
 ) -> None:
     """Every handover of a case (or of a message), with its history. Exit 1 if none."""
@@ -157,8 +142,7 @@ def status(
         wanted = UUID(some_id)
     except ValueError as exc:
         raise CliError(f"not a case or message id (UUID): {some_id!r}", exit_code=2) from exc
-    settings = build_settings(bootstrap, prefix)
-    kind, found = find(_load(settings), wanted)
+    kind, found = find(_load(ctx), wanted)
     if as_json:
         typer.echo(json.dumps({"id": str(wanted), "kind": kind, "handovers": _dump(found)}))
     else:
@@ -173,7 +157,10 @@ def status(
         raise typer.Exit(1)
 
 
+@uses(KAFKA)
 def handovers(
+    ctx: Context,
+    *,
     overdue: Annotated[bool, typer.Option("--overdue", help="Only overdue handovers.")] = False,
     jurisdiction: Annotated[
         str | None, typer.Option("--jurisdiction", help="Only this jurisdiction (e.g. NL).")
@@ -181,8 +168,6 @@ def handovers(
     state: Annotated[
         HandoverState | None, typer.Option("--state", help="Only handovers in this state.")
     ] = None,
-    bootstrap: BootstrapOpt = None,
-    prefix: PrefixOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List handovers, optionally only overdue ones / of one jurisdiction / in one state."""
@@ -191,9 +176,8 @@ def handovers(
     code = jurisdiction.strip().upper() if jurisdiction is not None else None
     if code is not None and code not in ISO_3166_ALPHA2:
         raise CliError(f"not an ISO 3166-1 alpha-2 country code: {jurisdiction!r}", exit_code=2)
-    settings = build_settings(bootstrap, prefix)
     found = select(
-        _load(settings),
+        _load(ctx),
         overdue=True if overdue else None,
         jurisdiction=code,
         state=state,

@@ -15,19 +15,16 @@ environment variable named by ``--passphrase-env`` (default
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-import pydantic
 import typer
 
 import keys
-from broker.cli._common import CliError, crb_home
+from broker.cli._common import CliError, errors
+from broker.cli._context import TRUST, Context, uses
 from schemas import (
     Category,
     Directory,
@@ -35,12 +32,11 @@ from schemas import (
     Referral,
     Role,
     RoutingRules,
+    utcnow,
     uuid7,
 )
 
 __all__ = ["register"]
-
-DEFAULT_PASSPHRASE_ENV = "CRB_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
 
 federation_app = typer.Typer(
     help="Create a federation (root key, first directory).", no_args_is_help=True
@@ -50,115 +46,7 @@ participant_app = typer.Typer(
 )
 directory_app = typer.Typer(help="Show and verify the signed directory.", no_args_is_help=True)
 
-KeystoreOpt = Annotated[
-    Path | None, typer.Option("--keystore", help="Keystore folder (default: $CRB_HOME/keys).")
-]
-DirectoryOpt = Annotated[
-    Path | None,
-    typer.Option("--directory", help="Signed directory file (default: $CRB_HOME/directory.json)."),
-]
-TrustOpt = Annotated[
-    Path | None,
-    typer.Option("--trust-store", help="Rollback-protection file (default: $CRB_HOME/trust.json)."),
-]
-RootOpt = Annotated[
-    Path | None,
-    typer.Option("--root-key", help="Pinned root public key PEM (default: from the keystore)."),
-]
-PassEnvOpt = Annotated[
-    str,
-    typer.Option("--passphrase-env", help="Environment variable holding the key passphrase."),
-]
 ValidityOpt = Annotated[int, typer.Option("--validity-days", min=1, help="Lifetime of new keys.")]
-
-
-class _Paths:
-    def __init__(
-        self,
-        keystore: Path | None,
-        directory: Path | None,
-        trust: Path | None,
-        root_key: Path | None,
-        passphrase_env: str,
-    ) -> None:
-        home = crb_home()
-        self.keystore_dir = keystore or home / "keys"
-        self.directory = directory or home / "directory.json"
-        self.trust = trust or home / "trust.json"
-        self.root_key = root_key
-        secret = os.environ.get(passphrase_env)
-        self.store = keys.Keystore(self.keystore_dir, secret.encode() if secret else None)
-
-    def root_verify_key(self) -> keys.VerifyKey:
-        path = self.root_key
-        if path is None:
-            found = sorted((self.keystore_dir / keys.FEDERATION_OWNER).glob("ed25519-*.pub.pem"))
-            if len(found) != 1:
-                raise CliError(
-                    f"no single root public key in {self.keystore_dir / keys.FEDERATION_OWNER}; "
-                    "pass --root-key",
-                    exit_code=2,
-                )
-            path = found[0]
-        try:
-            return keys.VerifyKey.from_pem(path.read_bytes())
-        except OSError as exc:
-            raise CliError(f"{path}: {exc.strerror}", exit_code=2) from exc
-        except keys.KeysError as exc:
-            raise CliError(f"{path}: not an Ed25519 public key", exit_code=2) from exc
-
-    def root_signing_key(self, root: keys.VerifyKey) -> keys.SigningKey:
-        return self.store.signing_key(keys.FEDERATION_OWNER, root.key_id)
-
-    def load(self) -> Directory:
-        return keys.load_directory(
-            self.directory, root=self.root_verify_key(), trust_store=keys.TrustStore(self.trust)
-        )
-
-    def publish(self, directory: Directory) -> None:
-        root = self.root_verify_key()
-        signed = keys.sign_directory(directory, self.root_signing_key(root))
-        keys.TrustStore(self.trust).accept(directory)
-        _atomic_write(self.directory, signed.to_json())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as exc:
-        raise CliError(f"{path}: cannot write: {exc.strerror}") from exc
-
-
-def _first_error(exc: pydantic.ValidationError) -> str:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(p) for p in err["loc"]) or "input"
-    return f"{where}: {err['msg']}"
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Translate library failures into one-line CLI errors (no traceback)."""
-    try:
-        yield
-    except CliError:
-        raise
-    except keys.EnvelopeError as exc:
-        raise CliError(f"envelope refused ({exc.reason.value})") from exc
-    except keys.KeysError as exc:
-        raise CliError(str(exc)) from exc
-    except pydantic.ValidationError as exc:
-        raise CliError(f"invalid input: {_first_error(exc)}", exit_code=2) from exc
-    except OSError as exc:
-        raise CliError(f"{exc.filename or 'I/O'}: {exc.strerror}", exit_code=2) from exc
-    except ValueError as exc:
-        raise CliError(str(exc) or type(exc).__name__, exit_code=2) from exc
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _new_keys(
@@ -174,7 +62,9 @@ def _new_keys(
 
 
 @federation_app.command("init")
+@uses(TRUST)
 def federation_init(
+    ctx: Context,
     *,
     federation_id: Annotated[str, typer.Option("--federation-id", help="e.g. eu-hotlines")],
     coordinator: Annotated[
@@ -182,22 +72,17 @@ def federation_init(
     ] = "int.coordinator",
     kem: Annotated[keys.Kem, typer.Option(help="KEM of the coordinator's key.")] = keys.Kem.X25519,
     validity_days: ValidityOpt = 365,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """Create the root key, the coordinator, and directory version 1."""
-    paths = _Paths(keystore, directory, trust_store, None, passphrase_env)
-    if paths.directory.exists():
-        raise CliError(f"{paths.directory} already exists", exit_code=2)
-    with _errors():
-        if any((paths.keystore_dir / keys.FEDERATION_OWNER).glob("*.pem")):
-            raise CliError(f"a root key already exists in {paths.keystore_dir}", exit_code=2)
-        now = _now()
+    if ctx.directory_path.exists():
+        raise CliError(f"{ctx.directory_path} already exists", exit_code=2)
+    with errors():
+        if any((ctx.keystore_dir / keys.FEDERATION_OWNER).glob("*.pem")):
+            raise CliError(f"a root key already exists in {ctx.keystore_dir}", exit_code=2)
+        now = utcnow()
         root = keys.SigningKey.generate()
-        paths.store.save_signing_key(keys.FEDERATION_OWNER, root)
-        sig, enc = _new_keys(paths.store, coordinator, kem)
+        ctx.store.save_signing_key(keys.FEDERATION_OWNER, root)
+        sig, enc = _new_keys(ctx.store, coordinator, kem)
         until = now + timedelta(days=validity_days)
         d = Directory(
             federation_id=federation_id,
@@ -219,15 +104,19 @@ def federation_init(
             ),
             rules=RoutingRules(coordinator=coordinator, escalation_recipient=coordinator),
         )
-        paths.publish(d)
-    typer.echo(f"federation {federation_id}: root key {root.key_id}, directory {paths.directory}")
+        ctx.publish(d)
+    typer.echo(
+        f"federation {federation_id}: root key {root.key_id}, directory {ctx.directory_path}"
+    )
 
 
 # --- participants -------------------------------------------------------------------
 
 
 @participant_app.command("add")
+@uses(TRUST)
 def participant_add(
+    ctx: Context,
     participant_id: Annotated[str, typer.Argument(help="e.g. nl.hotline")],
     *,
     role: Annotated[list[Role], typer.Option("--role", help="Repeat for several.")],
@@ -240,21 +129,15 @@ def participant_add(
     display_name: Annotated[str | None, typer.Option(help="Human-readable name.")] = None,
     kem: Annotated[keys.Kem, typer.Option(help="KEM of its encryption key.")] = keys.Kem.X25519,
     validity_days: ValidityOpt = 365,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """Generate a participant's keys and publish it in a new directory version."""
-    paths = _Paths(keystore, directory, trust_store, root_key, passphrase_env)
-    with _errors():
-        d = paths.load()
+    with errors():
+        d = ctx.directory()
         if d.participant(participant_id) is not None:
             raise CliError(f"participant {participant_id} already exists", exit_code=2)
-        if paths.store.has_owner(participant_id):
+        if ctx.store.has_owner(participant_id):
             raise CliError(f"keys for {participant_id} already exist in the keystore", exit_code=2)
-        now = _now()
+        now = utcnow()
         candidate = Participant(
             participant_id=participant_id,
             display_name=display_name or participant_id,
@@ -262,7 +145,7 @@ def participant_add(
             roles=tuple(role),
             categories=tuple(category or Category),
         )
-        sig, enc = _new_keys(paths.store, participant_id, kem)
+        sig, enc = _new_keys(ctx.store, participant_id, kem)
         until = now + timedelta(days=validity_days)
         p = Participant.model_validate(
             {
@@ -274,14 +157,16 @@ def participant_add(
             }
         )
         new = keys.add_participant(d, p, now=now)
-        paths.publish(new)
+        ctx.publish(new)
     typer.echo(
         f"{participant_id}: signing {sig.key_id}, encryption {enc.key_id}; version {new.version}"
     )
 
 
 @participant_app.command("rotate")
+@uses(TRUST)
 def participant_rotate(
+    ctx: Context,
     participant_id: Annotated[str, typer.Argument()],
     *,
     kem: Annotated[
@@ -291,23 +176,17 @@ def participant_rotate(
         int, typer.Option(min=0, help="Old keys stay valid this long (if they would run longer).")
     ] = 30,
     validity_days: ValidityOpt = 365,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """New signing and encryption keys; the old ones verify/decrypt until the grace ends."""
-    paths = _Paths(keystore, directory, trust_store, root_key, passphrase_env)
-    with _errors():
-        d = paths.load()
+    with errors():
+        d = ctx.directory()
         p = d.participant(participant_id)
         if p is None:
             raise CliError(f"no participant {participant_id}", exit_code=2)
-        now = _now()
+        now = utcnow()
         current = keys.current_sealing_key(p, now)
         chosen = kem or (current.kem if current is not None else keys.Kem.X25519)
-        sig, enc = _new_keys(paths.store, participant_id, chosen)
+        sig, enc = _new_keys(ctx.store, participant_id, chosen)
         new = keys.rotate(
             d,
             participant_id,
@@ -316,33 +195,29 @@ def participant_rotate(
             validity=timedelta(days=validity_days),
             grace=timedelta(days=grace_days),
         )
-        paths.publish(new)
+        ctx.publish(new)
     typer.echo(
         f"{participant_id}: signing {sig.key_id}, encryption {enc.key_id}; version {new.version}"
     )
 
 
 @participant_app.command("revoke")
+@uses(TRUST)
 def participant_revoke(
+    ctx: Context,
     participant_id: Annotated[str, typer.Argument()],
     *,
     key_id: Annotated[
         str | None, typer.Option(help="Only this key (default: all its keys).")
     ] = None,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """Revoke now: envelopes signed by (or sealed to) the key are refused from now on."""
-    paths = _Paths(keystore, directory, trust_store, root_key, passphrase_env)
-    with _errors():
-        d = paths.load()
+    with errors():
+        d = ctx.directory()
         new = keys.revoke(
-            d, participant_id, key_id=None if key_id is None else keys.KeyId(key_id), now=_now()
+            d, participant_id, key_id=None if key_id is None else keys.KeyId(key_id), now=utcnow()
         )
-        paths.publish(new)
+        ctx.publish(new)
     typer.echo(f"{participant_id}: revoked {key_id or 'all keys'}; version {new.version}")
 
 
@@ -350,24 +225,21 @@ def participant_revoke(
 
 
 @directory_app.command("show")
+@uses(TRUST)
 def directory_show(
+    ctx: Context,
     *,
     as_json: Annotated[
         bool, typer.Option("--json", help="The verified directory as JSON.")
     ] = False,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
 ) -> None:
     """Verify, then print participants and their keys."""
-    paths = _Paths(keystore, directory, trust_store, root_key, DEFAULT_PASSPHRASE_ENV)
-    with _errors():
-        d = paths.load()
+    with errors():
+        d = ctx.directory()
     if as_json:
         typer.echo(d.model_dump_json(indent=2))
         return
-    now = _now()
+    now = utcnow()
     typer.echo(
         f"federation {d.federation_id} version {d.version} issued {d.issued_at:%Y-%m-%d %H:%M}Z"
     )
@@ -390,17 +262,11 @@ def directory_show(
 
 
 @directory_app.command("verify")
-def directory_verify(
-    *,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-) -> None:
+@uses(TRUST)
+def directory_verify(ctx: Context) -> None:
     """Check the root signature, every key, and that the version did not go back."""
-    paths = _Paths(keystore, directory, trust_store, root_key, DEFAULT_PASSPHRASE_ENV)
-    with _errors():
-        d = paths.load()
+    with errors():
+        d = ctx.directory()
     typer.echo(f"ok: {d.federation_id} version {d.version}, {len(d.participants)} participants")
 
 
@@ -421,39 +287,36 @@ def _write_output(path: Path | None, data: bytes) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    _atomic_write(path, data)
+    with errors():
+        keys.atomic_write(path, data, mode=0o644)
 
 
 InOpt = Annotated[Path | None, typer.Option("--in", "-i", help="Input file (default: stdin).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout).")]
 
 
+@uses(TRUST)
 def seal_cmd(
+    ctx: Context,
     *,
     sender: Annotated[str, typer.Option(help="Sending participant id (its keys must be local).")],
     jurisdiction: Annotated[str, typer.Option(help="Country responsible for the case.")],
     input_path: InOpt = None,
     output_path: OutOpt = None,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """Seal a referral (JSON) to the recipients the directory resolves."""
-    paths = _Paths(keystore, directory, trust_store, root_key, passphrase_env)
     raw = _read_input(input_path)
-    with _errors():
+    with errors():
         referral = Referral.model_validate_json(raw)
-        d = paths.load()
+        d = ctx.directory()
         p = d.participant(sender)
         if p is None:
             raise CliError(f"{sender} is not in the directory", exit_code=2)
-        now = _now()
+        now = utcnow()
         record = keys.current_signing_record(p, now)
         if record is None:
             raise CliError(f"{sender} has no valid signing key in the directory")
-        signing = paths.store.signing_key(sender, keys.KeyId(record.key_id))
+        signing = ctx.store.signing_key(sender, keys.KeyId(record.key_id))
         draft = keys.Draft.for_referral(
             referral, sender=sender, jurisdiction=jurisdiction, case_id=uuid7(now)
         )
@@ -461,26 +324,24 @@ def seal_cmd(
     _write_output(output_path, envelope)
 
 
+@uses(TRUST)
 def open_cmd(
+    ctx: Context,
     *,
     recipient: Annotated[
         str, typer.Option(help="Receiving participant id (its keys must be local).")
     ],
     input_path: InOpt = None,
     output_path: OutOpt = None,
-    keystore: KeystoreOpt = None,
-    directory: DirectoryOpt = None,
-    trust_store: TrustOpt = None,
-    root_key: RootOpt = None,
-    passphrase_env: PassEnvOpt = DEFAULT_PASSPHRASE_ENV,
 ) -> None:
     """Verify and decrypt an envelope; print the payload JSON."""
-    paths = _Paths(keystore, directory, trust_store, root_key, passphrase_env)
     raw = _read_input(input_path)
-    with _errors():
-        d = paths.load()
-        opening = list(paths.store.opening_keys(recipient).values())
-        opened = keys.open(raw, recipient=recipient, opening_keys=opening, directory=d, now=_now())
+    with errors():
+        d = ctx.directory()
+        opening = list(ctx.store.opening_keys(recipient).values())
+        opened = keys.open(
+            raw, recipient=recipient, opening_keys=opening, directory=d, now=utcnow()
+        )
     out = json.dumps(json.loads(opened.payload), indent=2, ensure_ascii=False) + "\n"
     _write_output(output_path, out.encode("utf-8"))
 

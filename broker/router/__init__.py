@@ -1,30 +1,33 @@
 """The routing service: the federation's policy enforcement point.
 
-:func:`decide` is the pure core (one record in, a :class:`Decision` out);
-:class:`Router` is the aiokafka shell around it. See ``_core`` and ``_service``.
+Pure core: :func:`decide` (one record in, a :class:`RoutingDecision` out),
+:class:`RouterMemory` and :func:`decide_batch` (what the router remembers and how a
+poll batch is decided). Shell: :class:`Router`, which only polls, decides, produces
+and commits through the injected Kafka clients. See ``_core``, ``_memory``,
+``_service``.
 """
 
-from broker.router._core import (
-    Decision,
-    InRecord,
-    OutRecord,
-    RejectReason,
-    SeenMessage,
-    decide,
+from broker.router._core import REFERRAL_SENDER_ROLES, RoutingDecision, SeenMessage, decide
+from broker.router._memory import (
+    RETRY_AFTER_CATCH_UP,
+    Batch,
+    BatchView,
+    RouterMemory,
+    decide_batch,
 )
-from broker.router._memory import AuditView, RouterMemory
 from broker.router._metrics import RouterMetrics
 from broker.router._service import Router
 
 __all__ = [
-    "AuditView",
-    "Decision",
-    "InRecord",
-    "OutRecord",
-    "RejectReason",
+    "REFERRAL_SENDER_ROLES",
+    "RETRY_AFTER_CATCH_UP",
+    "Batch",
+    "BatchView",
     "Router",
     "RouterMemory",
     "RouterMetrics",
+    "RoutingDecision",
     "SeenMessage",
     "decide",
+    "decide_batch",
 ]

@@ -1,4 +1,4 @@
-"""The router's decision core: one outbox record in, one :class:`Decision` out.
+"""The router's decision core: one outbox record in, one :class:`RoutingDecision` out.
 
 Pure: no Kafka, no clock, no randomness — ``now``, the directory, the topic names
 and the memory of forwarded messages are arguments. The Kafka shell
@@ -7,9 +7,9 @@ the decision says and commits, all in one transaction.
 
 Checks, in order (the first failure names the reason):
 
-1. size (before parsing), 2. parse, 3. format/schema version — ``keys.peek_header``;
-4. sender known and active; 5. the outbox topic belongs to the signed sender;
-6. key valid and not revoked; 7. signature; 8. freshness — ``keys.verify``;
+1. size (before parsing), 2. parse, 3. format/schema version, 4. sender known and
+active, 5. the outbox topic belongs to the signed sender (``expected_sender``),
+6. key valid and not revoked, 7. signature, 8. freshness — all in ``keys.verify``;
 9. duplicate message id; 10. authorisation (role for the message type; replies only
 to a message this router forwarded to the replier); 11. recomputed recipients equal
 the declared ones; 12. recipients active — ``schemas.check_routing``.
@@ -17,7 +17,12 @@ the declared ones; 12. recipients active — ``schemas.check_routing``.
 A forwarded record goes to each recipient's inbox, keyed by case id, with the exact
 envelope bytes. A rejected record goes to the dead-letter topic with its original
 bytes and key, and headers naming source, reason and time. Either way one audit
-entry and status events describe what happened.
+entry and status events describe what happened. Reasons are ``schemas.Reason``
+members of ``schemas.DEAD_LETTER_REASONS``.
+
+What the router remembers of a forwarded message (:class:`SeenMessage`) is dated by
+when it was forwarded — the same value whether the router decided it a moment ago
+or rebuilt it from the audit trail after a restart.
 """
 
 from __future__ import annotations
@@ -26,30 +31,28 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from uuid import UUID
 
+from adapters.kafka import OutRecord, Record
 from broker.audit import AuditEntry, Verdict
-from broker.topics import TopicNames
-from keys import EnvelopeError, Limits, ReasonCode, peek_header, verify
+from keys import EnvelopeError, Limits, verify
 from schemas import (
     REPLY_MESSAGE_TYPES,
     Directory,
     EnvelopeHeader,
     HandoverState,
     MessageType,
+    Reason,
     Role,
     RoutingError,
     StatusEvent,
-    StatusReason,
+    TopicNames,
     check_routing,
 )
 
 __all__ = [
-    "Decision",
-    "InRecord",
-    "OutRecord",
-    "RejectReason",
+    "REFERRAL_SENDER_ROLES",
+    "RoutingDecision",
     "SeenMessage",
     "decide",
 ]
@@ -61,66 +64,6 @@ REFERRAL_SENDER_ROLES = frozenset(
 )
 
 
-_BEFORE_OUTBOX_CHECK = frozenset(
-    {
-        ReasonCode.TOO_LARGE,
-        ReasonCode.MALFORMED,
-        ReasonCode.UNSUPPORTED_VERSION,
-        ReasonCode.UNKNOWN_SENDER,
-        ReasonCode.SENDER_INACTIVE,
-    }
-)
-"""Envelope checks that come before the outbox-binding check (1-4)."""
-
-
-class RejectReason(StrEnum):
-    """Why the router dead-lettered a record. Stable strings (DLQ header, metrics).
-
-    The envelope reasons are the values of ``keys.ReasonCode``; the routing reasons
-    those of ``schemas.RoutingErrorReason``.
-    """
-
-    TOO_LARGE = "too_large"
-    MALFORMED = "malformed"
-    UNSUPPORTED_VERSION = "unsupported_version"
-    UNKNOWN_SENDER = "unknown_sender"
-    SENDER_INACTIVE = "sender_inactive"
-    WRONG_OUTBOX = "wrong_outbox"
-    UNKNOWN_KEY = "unknown_key"
-    KEY_REVOKED = "key_revoked"
-    KEY_EXPIRED = "key_expired"
-    BAD_SIGNATURE = "bad_signature"
-    STALE = "stale"
-    FUTURE_DATED = "future_dated"
-    DUPLICATE_MESSAGE = "duplicate_message"
-    UNAUTHORISED = "unauthorised"
-    UNKNOWN_ORIGINAL = "unknown_original"
-    NO_RECIPIENT = "no_recipient"
-    REPLY_NEEDS_ONE_RECIPIENT = "reply_needs_one_recipient"
-    UNKNOWN_RECIPIENT = "unknown_recipient"
-    RECIPIENT_SUSPENDED = "recipient_suspended"
-    REPLY_TO_SELF = "reply_to_self"
-    RECIPIENT_MISMATCH = "recipient_mismatch"
-    SENDER_SUSPENDED = "sender_suspended"
-
-
-@dataclass(frozen=True, slots=True)
-class InRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
 @dataclass(frozen=True, slots=True)
 class SeenMessage:
     """What the router remembers of a message it forwarded (for duplicates and replies)."""
@@ -128,13 +71,16 @@ class SeenMessage:
     sender: str
     recipients: tuple[str, ...]
     message_type: MessageType
-    created_at: datetime
+    forwarded_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class RoutingDecision:
+    """What happens to one outbox record: forwards or a dead letter, status events,
+    the audit entry, and what to remember once the transaction commits."""
+
     verdict: Verdict
-    reason: RejectReason | None
+    reason: Reason | None
     audit: AuditEntry
     forwards: tuple[OutRecord, ...] = ()
     dead_letter: OutRecord | None = None
@@ -154,14 +100,14 @@ def _status_record(names: TopicNames, event: StatusEvent) -> OutRecord:
 
 
 def _reject(
-    record: InRecord,
-    reason: RejectReason,
+    record: Record,
+    reason: Reason,
     *,
     now: datetime,
     names: TopicNames,
     digest: str,
     header: EnvelopeHeader | None,
-) -> Decision:
+) -> RoutingDecision:
     value = record.value or b""
     dead = OutRecord(
         topic=names.dlq,
@@ -177,7 +123,7 @@ def _reject(
         ),
     )
     status: tuple[OutRecord, ...] = ()
-    if header is not None and reason is not RejectReason.DUPLICATE_MESSAGE:
+    if header is not None and reason is not Reason.DUPLICATE_MESSAGE:
         # Only a header that verified is worth a status event: an unverified one
         # could name any message id and overwrite a real handover's status.
         status = (
@@ -189,7 +135,7 @@ def _reject(
                     sender=header.sender,
                     state=HandoverState.DEAD_LETTERED,
                     at=now,
-                    reason=_status_reason(reason),
+                    reason=reason,
                     priority=header.priority,
                     jurisdiction=header.jurisdiction,
                 ),
@@ -209,7 +155,7 @@ def _reject(
         recipients=header.recipients if header else (),
         decided_at=now,
     )
-    return Decision(
+    return RoutingDecision(
         verdict=Verdict.REJECTED,
         reason=reason,
         audit=audit,
@@ -219,60 +165,51 @@ def _reject(
     )
 
 
-def _status_reason(reason: RejectReason) -> StatusReason | None:
-    try:
-        return StatusReason(reason.value)
-    except ValueError:
-        return None
-
-
 def decide(
-    record: InRecord,
+    record: Record,
     *,
     now: datetime,
     directory: Directory,
     names: TopicNames,
     seen: Mapping[UUID, SeenMessage],
     limits: Limits,
-) -> Decision:
+) -> RoutingDecision:
     """Decide what happens to one outbox record (see the module docstring)."""
     value = record.value or b""
-    digest = hashlib.sha256(value).hexdigest()
-
-    def reject(reason: RejectReason, header: EnvelopeHeader | None = None) -> Decision:
-        return _reject(record, reason, now=now, names=names, digest=digest, header=header)
-
-    # 1-8 run inside keys.verify in the specified order, except 5 (the outbox belongs
-    # to the sender), which needs the parsed header: on success it is checked right
-    # after; on a failure later than 4 the header is peeked at so that a foreign
-    # outbox is still reported first. The happy path parses each header once.
-    owner = names.participant_of_outbox(record.topic)
+    # 1-8: keys.verify, which parses and hashes the envelope once.
     try:
-        verified = verify(value, directory=directory, now=now, limits=limits)
+        verified = verify(
+            value,
+            directory=directory,
+            now=now,
+            limits=limits,
+            expected_sender=names.participant_of_outbox(record.topic) or "",
+        )
     except EnvelopeError as exc:
-        if exc.reason not in _BEFORE_OUTBOX_CHECK and peek_header(value).sender != owner:
-            return reject(RejectReason.WRONG_OUTBOX)
-        return reject(RejectReason(exc.reason.value))
-    if verified.header.sender != owner:
-        return reject(RejectReason.WRONG_OUTBOX)
+        digest = hashlib.sha256(value).hexdigest()
+        return _reject(record, exc.reason, now=now, names=names, digest=digest, header=None)
     header = verified.header
+
+    def reject(reason: Reason, header: EnvelopeHeader) -> RoutingDecision:
+        return _reject(record, reason, now=now, names=names, digest=verified.digest, header=header)
+
     # 9: duplicate message id.
     if header.message_id in seen:
-        return reject(RejectReason.DUPLICATE_MESSAGE, header)
+        return reject(Reason.DUPLICATE_MESSAGE, header)
     # 10: authorisation.
     if header.message_type in REPLY_MESSAGE_TYPES:
         original = seen.get(header.in_reply_to) if header.in_reply_to else None
         if original is None:
-            return reject(RejectReason.UNKNOWN_ORIGINAL, header)
+            return reject(Reason.UNKNOWN_ORIGINAL, header)
         if header.sender not in original.recipients or header.recipients != (original.sender,):
-            return reject(RejectReason.UNAUTHORISED, header)
+            return reject(Reason.UNAUTHORISED, header)
     elif not REFERRAL_SENDER_ROLES.intersection(verified.sender.roles):
-        return reject(RejectReason.UNAUTHORISED, header)
+        return reject(Reason.UNAUTHORISED, header)
     # 11-12: recomputed recipients equal the declared ones, all active.
     try:
         resolution = check_routing(header, directory)
     except RoutingError as exc:
-        return reject(RejectReason(exc.reason.value), header)
+        return reject(exc.reason, header)
 
     key = str(header.case_id).encode()
     meta = (
@@ -290,7 +227,7 @@ def decide(
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
-        envelope_sha256=digest,
+        envelope_sha256=verified.digest,
         message_id=str(header.message_id),
         message_type=header.message_type.value,
         case_id=str(header.case_id),
@@ -299,7 +236,7 @@ def decide(
         orphan=resolution.orphan,
         decided_at=now,
     )
-    return Decision(
+    return RoutingDecision(
         verdict=Verdict.FORWARDED,
         reason=None,
         audit=audit,
@@ -312,7 +249,7 @@ def decide(
                 sender=header.sender,
                 recipients=resolution.recipients,
                 message_type=header.message_type,
-                created_at=header.created_at,
+                forwarded_at=now,
             ),
         ),
     )
@@ -338,7 +275,7 @@ def _forward_events(
                 recipient=r,
                 state=HandoverState.ROUTED,
                 at=now,
-                reason=StatusReason.ORPHAN if orphan else None,
+                reason=Reason.ORPHAN if orphan else None,
                 priority=header.priority,
                 jurisdiction=header.jurisdiction,
             )

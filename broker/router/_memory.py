@@ -1,121 +1,147 @@
-"""The router's memory, rebuilt from the audit topic.
+"""The router's memory and its batch policy — pure: no Kafka, time passed in.
 
 The audit topic is the router's durable state: every decision is written there in
 the same Kafka transaction as the forward and the input offset commit, so what the
-audit topic holds (read ``read_committed``) is exactly what happened. From it the
-router derives
+audit topic holds (read ``read_committed``) is exactly what happened. From it
+:class:`RouterMemory` keeps
 
 - the head of each chain (one per input partition), to continue the hash chain and
   to skip input records already decided (a redelivery after a crash or rebalance);
-- the messages it forwarded, by id: to refuse duplicates and to authorise replies.
+- the messages it forwarded within the reply window, by id: to refuse duplicates
+  and to authorise replies.
 
-:class:`AuditView` follows the whole audit topic (every partition, no consumer
-group) and can ``catch_up`` to its current end on demand: after fencing a
-partition's previous owner, and before refusing a reply as ``unknown_original``
-(another router instance may have forwarded the original a moment ago).
+Per-record cost does not grow with history: a batch reads the memory through an
+overlay (:class:`BatchView`) instead of copying it, and forgetting is a heap pop
+per expired message rather than a scan.
+
+:func:`decide_batch` is the policy for one input partition's poll batch: skip what
+the chain head already covers, decide the rest in order (messages forwarded
+earlier in the batch count as seen), chain their audit entries. When a batch
+refused something that another router instance might just have forwarded
+(:attr:`Batch.needs_catch_up`), the shell reads the audit topic to its end and
+decides the batch again.
 """
 
 from __future__ import annotations
 
-import asyncio
+import heapq
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from adapters.kafka import Record
+from broker.audit import AuditRecord, Verdict, chain_next
+from broker.router._core import RoutingDecision, SeenMessage, decide
+from keys import Limits
+from schemas import Directory, MessageType, Reason, TopicNames
 
-from broker.audit import AuditRecord, Verdict
-from broker.kafka_util import partitions_of
-from broker.router._core import SeenMessage
-from schemas import MessageType
+__all__ = ["RETRY_AFTER_CATCH_UP", "Batch", "BatchView", "RouterMemory", "decide_batch"]
 
-__all__ = ["AuditView", "RouterMemory"]
+RETRY_AFTER_CATCH_UP = frozenset({Reason.UNKNOWN_ORIGINAL, Reason.DUPLICATE_MESSAGE})
+"""Refusals that depend on what other router instances forwarded: worth deciding
+again after reading the audit topic to its end."""
 
 
 class RouterMemory:
-    """Chain heads and remembered messages (pure state, no I/O)."""
+    """Chain heads and the messages forwarded within ``keep`` (no I/O)."""
 
     def __init__(self, keep: timedelta) -> None:
         self.keep = keep
         self.heads: dict[str, AuditRecord] = {}
         self.seen: dict[UUID, SeenMessage] = {}
+        self._expiry: list[tuple[datetime, UUID]] = []
+
+    def __len__(self) -> int:
+        return len(self.seen)
 
     def apply(self, record: AuditRecord) -> None:
+        """Take one committed audit record (decided here, or read back)."""
         head = self.heads.get(record.chain)
         if head is None or record.seq > head.seq:
             self.heads[record.chain] = record
         if record.verdict is Verdict.FORWARDED and record.message_id and record.sender:
-            self.seen[UUID(record.message_id)] = SeenMessage(
+            message_id = UUID(record.message_id)
+            if message_id not in self.seen:
+                heapq.heappush(self._expiry, (record.decided_at, message_id))
+            self.seen[message_id] = SeenMessage(
                 sender=record.sender,
                 recipients=record.recipients,
                 message_type=MessageType(record.message_type or "referral"),
-                created_at=record.decided_at,
+                forwarded_at=record.decided_at,
             )
 
-    def prune(self, now: datetime) -> None:
+    def prune(self, now: datetime) -> int:
+        """Forget messages forwarded longer than ``keep`` ago; returns how many."""
         cutoff = now - self.keep
-        for message_id in [m for m, s in self.seen.items() if s.created_at < cutoff]:
-            del self.seen[message_id]
+        dropped = 0
+        while self._expiry and self._expiry[0][0] < cutoff:
+            _, message_id = heapq.heappop(self._expiry)
+            if self.seen.pop(message_id, None) is not None:
+                dropped += 1
+        return dropped
 
 
-class AuditView:
-    """Reads the audit topic into a :class:`RouterMemory`."""
+class BatchView(Mapping[UUID, SeenMessage]):
+    """The memory as one batch sees it: committed messages plus those forwarded
+    earlier in the same batch. Nothing is copied."""
 
-    def __init__(self, topic: str, memory: RouterMemory, client_kwargs: dict[str, Any]) -> None:
-        self.topic = topic
-        self.memory = memory
-        self._kwargs = client_kwargs
-        self._consumer: AIOKafkaConsumer | None = None
-        self._lock = asyncio.Lock()
+    def __init__(self, committed: Mapping[UUID, SeenMessage]) -> None:
+        self._committed = committed
+        self._batch: dict[UUID, SeenMessage] = {}
 
-    async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **self._kwargs,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-        )
-        partitions = await partitions_of(self._kwargs, self.topic)
-        await consumer.start()
-        if not partitions:
-            await consumer.stop()
-            raise RuntimeError(f"audit topic {self.topic} does not exist: run `crb topics apply`")
-        consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
-        self._consumer = consumer
-        await self.catch_up()
+    def add(self, message_id: UUID, seen: SeenMessage) -> None:
+        self._batch[message_id] = seen
 
-    async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+    def __getitem__(self, key: UUID) -> SeenMessage:
+        found = self._batch.get(key)
+        return found if found is not None else self._committed[key]
 
-    async def catch_up(self, timeout_s: float = 60.0) -> int:
-        """Read until the current end of every partition; returns records applied."""
-        assert self._consumer is not None, "start() first"
-        async with self._lock:
-            consumer = self._consumer
-            assignment = list(consumer.assignment())
-            # end_offsets under read_committed is the last stable offset.
-            ends = await consumer.end_offsets(assignment)
-            applied = 0
-            deadline = asyncio.get_running_loop().time() + timeout_s
-            while True:
-                behind = [tp for tp in assignment if await consumer.position(tp) < ends[tp]]
-                if not behind:
-                    return applied
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError(
-                        f"audit topic not read to its end within {timeout_s}s: {behind}"
-                    )
-                batch = await consumer.getmany(*behind, timeout_ms=500)
-                for records in batch.values():
-                    for r in records:
-                        if r.value is None:
-                            continue
-                        try:
-                            record = AuditRecord.model_validate_json(r.value)
-                        except ValueError:
-                            continue  # `crb audit verify` reports it; the router goes on
-                        self.memory.apply(record)
-                        applied += 1
+    def __contains__(self, key: object) -> bool:
+        return key in self._batch or key in self._committed
+
+    def __iter__(self) -> Iterator[UUID]:
+        yield from self._batch
+        yield from (k for k in self._committed if k not in self._batch)
+
+    def __len__(self) -> int:
+        return len(self._committed) + sum(1 for k in self._batch if k not in self._committed)
+
+
+@dataclass
+class Batch:
+    """One partition's decided batch: (input record, decision, its chained audit record)."""
+
+    decided: list[tuple[Record, RoutingDecision, AuditRecord]] = field(default_factory=list)
+
+    @property
+    def needs_catch_up(self) -> bool:
+        return any(d.reason in RETRY_AFTER_CATCH_UP for _, d, _ in self.decided)
+
+
+def decide_batch(
+    records: Sequence[Record],
+    *,
+    head: AuditRecord | None,
+    seen: Mapping[UUID, SeenMessage],
+    now: datetime,
+    directory: Directory,
+    names: TopicNames,
+    limits: Limits,
+) -> Batch:
+    """Decisions and chained audit records for one partition's records, in order.
+
+    A record at or below ``head``'s source offset was decided in an earlier,
+    committed transaction: skipped, never decided twice.
+    """
+    view = BatchView(seen)
+    batch = Batch()
+    for rec in records:
+        if head is not None and rec.offset <= head.source_offset:
+            continue
+        decision = decide(rec, now=now, directory=directory, names=names, seen=view, limits=limits)
+        if decision.remember is not None:
+            view.add(*decision.remember)
+        head = chain_next(head, decision.audit)
+        batch.decided.append((rec, decision, head))
+    return batch

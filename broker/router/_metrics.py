@@ -9,6 +9,8 @@ __all__ = ["RouterMetrics"]
 
 
 class RouterMetrics:
+    """The router's Prometheus counters, in a registry of its own."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.forwarded = Counter(

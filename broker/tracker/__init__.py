@@ -32,8 +32,9 @@ Design decisions:
 - Durability: the tracker topic (compacted, key ``<message_id>/<recipient>``) is the
   state; it is written in the same transaction as the consumed status offsets, so a
   restarted tracker rebuilds exactly the committed state. One instance at a time:
-  one transactional id, a newer instance fences the older (:class:`TrackerFenced`).
-- Not yet: a decision SLA (``decision_overdue``), tombstoning closed handovers after
+  one transactional id, a newer instance fences the older, which stops
+  (``adapters.kafka.Fenced``).
+- Not yet: a deadline for case decisions, tombstoning closed handovers after
   a retention period, metrics.
 """
 
@@ -53,13 +54,7 @@ from broker.tracker._machine import (
     next_deadline,
     tick,
 )
-from broker.tracker._service import (
-    Tracker,
-    TrackerError,
-    TrackerFenced,
-    policy_from,
-    read_state,
-)
+from broker.tracker._service import Tracker, policy_from, read_state
 from broker.tracker._views import (
     RouteStats,
     by_case,
@@ -83,8 +78,6 @@ __all__ = [
     "Sla",
     "Step",
     "Tracker",
-    "TrackerError",
-    "TrackerFenced",
     "apply",
     "by_case",
     "by_message",

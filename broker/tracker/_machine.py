@@ -54,6 +54,7 @@ from schemas import (
     MessageId,
     ParticipantId,
     Priority,
+    Reason,
     StatusEvent,
     StatusReason,
     UtcDatetime,
@@ -474,10 +475,10 @@ def _with_deadline(h: Handover, policy: Policy) -> Handover:
     return h.model_copy(update={"due_at": due_at, "due_state": due_state})
 
 
-_TIMER_REASONS: Mapping[HandoverState, StatusReason] = {
-    S.OVERDUE: StatusReason.RECEIPT_OVERDUE,
-    S.ESCALATED: StatusReason.RECEIPT_OVERDUE,
-    S.FAILED: StatusReason.RETRIES_EXHAUSTED,
+_TIMER_REASONS: Mapping[HandoverState, Reason] = {
+    S.OVERDUE: Reason.RECEIPT_OVERDUE,
+    S.ESCALATED: Reason.RECEIPT_OVERDUE,
+    S.FAILED: Reason.RETRIES_EXHAUSTED,
 }
 
 

@@ -21,54 +21,40 @@ The tracker reads its own timer events back from the status topic; they are
 already in the handover's history, so they fold as duplicates (no write).
 
 One instance at a time: a second one fences the first, whose next transaction
-fails with ``ProducerFenced`` — it then stops with :class:`TrackerFenced`.
-
-Errors::
-
-    TrackerError            the tracker cannot run (topic missing) — operator's fix
-     └── TrackerFenced      another tracker instance took over
+fails with ``adapters.kafka.Fenced`` — it then stops (it owned everything, so it
+stops owning everything) and never fences back. A missing topic is
+``adapters.kafka.TopicMissing``; a retriable failure is aborted, backed off by the
+retry policy and folded again from the committed offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Mapping
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
 from pydantic import ValidationError
 
-from broker.kafka_util import partitions_of
-from broker.settings import KafkaSettings, Settings, TrackerSettings, client_kwargs
-from broker.topics import TopicNames
+from adapters import RetryPolicy
+from adapters.kafka import (
+    Consumer,
+    Fenced,
+    KafkaClients,
+    OutRecord,
+    Partition,
+    Record,
+    TransactionalProducer,
+    TransportError,
+    read_topic,
+)
+from broker.settings import Settings, TrackerSettings
 from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
-from schemas import Directory, Priority, RoutingRules, StatusEvent
+from schemas import Clock, Directory, Priority, RoutingRules, StatusEvent, TopicNames, utcnow
 
-__all__ = [
-    "Tracker",
-    "TrackerError",
-    "TrackerFenced",
-    "policy_from",
-    "read_state",
-]
+__all__ = ["Tracker", "policy_from", "read_state"]
 
 log = structlog.get_logger("crb.tracker")
-
-
-class TrackerError(Exception):
-    """The tracker cannot run as configured (e.g. a topic is missing)."""
-
-
-class TrackerFenced(TrackerError):
-    """Another tracker instance with the same transactional id took over."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 Escalation = Directory | RoutingRules | str | None
@@ -92,57 +78,24 @@ def policy_from(settings: TrackerSettings, escalation: Escalation) -> Policy:
     return Policy(sla=sla, escalation_recipient=escalation, max_history=settings.max_history)
 
 
-async def _read_to_end(
-    kwargs: dict[str, Any], topic: str, on_record: Callable[[bytes | None, bytes | None], None]
-) -> int:
-    """Feed every committed record of ``topic`` to ``on_record``; returns the count."""
-    partitions = await partitions_of(kwargs, topic)
-    if not partitions:
-        raise TrackerError(f"topic {topic} does not exist: run `crb topics apply`")
-    consumer = AIOKafkaConsumer(
-        **kwargs,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    count = 0
-    try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)  # the last stable offsets
-        while behind := [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            batch = await consumer.getmany(*behind, timeout_ms=500)
-            for records in batch.values():
-                for r in records:
-                    on_record(r.key, r.value)
-                    count += 1
-    finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-    return count
-
-
-async def read_state(kafka: KafkaSettings, topic: str) -> dict[str, Handover]:
+async def read_state(clients: KafkaClients, topic: str) -> dict[str, Handover]:
     """The committed handovers on a tracker topic, by key (a tombstone deletes)."""
     state: dict[str, Handover] = {}
 
-    def take(key: bytes | None, value: bytes | None) -> None:
-        if key is None:
+    def take(r: Record) -> None:
+        if r.key is None:
             return
-        if value is None:
-            state.pop(key.decode(errors="replace"), None)
+        if r.value is None:
+            state.pop(r.key.decode(errors="replace"), None)
             return
         try:
-            h = Handover.model_validate_json(value)
+            h = Handover.model_validate_json(r.value)
         except ValidationError:
-            log.warning("bad_state_record", key=key.decode(errors="replace"))
+            log.warning("bad_state_record", source=r.where)
             return
         state[h.key] = h
 
-    await _read_to_end(client_kwargs(kafka), topic, take)
+    await read_topic(clients, topic, take)
     return state
 
 
@@ -155,16 +108,20 @@ class Tracker:
         settings: Settings,
         escalation: Escalation,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clients: KafkaClients | None = None,
+        clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
+        self.clients = clients or KafkaClients(settings.kafka)
         self.names = TopicNames(settings.topics.prefix)
         self.policy = policy_from(settings.tracker, escalation)
         self.ledger = Ledger(self.policy)
         self.clock = clock
         self.ready = asyncio.Event()
         self.transactions = 0
-        self._kwargs = client_kwargs(settings.kafka)
+        self.retry = RetryPolicy(initial_s=0.5, max_s=5.0)
+        self._producer: TransactionalProducer | None = None
+        self._failures = 0
         t = settings.tracker
         self.transactional_id = t.transactional_id or f"{settings.topics.prefix}-tracker"
 
@@ -172,20 +129,17 @@ class Tracker:
         """The committed handovers (a copy: safe to read while the tracker runs)."""
         return list(self.ledger.handovers.values())
 
-    async def _new_producer(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
-            **self._kwargs,
-            transactional_id=self.transactional_id,
+    async def _new_producer(self) -> TransactionalProducer:
+        producer = self.clients.transactional_producer(
+            self.transactional_id,
             transaction_timeout_ms=self.settings.tracker.transaction_timeout_ms,
-            max_request_size=self.settings.kafka.max_message_bytes,
-            linger_ms=2,
         )
         await producer.start()  # InitProducerId: fences the previous instance
         return producer
 
     async def rebuild(self) -> int:
         """Replace the ledger with the committed state of the tracker topic."""
-        state = await read_state(self.settings.kafka, self.names.tracker)
+        state = await read_state(self.clients, self.names.tracker)
         self.ledger = Ledger(self.policy)
         for h in state.values():
             self.ledger.load(h)
@@ -193,88 +147,82 @@ class Tracker:
         return len(state)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Raises ``Fenced`` when a newer instance took over (this one stops), and
+        ``TopicMissing`` when the topics were not created."""
         t = self.settings.tracker
-        producer = await self._new_producer()
-        consumer: AIOKafkaConsumer | None = None
+        self._producer = await self._new_producer()
+        consumer: Consumer | None = None
         try:
             await self.rebuild()
-            partitions = await partitions_of(self._kwargs, self.names.status)
-            if not partitions:
-                raise TrackerError(
-                    f"topic {self.names.status} does not exist: run `crb topics apply`"
-                )
-            consumer = AIOKafkaConsumer(
-                **self._kwargs,
-                group_id=t.group_id,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                auto_offset_reset="earliest",
-                max_poll_records=t.max_batch,
-            )
+            partitions = await self.clients.partitions(self.names.status)
+            consumer = self.clients.consumer(group_id=t.group_id, max_poll_records=t.max_batch)
             await consumer.start()
-            tps = [TopicPartition(self.names.status, p) for p in partitions]
+            tps = [Partition(self.names.status, p) for p in partitions]
             consumer.assign(tps)
-            await self._rewind(consumer, tps)
+            await consumer.rewind(tps)
             self.ready.set()
             log.info("tracker_started", group=t.group_id, transactional_id=self.transactional_id)
             while not stop.is_set():
-                batch = await consumer.getmany(*tps, timeout_ms=t.poll_timeout_ms)
+                batch = await consumer.poll(*tps, timeout_ms=t.poll_timeout_ms)
                 events, offsets = self._parse(batch)
                 step = self.ledger.step(events, self.clock())
-                if not (step.changed or step.emitted or offsets):
-                    continue
-                try:
-                    await self._transaction(producer, step, offsets)
-                except ProducerFenced as exc:
-                    raise TrackerFenced(
-                        f"another tracker took over transactional id {self.transactional_id}"
-                    ) from exc
-                except (KafkaError, TimeoutError) as exc:
-                    log.warning(
-                        "transaction_failed",
-                        error=type(exc).__name__,
-                        retriable=getattr(exc, "retriable", False),
-                    )
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                    await asyncio.sleep(0.5)
-                    producer = await self._new_producer()
-                    await self._rewind(consumer, tps)
-                    continue
-                self.ledger.commit(step.changed.values())
-                self.transactions += 1
-                for e in step.emitted:
-                    log.info(
-                        "timer_event",
-                        state=e.state.value,
-                        message_id=str(e.message_id),
-                        case_id=str(e.case_id),
-                        route=f"{e.sender}->{e.recipient}",
-                        escalated_to=e.escalated_to,
-                    )
+                if (step.changed or step.emitted or offsets) and not await self._commit(
+                    step, offsets
+                ):
+                    await consumer.rewind(tps)
         finally:
             log.info("tracker_stopping")
             if consumer is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(TransportError):
                     await consumer.stop()
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await self._drop_producer()
             log.info("tracker_stopped")
 
-    async def _rewind(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(TransportError):
+                await producer.stop()
+
+    async def _commit(self, step: Step, offsets: dict[Partition, int]) -> bool:
+        """Write ``step`` and the offsets in one transaction, then take it into the
+        ledger; ``False`` (after the retry policy's pause) when it must be folded
+        again from the committed offsets. ``Fenced`` is raised: this instance stops."""
+        try:
+            if self._producer is None:
+                self._producer = await self._new_producer()
+            await self._transaction(self._producer, step, offsets)
+        except Fenced:
+            log.error("tracker_fenced", transactional_id=self.transactional_id)
+            raise
+        except TransportError as exc:
+            self._failures += 1
+            (log.warning if exc.retriable else log.error)(
+                "transaction_failed", error=str(exc), retriable=exc.retriable
+            )
+            await self._drop_producer()
+            await asyncio.sleep(self.retry.delay(self._failures))
+            return False
+        self._failures = 0
+        self.ledger.commit(step.changed.values())
+        self.transactions += 1
+        for e in step.emitted:
+            log.info(
+                "timer_event",
+                state=e.state.value,
+                message_id=str(e.message_id),
+                case_id=str(e.case_id),
+                route=f"{e.sender}->{e.recipient}",
+                escalated_to=e.escalated_to,
+            )
+        return True
 
     @staticmethod
     def _parse(
-        batch: Mapping[TopicPartition, list[Any]],
-    ) -> tuple[list[StatusEvent], dict[TopicPartition, int]]:
+        batch: Mapping[Partition, list[Record]],
+    ) -> tuple[list[StatusEvent], dict[Partition, int]]:
         events: list[StatusEvent] = []
-        offsets: dict[TopicPartition, int] = {}
+        offsets: dict[Partition, int] = {}
         for tp, records in batch.items():
             for r in records:
                 offsets[tp] = r.offset + 1
@@ -283,41 +231,28 @@ class Tracker:
                 try:
                     events.append(StatusEvent.model_validate_json(r.value))
                 except ValidationError:
-                    log.warning("bad_status_event", source=f"{tp.topic}/{tp.partition}@{r.offset}")
+                    log.warning("bad_status_event", source=r.where)
         return events, offsets
 
     async def _transaction(
-        self, producer: AIOKafkaProducer, step: Step, offsets: dict[TopicPartition, int]
+        self, producer: TransactionalProducer, step: Step, offsets: dict[Partition, int]
     ) -> None:
-        await producer.begin_transaction()
-        try:
-            futures = []
-            for key, h in step.changed.items():
-                futures.append(
-                    await producer.send(
-                        self.names.tracker,
-                        h.model_dump_json().encode(),
-                        key=key.encode(),
-                        headers=[("crb-state", h.state.value.encode())],
-                    )
-                )
-            for e in step.emitted:
-                futures.append(
-                    await producer.send(
-                        self.names.status,
-                        e.model_dump_json().encode(),
-                        key=e.key().encode(),
-                        headers=[
-                            ("crb-state", e.state.value.encode()),
-                            ("crb-source", b"tracker"),
-                        ],
-                    )
-                )
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.settings.tracker.group_id)
-            await asyncio.gather(*futures)
-            await producer.commit_transaction()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await producer.abort_transaction()
-            raise
+        records = [
+            OutRecord(
+                self.names.tracker,
+                key.encode(),
+                h.model_dump_json().encode(),
+                (("crb-state", h.state.value.encode()),),
+            )
+            for key, h in step.changed.items()
+        ]
+        records += [
+            OutRecord(
+                self.names.status,
+                e.key().encode(),
+                e.model_dump_json().encode(),
+                (("crb-state", e.state.value.encode()), ("crb-source", b"tracker")),
+            )
+            for e in step.emitted
+        ]
+        await producer.commit(records, offsets=offsets, group_id=self.settings.tracker.group_id)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.cli._router import load_directory
+from broker.cli._context import Context
 from broker.router import Router
 from broker.settings import Settings
-from broker.topics import TopicNames
+from schemas import TopicNames
+from tests._fed import make_referral, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._fed import make_referral, settings_for, unique_prefix
 from tests.integration._kafka_util import drain
 from tests.unit.test_cli_trust import crb
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.kafka
 
 @contextlib.asynccontextmanager
 async def _router(settings: Settings) -> AsyncIterator[None]:
-    router = Router(settings, load_directory(None, None, None))
+    router = Router(settings, Context({}).directory())
     stop = asyncio.Event()
     task = asyncio.create_task(router.run(stop))
     try:

@@ -25,24 +25,29 @@ from adapters import (
     StateStore,
     parse_submission,
 )
+from adapters.kafka import KafkaClients
 from broker import topics
 from broker.settings import Settings
-from broker.topics import TopicNames
 from keys import open as open_envelope
-from keys import peek_header
-from schemas import Accepted, CaseAck, Moved, Receipt
+from keys import parse
+from schemas import Accepted, CaseAck, Moved, Receipt, TopicNames
+from tests._fed import LiveFederation, make_referral, now, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._fed import LiveFederation, make_referral, now, settings_for, unique_prefix
 from tests.integration._kafka_util import drain
 from tests.integration.test_router import _produce, running_router
 
 pytestmark = pytest.mark.kafka
 
 
+def _outbox(settings: Settings, participant: str) -> Outbox:
+    names = TopicNames(settings.topics.prefix)
+    return Outbox.of(KafkaClients(settings.kafka), names, participant, settings.adapter)
+
+
 async def _setup(kafka: KafkaEndpoint) -> tuple[Settings, LiveFederation, TopicNames]:
     fed = LiveFederation()
     settings = settings_for(kafka.bootstrap, unique_prefix())
-    await topics.apply(fed.directory(), settings.kafka, settings.topics)
+    await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
     return settings, fed, TopicNames(settings.topics.prefix)
 
 
@@ -82,9 +87,17 @@ async def _receive(
             raise Crash(stage)
 
     with StateStore(state) as store:
-        async with Outbox(settings, pid) as outbox:
+        async with Outbox.of(
+            KafkaClients(settings.kafka), TopicNames(settings.topics.prefix), pid, settings.adapter
+        ) as outbox:
             receiver = Receiver(
-                settings, Sender(_identity(fed, pid), outbox), sink, store, hook=hook
+                KafkaClients(settings.kafka),
+                TopicNames(settings.topics.prefix),
+                settings.adapter,
+                Sender(_identity(fed, pid), outbox),
+                sink,
+                store,
+                hook=hook,
             )
             return await asyncio.wait_for(receiver.run(asyncio.Event(), drain=True), 90)
 
@@ -114,7 +127,12 @@ async def test_drop_folder_to_inbox_folder_with_a_matching_receipt(
         make_referral().model_dump_json().encode()
     )
     async with running_router(settings, fed):
-        async with Outbox(settings, "de.hotline") as outbox:
+        async with Outbox.of(
+            KafkaClients(settings.kafka),
+            TopicNames(settings.topics.prefix),
+            "de.hotline",
+            settings.adapter,
+        ) as outbox:
             drop = DropFolder(tmp_path / "drop", Sender(_identity(fed, "de.hotline"), outbox))
             (result,) = await drop.run_once()
         assert FileState.SENT == result.state
@@ -167,7 +185,7 @@ async def test_receiver_killed_before_commit_delivers_once_with_one_receipt(
     assert 1 == len(list((tmp_path / "inbox").iterdir()))
     assert 1 == len(receipts)
     (opened,) = _open_all(fed, "de.hotline", receipts)
-    assert peek_header(envelope).message_id == opened.header.in_reply_to
+    assert parse(envelope).header.message_id == opened.header.in_reply_to
 
 
 async def test_unopenable_inbox_records_are_quarantined_and_committed(
@@ -192,7 +210,12 @@ async def test_unopenable_inbox_records_are_quarantined_and_committed(
         ],
     )
     sink = CountingSink(tmp_path / "inbox")
-    async with Outbox(settings, "nl.hotline"):
+    async with Outbox.of(
+        KafkaClients(settings.kafka),
+        TopicNames(settings.topics.prefix),
+        "nl.hotline",
+        settings.adapter,
+    ):
         stats = await _receive(settings, fed, "nl.hotline", sink, tmp_path / "state")
         rerun = await _receive(settings, fed, "nl.hotline", sink, tmp_path / "state")
     assert (1, 3) == (stats.delivered, stats.quarantined)
@@ -200,7 +223,7 @@ async def test_unopenable_inbox_records_are_quarantined_and_committed(
     assert (0, 0, 0) == (rerun.delivered, rerun.duplicates, rerun.quarantined)
     with StateStore(tmp_path / "state") as store:
         assert 3 == len(store.quarantined())
-    assert [peek_header(valid).message_id] == sink.calls
+    assert [parse(valid).header.message_id] == sink.calls
 
 
 async def test_case_decisions_flow_back_to_the_sender(kafka: KafkaEndpoint, tmp_path: Path) -> None:
@@ -209,7 +232,12 @@ async def test_case_decisions_flow_back_to_the_sender(kafka: KafkaEndpoint, tmp_
     the Moved decision, and the moved referral itself (same case, new id)."""
     settings, fed, names = await _setup(kafka)
     async with running_router(settings, fed):
-        async with Outbox(settings, "de.hotline") as outbox:
+        async with Outbox.of(
+            KafkaClients(settings.kafka),
+            TopicNames(settings.topics.prefix),
+            "de.hotline",
+            settings.adapter,
+        ) as outbox:
             de = Sender(_identity(fed, "de.hotline"), outbox)
             first = await de.send_referral(
                 parse_submission(make_referral().model_dump_json().encode())
@@ -222,7 +250,12 @@ async def test_case_decisions_flow_back_to_the_sender(kafka: KafkaEndpoint, tmp_
         await _receive(settings, fed, "nl.hotline", nl_sink, tmp_path / "nl-state")
         with StateStore(tmp_path / "nl-state") as store:
             original_1, original_2 = store.received(first), store.received(second)
-        async with Outbox(settings, "nl.hotline") as outbox:
+        async with Outbox.of(
+            KafkaClients(settings.kafka),
+            TopicNames(settings.topics.prefix),
+            "nl.hotline",
+            settings.adapter,
+        ) as outbox:
             nl = Sender(_identity(fed, "nl.hotline"), outbox)
             accept_id = await nl.send(
                 nl.seal_case_ack(original_1, Accepted(receiver_reference="NL-2026-0042"))

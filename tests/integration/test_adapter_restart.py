@@ -9,15 +9,21 @@ from pathlib import Path
 import pytest
 
 from adapters import DropFolder, FileState, Identity, Outbox, Sender
+from adapters.kafka import KafkaClients
 from broker import topics
-from broker.settings import AdapterSettings, KafkaSettings
-from broker.topics import TopicNames
-from keys import peek_header
+from broker.settings import AdapterSettings, KafkaSettings, Settings
+from keys import parse
+from schemas import TopicNames
+from tests._fed import LiveFederation, make_referral, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._fed import LiveFederation, make_referral, settings_for, unique_prefix
 from tests.integration._kafka_util import drain
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def _outbox(settings: Settings, participant: str) -> Outbox:
+    names = TopicNames(settings.topics.prefix)
+    return Outbox.of(KafkaClients(settings.kafka), names, participant, settings.adapter)
 
 
 async def test_drop_folder_send_survives_a_broker_restart(
@@ -36,7 +42,7 @@ async def test_drop_folder_send_survives_a_broker_restart(
             "adapter": AdapterSettings(send_deadline_s=180),
         }
     )
-    await topics.apply(fed.directory(), settings.kafka, settings.topics)
+    await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
     (tmp_path / "drop" / "incoming").mkdir(parents=True)
     (tmp_path / "drop" / "incoming" / "case.json").write_bytes(
         make_referral().model_dump_json().encode()
@@ -46,7 +52,12 @@ async def test_drop_folder_send_survives_a_broker_restart(
     )
     await asyncio.to_thread(kafka.launcher.kill_node, 1, signal.SIGKILL)
     try:
-        async with Outbox(settings, "de.hotline") as outbox:
+        async with Outbox.of(
+            KafkaClients(settings.kafka),
+            TopicNames(settings.topics.prefix),
+            "de.hotline",
+            settings.adapter,
+        ) as outbox:
             drop = DropFolder(tmp_path / "drop", Sender(identity, outbox))
             task = asyncio.create_task(drop.run_once())
             await asyncio.sleep(4)
@@ -60,4 +71,4 @@ async def test_drop_folder_send_survives_a_broker_restart(
     assert (tmp_path / "drop" / "sent" / "case.json").exists()
     records = await drain(kafka.bootstrap, TopicNames(settings.topics.prefix).outbox("de.hotline"))
     assert records, "nothing reached the outbox"
-    assert set(result.message_ids) == {peek_header(r.value or b"").message_id for r in records}
+    assert set(result.message_ids) == {parse(r.value or b"").header.message_id for r in records}

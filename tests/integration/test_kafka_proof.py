@@ -1,7 +1,7 @@
 """Proof that the project's local Apache Kafka is real and does what we build on.
 
 These are the evidence for the Kafka version choice (see
-broker/kafka_local/README.md): if aiokafka's transactional consume-transform-produce
+broker/dev/kafka_local/README.md): if aiokafka's transactional consume-transform-produce
 stopped working on the pinned version, ``test_transactional_consume_transform_produce``
 fails.
 """
@@ -180,6 +180,4 @@ async def test_acked_writes_survive_sigkill_of_a_broker(
     assert lost == set()
     # Restart the killed broker so the cluster is whole again for other tests.
     await asyncio.to_thread(kafka_cluster.launcher.up, nodes=3)
-    assert {1, 2, 3} == {
-        int(row["node"]) for row in kafka_cluster.launcher.status() if row["running"]
-    }
+    assert {1, 2, 3} == {row["node"] for row in kafka_cluster.launcher.status() if row["running"]}

@@ -13,15 +13,15 @@ from datetime import timedelta
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from adapters.kafka import KafkaClients
 from broker import topics
 from broker.audit import AuditRecord, chain_next, verify_chains
 from broker.router import Router
 from broker.settings import Settings
-from broker.topics import TopicNames
 from keys import Draft, seal
-from schemas import Category, HandlingCode, MessageType, Priority, Receipt, StatusEvent
+from schemas import Category, HandlingCode, MessageType, Priority, Receipt, StatusEvent, TopicNames
+from tests._fed import LiveFederation, now, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._fed import LiveFederation, now, settings_for, unique_prefix
 from tests.integration._kafka_util import drain
 
 pytestmark = pytest.mark.kafka
@@ -62,11 +62,16 @@ async def _produce(bootstrap: str, items: list[tuple[str, bytes]]) -> None:
 async def _setup(kafka: KafkaEndpoint, partitions: int = 1) -> tuple[Settings, LiveFederation]:
     fed = LiveFederation()
     settings = settings_for(kafka.bootstrap, unique_prefix(), partitions=partitions)
-    created, drift = await topics.apply(fed.directory(), settings.kafka, settings.topics)
+    created, drift = await topics.apply(
+        fed.directory(), KafkaClients(settings.kafka), settings.topics
+    )
     assert drift == []
     assert len(created) == 2 * 6 + 4
     # Idempotent: a second apply creates nothing and reports no drift.
-    assert await topics.apply(fed.directory(), settings.kafka, settings.topics) == ([], [])
+    assert await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics) == (
+        [],
+        [],
+    )
     return settings, fed
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from adapters.kafka import KafkaClients
 from broker import topics
-from broker.topics import TopicNames
 from keys import verify
-from schemas import Priority, resolve
+from schemas import Priority, TopicNames, resolve
+from tests._fed import LiveFederation, now, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._fed import LiveFederation, now, settings_for, unique_prefix
 from tests.integration._kafka_util import drain
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -70,7 +70,7 @@ async def test_sigkilled_router_forwards_every_referral_exactly_once(
     prefix = unique_prefix()
     settings = settings_for(kafka.bootstrap, prefix, partitions=3)
     names = TopicNames(prefix)
-    await topics.apply(fed.directory(), settings.kafka, settings.topics)
+    await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
     fed.write(tmp_path)
     directory = fed.directory()
 

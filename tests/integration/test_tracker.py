@@ -15,13 +15,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from adapters.kafka import Fenced, KafkaClients
 from broker import topics
 from broker.settings import Settings, TrackerSettings
-from broker.topics import TopicNames
 from broker.tracker import (
     Handover,
     Tracker,
-    TrackerFenced,
     by_case,
     create_app,
     read_state,
@@ -29,9 +28,9 @@ from broker.tracker import (
     select,
     serve,
 )
-from schemas import HandoverState, Priority, StatusEvent, StatusReason, uuid7
+from schemas import HandoverState, Priority, Reason, StatusEvent, TopicNames, uuid7
+from tests._fed import LiveFederation, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._fed import LiveFederation, settings_for, unique_prefix
 from tests.integration._kafka_util import drain
 
 pytestmark = pytest.mark.kafka
@@ -62,7 +61,7 @@ async def _setup(kafka: KafkaEndpoint, partitions: int = 3) -> Settings:
     settings = base.model_copy(
         update={"tracker": TrackerSettings(group_id=f"{prefix}-tracker", poll_timeout_ms=100)}
     )
-    await topics.apply(LiveFederation().directory(), settings.kafka, settings.topics)
+    await topics.apply(LiveFederation().directory(), KafkaClients(settings.kafka), settings.topics)
     return settings
 
 
@@ -182,7 +181,9 @@ async def test_routed_then_received_and_case_lifecycle(kafka: KafkaEndpoint) -> 
         assert "ignored" == hot.history[-1].disposition.value
         assert S.ROUTED is state_of(tracker, m, "nl.police24")
         snapshot = _sorted(tracker.snapshot())
-    stored = await read_state(settings.kafka, TopicNames(settings.topics.prefix).tracker)
+    stored = await read_state(
+        KafkaClients(settings.kafka), TopicNames(settings.topics.prefix).tracker
+    )
     assert snapshot == _sorted(list(stored.values()))
 
 
@@ -226,9 +227,9 @@ async def test_urgent_without_receipt_overdue_escalated_failed(kafka: KafkaEndpo
     ]
     assert [
         (S.ROUTED, None, None),
-        (S.OVERDUE, StatusReason.RECEIPT_OVERDUE, b"tracker"),
-        (S.ESCALATED, StatusReason.RECEIPT_OVERDUE, b"tracker"),
-        (S.FAILED, StatusReason.RETRIES_EXHAUSTED, b"tracker"),
+        (S.OVERDUE, Reason.RECEIPT_OVERDUE, b"tracker"),
+        (S.ESCALATED, Reason.RECEIPT_OVERDUE, b"tracker"),
+        (S.FAILED, Reason.RETRIES_EXHAUSTED, b"tracker"),
     ] == [(e.state, e.reason, src) for e, src in mine]
     assert ESCALATION == mine[2][0].escalated_to
     assert 5 == len(records)
@@ -249,7 +250,7 @@ async def test_a_restarted_tracker_rebuilds_the_same_state(kafka: KafkaEndpoint)
         events.append(event(S.ROUTED, m, c1 if i < 3 else c2, "nl.hotline", T0, priority=prio,
                             jurisdiction="NL" if i < 3 else "DE"))  # fmt: skip
     events.append(event(S.RECEIVED, messages[0], c1, "nl.hotline", T0 + timedelta(seconds=5)))
-    events.append(event(S.DEAD_LETTERED, mid(), c2, None, T0, reason="bad_signature"))
+    events.append(event(S.DEAD_LETTERED, mid(), c2, None, T0, reason="recipient_mismatch"))
     async with running_tracker(settings, clock) as (first, _):
         await publish(kafka.bootstrap, settings, events)
         await wait_for(lambda: len(first.ledger) == 7, "seven handovers")
@@ -297,7 +298,7 @@ async def test_a_restarted_tracker_rebuilds_the_same_state(kafka: KafkaEndpoint)
 
 async def test_a_second_instance_fences_the_first(kafka: KafkaEndpoint) -> None:
     """Two trackers with one transactional id: the newer one fences the older, which
-    stops with TrackerFenced at its next transaction instead of writing on."""
+    stops with Fenced at its next transaction instead of writing on."""
     settings = await _setup(kafka, partitions=1)
     clock = FakeClock()
     async with (
@@ -306,7 +307,7 @@ async def test_a_second_instance_fences_the_first(kafka: KafkaEndpoint) -> None:
     ):
         await publish(kafka.bootstrap, settings, [event(S.ROUTED, mid(), mid(), "nl.hotline", T0)])
         await wait_for(first_task.done, "first tracker stopped")
-        with pytest.raises(TrackerFenced):
+        with pytest.raises(Fenced):
             first_task.result()
         await wait_for(lambda: len(second.ledger) == 1, "second tracker took the event")
         assert not second_task.done()
@@ -446,11 +447,11 @@ async def test_end_to_end_with_the_real_router(kafka: KafkaEndpoint) -> None:
     from broker.router import Router
     from keys import Draft, seal
     from schemas import Category, HandlingCode, MessageType, Receipt
-    from tests.integration._fed import now
+    from tests._fed import now
 
     settings = await _setup(kafka)
     fed = LiveFederation()
-    await topics.apply(fed.directory(), settings.kafka, settings.topics)
+    await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
     names = TopicNames(settings.topics.prefix)
     clock = FakeClock(now())
     router = Router(settings, fed.directory())

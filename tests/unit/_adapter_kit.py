@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from adapters import Identity, Outbox, Sender
-from broker.settings import AdapterSettings, Settings, TopicSettings
-from tests.integration._fed import LiveFederation, now
+from adapters import AdapterSettings, Identity, Outbox, Sender
+from adapters.kafka import Consumer, OutRecord
+from schemas import TopicNames
+from tests._fed import LiveFederation, now
+
+NAMES = TopicNames("unit")
 
 
 @dataclass
@@ -35,6 +38,9 @@ class FakeKafka:
     def producer(self) -> FakeProducer:
         return FakeProducer(self)
 
+    def consumer(self, *, group_id: str | None = None) -> Consumer:
+        raise AssertionError("unit tests drive Receiver.handle; the loop runs on real Kafka")
+
 
 class FakeProducer:
     def __init__(self, kafka: FakeKafka) -> None:
@@ -46,27 +52,15 @@ class FakeProducer:
     async def stop(self) -> None:
         return None
 
-    async def send_and_wait(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> Any:
+    async def send_and_wait(self, record: OutRecord) -> None:
         if self.kafka.failures:
             raise self.kafka.failures.pop(0)
-        assert value is not None
-        self.kafka.sent.append(Sent(topic, value, key, list(headers or [])))
-        return None
+        assert record.value is not None
+        self.kafka.sent.append(Sent(record.topic, record.value, record.key, list(record.headers)))
 
 
-def settings(**adapter: Any) -> Settings:
-    return Settings(
-        topics=TopicSettings(prefix="unit"),
-        adapter=AdapterSettings(**{"send_deadline_s": 5.0, **adapter}),
-    )
+def settings(**adapter: Any) -> AdapterSettings:
+    return AdapterSettings(**{"send_deadline_s": 5.0, **adapter})
 
 
 def identity(fed: LiveFederation, participant: str) -> Identity:
@@ -85,9 +79,12 @@ def sender(
     kafka: FakeKafka,
     *,
     clock: Callable[[], datetime] = now,
-    cfg: Settings | None = None,
+    cfg: AdapterSettings | None = None,
 ) -> Sender:
     outbox = Outbox(
-        cfg or settings(), participant, producer_factory=kafka.producer, sleep=_no_sleep
+        kafka,
+        NAMES.outbox(participant),
+        deadline_s=(cfg or settings()).send_deadline_s,
+        sleep=_no_sleep,
     )
     return Sender(identity(fed, participant), outbox, clock=clock)

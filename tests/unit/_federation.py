@@ -2,99 +2,49 @@
 
 Members: ``de.hotline`` (the usual sender), ``nl.hotline`` and ``nl.police``
 (receivers for NL; ``nl.police`` uses the ML-KEM-768+X25519 hybrid) and
-``int.coordinator``. Directory signed by a fresh root key.
+``int.coordinator``. Directory signed by a fresh root key. Built with the one
+federation builder, ``keys.testing.Federation``.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from keys import (
-    Draft,
-    Kem,
-    OpeningKey,
-    SigningKey,
-    record_for,
-    sign_directory,
-)
-from schemas import (
-    Category,
-    Directory,
-    HandlingCode,
-    Participant,
-    Referral,
-    Role,
-    RoutingRules,
-    uuid7,
-)
+from keys import Draft, Kem, SigningKey
+from keys.testing import Federation, KeyMaker, MemberSpec, random_keys
+from schemas import HandlingCode, Referral, Role, uuid7
 
 NOW = datetime(2026, 11, 23, 17, 0, 0, tzinfo=UTC)
 KEY_START = NOW - timedelta(days=30)
 KEY_END = NOW + timedelta(days=335)
 
-
-@dataclass
-class Member:
-    participant_id: str
-    signing: SigningKey
-    opening: OpeningKey
-    jurisdiction: str | None
-    roles: tuple[Role, ...]
-    kem: Kem = Kem.X25519
-
-    def participant(self) -> Participant:
-        return Participant(
-            participant_id=self.participant_id,
-            display_name=self.participant_id,
-            jurisdiction=self.jurisdiction,
-            roles=self.roles,
-            categories=tuple(Category),
-            keys=(
-                record_for(self.signing.verify_key, not_before=KEY_START, not_after=KEY_END),
-                record_for(self.opening.sealing_key, not_before=KEY_START, not_after=KEY_END),
-            ),
-        )
+MEMBERS = (
+    MemberSpec("de.hotline", "DE", (Role.HOTLINE,)),
+    MemberSpec("nl.hotline", "NL", (Role.HOTLINE,)),
+    MemberSpec("nl.police", "NL", (Role.POLICE,), Kem.MLKEM768_X25519),
+    MemberSpec("int.coordinator", None, (Role.COORDINATOR,)),
+)
 
 
-def _member(pid: str, jurisdiction: str | None, roles: tuple[Role, ...], kem: Kem) -> Member:
-    return Member(pid, SigningKey.generate(), OpeningKey.generate(kem), jurisdiction, roles, kem)
+def federation(*, keys: KeyMaker = random_keys, root: SigningKey | None = None) -> Federation:
+    """The unit tests' federation (see the module docstring), keys valid around NOW."""
+    return Federation(
+        MEMBERS,
+        not_before=KEY_START,
+        not_after=KEY_END,
+        issued_at=NOW - timedelta(days=1),
+        keys=keys,
+        root=root or SigningKey.generate(),
+    )
 
 
-@dataclass
-class Federation:
-    root: SigningKey = field(default_factory=SigningKey.generate)
-    members: dict[str, Member] = field(default_factory=dict)
-    version: int = 1
-
-    def __post_init__(self) -> None:
-        if not self.members:
-            for m in (
-                _member("de.hotline", "DE", (Role.HOTLINE,), Kem.X25519),
-                _member("nl.hotline", "NL", (Role.HOTLINE,), Kem.X25519),
-                _member("nl.police", "NL", (Role.POLICE,), Kem.MLKEM768_X25519),
-                _member("int.coordinator", None, (Role.COORDINATOR,), Kem.X25519),
-            ):
-                self.members[m.participant_id] = m
-
-    def directory(self) -> Directory:
-        return Directory(
-            federation_id="test-federation",
-            version=self.version,
-            issued_at=NOW - timedelta(days=1),
-            root_key_id=self.root.key_id,
-            participants=tuple(m.participant() for m in self.members.values()),
-            rules=RoutingRules(
-                coordinator="int.coordinator", escalation_recipient="int.coordinator"
-            ),
-        )
-
-    def signed_bytes(self, directory: Directory | None = None) -> bytes:
-        return sign_directory(directory or self.directory(), self.root).to_json()
+def signed_bytes(fed: Federation, directory: Any = None) -> bytes:
+    return fed.signed(directory).to_json()
 
 
 def referral(summary: str = "Report about a hosted URL.") -> Referral:
@@ -102,7 +52,7 @@ def referral(summary: str = "Report about a hosted URL.") -> Referral:
         {
             "reporter": {"reference": "DE-2026-0001"},
             "incident": {"type": "csam", "summary": summary},
-            "urls": [{"url": "https://example.nl/abc", "hosting": {"country": "NL"}}],
+            "urls": [{"url": "https://files.example.org/abc", "hosting": {"country": "NL"}}],
             "handling": {
                 "code": "H0",
                 "source_reliability": "A",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration._fed import make_referral
+from tests._fed import make_referral
 from tests.unit.test_cli_trust import _one_line_error, crb
 
 

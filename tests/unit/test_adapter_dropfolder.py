@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 
 from adapters import (
     TRANSITIONS,
@@ -23,8 +22,9 @@ from adapters import (
     parse_submission,
     recovered_state,
 )
-from keys import peek_header
-from tests.integration._fed import LiveFederation, make_referral, now
+from adapters.kafka import RecordTooLarge, Unavailable
+from keys import parse
+from tests._fed import LiveFederation, make_referral, now
 from tests.unit._adapter_kit import FakeKafka, sender
 
 CSV_HEADER = (
@@ -72,7 +72,7 @@ async def test_json_file_is_sent_once_and_moved_to_sent_with_its_id(tmp_path: Pa
     (result,) = await folder.run_once()
     assert FileState.SENT == result.state
     (sent,) = kafka.sent
-    header = peek_header(sent.value)
+    header = parse(sent.value).header
     assert "unit.outbox.de.hotline" == sent.topic
     assert (header.message_id,) == result.message_ids
     assert str(header.case_id).encode() == sent.key
@@ -133,7 +133,7 @@ async def test_crash_before_the_ack_resends_the_same_bytes(tmp_path: Path) -> No
     (result,) = await DropFolder(tmp_path, sender(fed, "de.hotline", kafka)).run_once()
     assert FileState.SENT == result.state
     (sent,) = kafka.sent
-    assert pending["items"][0]["message_id"] == str(peek_header(sent.value).message_id)
+    assert pending["items"][0]["message_id"] == str(parse(sent.value).header.message_id)
     assert base64.b64decode(pending["items"][0]["envelope"]) == sent.value
 
 
@@ -154,7 +154,7 @@ async def test_stale_pending_envelope_is_resealed_under_the_same_ids(tmp_path: P
         tmp_path, sender(fed, "de.hotline", kafka, clock=lambda: later)
     ).run_once()
     assert FileState.SENT == result.state
-    header = peek_header(kafka.sent[0].value)
+    header = parse(kafka.sent[0].value).header
     assert later == header.created_at
     pending_id = result.message_ids[0]
     assert pending_id == header.message_id
@@ -172,7 +172,7 @@ async def test_kafka_outage_leaves_the_file_pending_and_a_refusal_fails_it(
         clock[0] += 1.0
         return clock[0]
 
-    outage = FakeKafka(failures=[KafkaConnectionError()] * 50)
+    outage = FakeKafka(failures=[Unavailable("KafkaConnectionError")] * 50)
     s = sender(fed, "de.hotline", outage)
     s.outbox._monotonic = mono
     _drop(tmp_path, "x.json", make_referral().model_dump_json().encode())
@@ -181,7 +181,7 @@ async def test_kafka_outage_leaves_the_file_pending_and_a_refusal_fails_it(
     assert "within" in (result.error or "")
     assert (tmp_path / "processing" / "x.json.pending.json").exists()
 
-    refusing = FakeKafka(failures=[MessageSizeTooLargeError()])
+    refusing = FakeKafka(failures=[RecordTooLarge("MessageSizeTooLargeError")])
     (result,) = await DropFolder(tmp_path, sender(fed, "de.hotline", refusing)).run_once()
     assert FileState.FAILED == result.state
     assert "MessageSizeTooLargeError" in (tmp_path / "failed" / "x.json.error.txt").read_text()
@@ -190,13 +190,15 @@ async def test_kafka_outage_leaves_the_file_pending_and_a_refusal_fails_it(
 async def test_outbox_retries_retriable_errors_with_the_same_bytes() -> None:
     """Timeouts and connection errors are retried (producer restarted) until acknowledged."""
     fed = LiveFederation()
-    kafka = FakeKafka(failures=[KafkaTimeoutError(), KafkaConnectionError()])
+    kafka = FakeKafka(
+        failures=[Unavailable("KafkaTimeoutError"), Unavailable("KafkaConnectionError")]
+    )
     s = sender(fed, "de.hotline", kafka)
     sealed = s.seal_referral(parse_submission(make_referral().model_dump_json().encode()))
     assert sealed.message_id == await s.send(sealed)
     assert [sealed.envelope] == [x.value for x in kafka.sent]
     assert 3 == kafka.starts
-    kafka.failures.append(MessageSizeTooLargeError())
+    kafka.failures.append(RecordTooLarge("MessageSizeTooLargeError"))
     with pytest.raises(SendError) as info:
         await s.send(sealed)
     assert info.value.retriable is False

@@ -8,7 +8,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from uuid import UUID
@@ -21,16 +21,16 @@ from adapters import (
     DeliveryError,
     FolderSink,
     HttpSink,
-    InboxRecord,
     Outcome,
     Receiver,
     StateStore,
 )
+from adapters.kafka import Record
 from keys import open as open_envelope
-from keys import peek_header
+from keys import parse
 from schemas import MessageType, Priority, Receipt, uuid7
-from tests.integration._fed import LiveFederation, now
-from tests.unit._adapter_kit import FakeKafka, sender, settings
+from tests._fed import LiveFederation, now
+from tests.unit._adapter_kit import NAMES, FakeKafka, sender, settings
 
 
 def _delivery(payload: bytes = b'{"x": 1}') -> Delivery:
@@ -247,11 +247,12 @@ def _receiver(
             raise Crash(stage)
 
     s = sender(fed, "nl.hotline", kafka)
-    return Receiver(settings(), s, sink, store, hook=hook), store
+    return Receiver(kafka, NAMES, settings(), s, sink, store, hook=hook), store
 
 
-def _record(value: bytes, offset: int = 0) -> InboxRecord:
-    return InboxRecord("unit.inbox.nl.hotline", 0, offset, value, now())
+def _record(value: bytes, offset: int = 0, at: datetime | None = None) -> Record:
+    ts = at if at is not None else now()
+    return Record("unit.inbox.nl.hotline", 0, offset, None, value, (), int(ts.timestamp() * 1000))
 
 
 async def test_delivered_once_with_one_receipt_over_the_exact_bytes(tmp_path: Path) -> None:
@@ -275,7 +276,7 @@ async def test_delivered_once_with_one_receipt_over_the_exact_bytes(tmp_path: Pa
     )
     assert isinstance(opened.message, Receipt)
     assert hashlib.sha256(env).hexdigest() == opened.message.envelope_sha256
-    assert peek_header(env).message_id == opened.header.in_reply_to
+    assert parse(env).header.message_id == opened.header.in_reply_to
     store.close()
 
 
@@ -322,7 +323,7 @@ def _mismatching_referral(fed: LiveFederation) -> bytes:
     """A correctly signed envelope whose header says urgent while the payload says routine."""
     from keys import Draft, seal
     from schemas import HandlingCode
-    from tests.integration._fed import make_referral
+    from tests._fed import make_referral
 
     t = now()
     ref = make_referral()
@@ -353,7 +354,9 @@ async def test_sink_outage_is_raised_and_refusal_is_quarantined(tmp_path: Path) 
     with pytest.raises(DeliveryError):
         await receiver.handle(_record(env))
     assert Outcome.QUARANTINED == await receiver.handle(_record(env))
-    assert ["sink_refused:http_422"] == [q["reason"] for q in store.quarantined()]
+    assert [("sink_refused", "http_422")] == [
+        (q["reason"], q["detail"]) for q in store.quarantined()
+    ]
     assert 0 == store.count()
     assert [] == kafka.sent
     assert Outcome.DELIVERED == await receiver.handle(_record(env))
@@ -368,9 +371,9 @@ async def test_old_inbox_record_opens_at_its_kafka_time(tmp_path: Path) -> None:
     receiver, store = _receiver(fed, tmp_path, kafka, sink)
     t = now() - timedelta(hours=30)
     env = fed.referral(at=t)
-    stale = InboxRecord("unit.inbox.nl.hotline", 0, 0, fed.referral(at=t), None)
+    stale = Record("unit.inbox.nl.hotline", 0, 0, None, fed.referral(at=t))
     assert Outcome.QUARANTINED == await receiver.handle(stale)
     assert ["stale"] == [q["reason"] for q in store.quarantined()]
-    rec = InboxRecord("unit.inbox.nl.hotline", 0, 1, env, t + timedelta(seconds=1))
+    rec = _record(env, 1, at=t + timedelta(seconds=1))
     assert Outcome.DELIVERED == await receiver.handle(rec)
     store.close()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration._fed import LiveFederation
+from tests._fed import LiveFederation
 
 
 def _crb(*args: str, home: Path) -> subprocess.CompletedProcess[str]:

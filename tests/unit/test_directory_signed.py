@@ -10,28 +10,28 @@ import pytest
 
 import keys
 from keys import DirectoryError, DirectoryReason, OpeningKey, SigningKey, TrustStore
-from schemas import KeyKind, ParticipantStatus
-from tests.unit._federation import NOW, Federation, draft, referral
+from schemas import KeyKind, ParticipantStatus, Reason
+from tests.unit._federation import NOW, draft, federation, referral, signed_bytes
 
-FED = Federation()
+FED = federation()
 
 
 def test_signed_directory_verifies_against_the_pinned_root() -> None:
     """A directory signed by the root verifies and comes back equal."""
     d = FED.directory()
-    assert keys.verify_directory(FED.signed_bytes(d), root=FED.root.verify_key) == d
+    assert keys.verify_directory(signed_bytes(FED, d), root=FED.root.verify_key) == d
 
 
 def test_other_root_key_is_refused() -> None:
     """Pinned to another root: unknown_root_key, nothing else is trusted."""
     with pytest.raises(DirectoryError) as info:
-        keys.verify_directory(FED.signed_bytes(), root=SigningKey.generate().verify_key)
+        keys.verify_directory(signed_bytes(FED), root=SigningKey.generate().verify_key)
     assert info.value.reason == DirectoryReason.UNKNOWN_ROOT_KEY
 
 
 def test_any_edit_breaks_the_root_signature() -> None:
     """Editing a participant's key validity after signing is caught."""
-    data = json.loads(FED.signed_bytes())
+    data = json.loads(signed_bytes(FED))
     data["directory"]["participants"][0]["keys"][0]["not_after"] = "2030-01-01T00:00:00.000000Z"
     with pytest.raises(DirectoryError) as info:
         keys.verify_directory(json.dumps(data).encode(), root=FED.root.verify_key)
@@ -84,9 +84,9 @@ def test_load_directory_checks_signature_then_rollback(tmp_path: Path) -> None:
     store = TrustStore(tmp_path / "trust.json")
     v1, path = FED.directory(), tmp_path / "directory.json"
     v2 = keys.set_status(v1, "nl.police", ParticipantStatus.SUSPENDED, now=NOW)
-    path.write_bytes(FED.signed_bytes(v2))
+    path.write_bytes(signed_bytes(FED, v2))
     assert keys.load_directory(path, root=FED.root.verify_key, trust_store=store) == v2
-    path.write_bytes(FED.signed_bytes(v1))
+    path.write_bytes(signed_bytes(FED, v1))
     with pytest.raises(DirectoryError, match="rollback"):
         keys.load_directory(path, root=FED.root.verify_key, trust_store=store)
 
@@ -115,7 +115,7 @@ def test_rotation_new_key_signs_old_still_verifies_until_grace_ends() -> None:
     late = NOW + timedelta(days=7, seconds=1)
     with pytest.raises(keys.EnvelopeError) as info:
         keys.verify(old_env, directory=d2, now=late, limits=keys.Limits(max_age=timedelta(days=30)))
-    assert info.value.reason == keys.ReasonCode.KEY_EXPIRED
+    assert info.value.reason == Reason.KEY_EXPIRED
 
 
 def test_rotated_recipient_still_opens_mail_sealed_to_its_old_key() -> None:
@@ -132,7 +132,7 @@ def test_rotated_recipient_still_opens_mail_sealed_to_its_old_key() -> None:
     assert [w.key_id for w in v.wrapped_keys if w.recipient == "nl.hotline"] == [new_enc.key_id]
     with pytest.raises(keys.EnvelopeError) as info:
         keys.open(new_env, recipient="nl.hotline", opening_keys=[nl.opening], directory=d2, now=NOW)
-    assert info.value.reason == keys.ReasonCode.UNKNOWN_KEY
+    assert info.value.reason == Reason.UNKNOWN_KEY
 
 
 def test_revoke_one_key_leaves_the_others() -> None:

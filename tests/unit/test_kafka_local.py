@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker.kafka_local import (
+from broker.dev.kafka_local import (
     LocalKafka,
     LocalKafkaError,
     NodeState,
@@ -21,7 +21,7 @@ from broker.kafka_local import (
     node_properties,
     parse_java_major,
 )
-from broker.kafka_local._jars import MIN_JAVA
+from broker.dev.kafka_local._jars import MIN_JAVA
 from tests.conftest import repo_root
 
 

@@ -142,7 +142,7 @@ def test_no_recipient_at_all_is_an_error() -> None:
     d = directory(DE_HOTLINE, participant("int.coordinator", ["coordinator"], status="suspended"))
     with pytest.raises(s.RoutingError) as err:
         s.resolve(req(jurisdiction="FR"), d)
-    assert err.value.reason == s.RoutingErrorReason.NO_RECIPIENT
+    assert err.value.reason == s.Reason.NO_RECIPIENT
     with pytest.raises(s.RoutingError):
         s.resolve(req(sender="int.coordinator", jurisdiction="FR"), directory())
 
@@ -203,7 +203,7 @@ def test_header_satisfies_routing_input_and_router_check() -> None:
         bad = s.EnvelopeHeader.model_validate(header_data(recipients=wrong))
         with pytest.raises(s.RoutingError) as err:
             s.check_routing(bad, d)
-        assert err.value.reason == s.RoutingErrorReason.RECIPIENT_MISMATCH
+        assert err.value.reason == s.Reason.RECIPIENT_MISMATCH
     receipt = s.EnvelopeHeader.model_validate(
         header_data(
             message_type="receipt",

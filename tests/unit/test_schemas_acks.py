@@ -83,10 +83,10 @@ def test_status_event_states_and_key() -> None:
             "recipient": "nl.hotline",
             "state": "dead_lettered",
             "at": "2026-11-23T17:00:00Z",
-            "reason": "bad_signature",
+            "reason": "recipient_mismatch",
         }
     )
-    assert event.reason == s.StatusReason.BAD_SIGNATURE
+    assert event.reason == s.Reason.RECIPIENT_MISMATCH
     assert f"{MSG}/nl.hotline" == event.key()
     assert len(s.HandoverState) == 13
 
@@ -110,9 +110,17 @@ def test_status_event_escalation_target_rules() -> None:
         s.StatusEvent.model_validate({**base, "state": "routed", "escalated_to": "int.coordinator"})
 
 
-def test_routing_reasons_are_status_reasons() -> None:
-    """Every routing error code and every rejection reason can be published as a
-    status reason unchanged."""
-    status = {r.value for r in s.StatusReason}
-    assert set() == {r.value for r in s.RoutingErrorReason} - status
-    assert set() == {r.value for r in s.RejectReason} - status
+def test_status_events_carry_only_status_reasons() -> None:
+    """A status event's reason is one of STATUS_REASONS; an envelope-framing reason
+    (only ever about an unverified header) is refused."""
+    base = {
+        "message_id": str(MSG),
+        "case_id": str(CASE),
+        "sender": "de.hotline",
+        "state": "dead_lettered",
+        "at": "2026-11-23T17:00:00Z",
+    }
+    for reason in s.STATUS_REASONS:
+        assert reason == s.StatusEvent.model_validate({**base, "reason": reason.value}).reason
+    with pytest.raises(ValidationError):
+        s.StatusEvent.model_validate({**base, "reason": "malformed"})

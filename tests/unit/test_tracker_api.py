@@ -34,7 +34,7 @@ def _ledger() -> Ledger:
           recipient="nl.hotline"),
         e(S.ROUTED, T0, message_id=m2, case_id=nl_case, recipient="nl.police24",
           priority=Priority.URGENT, jurisdiction="NL"),
-        e(S.DEAD_LETTERED, T0, message_id=m3, case_id=de_case, reason="bad_signature"),
+        e(S.DEAD_LETTERED, T0, message_id=m3, case_id=de_case, reason="recipient_mismatch"),
     ]  # fmt: skip
     ledger.commit(ledger.step(events, T0).changed.values())
     for minutes in (5, 10):

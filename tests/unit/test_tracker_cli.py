@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import broker.tracker
 from broker.cli import main
 from broker.cli._tracker import format_handover
 from broker.tracker import Policy, apply, tick
@@ -87,39 +86,3 @@ def test_format_handover_shows_state_flags_and_history() -> None:
         "    2026-11-23T12:05:00Z  overdue  reason=receipt_overdue",
         "    2026-11-23T12:10:00Z  escalated  reason=receipt_overdue to=int.coordinator",
     ] == history
-
-
-def test_public_surface() -> None:
-    """What broker.tracker exports (a change here is a change of its API)."""
-    assert {
-        "TABLE",
-        "Disposition",
-        "Handover",
-        "HandoverView",
-        "HistoryEntry",
-        "Ledger",
-        "Policy",
-        "RouteStats",
-        "Rule",
-        "Sla",
-        "Step",
-        "Tracker",
-        "TrackerError",
-        "TrackerFenced",
-        "apply",
-        "by_case",
-        "by_message",
-        "create_app",
-        "find",
-        "handover_key",
-        "next_deadline",
-        "percentile",
-        "policy_from",
-        "read_state",
-        "route_stats",
-        "select",
-        "serve",
-        "tick",
-    } == set(broker.tracker.__all__)
-    for name in broker.tracker.__all__:
-        assert hasattr(broker.tracker, name)

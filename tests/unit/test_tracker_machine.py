@@ -30,9 +30,9 @@ from broker.tracker import (
 from schemas import (
     HandoverState,
     Priority,
+    Reason,
     RoutingRules,
     StatusEvent,
-    StatusReason,
     uuid7,
 )
 
@@ -59,7 +59,7 @@ def ev(
     recipient: str | None = "nl.hotline",
     priority: Priority | None = None,
     jurisdiction: str | None = None,
-    reason: StatusReason | None = None,
+    reason: Reason | None = None,
 ) -> StatusEvent:
     return StatusEvent(
         message_id=message_id,
@@ -252,8 +252,8 @@ def test_the_same_event_twice_is_a_silent_duplicate() -> None:
     """Replaying an event already in the history (e.g. the tracker's own timer event
     read back from the status topic) changes nothing at all, even after the
     handover has moved on."""
-    overdue = ev(S.OVERDUE, T0 + timedelta(minutes=5), reason=StatusReason.RECEIPT_OVERDUE)
-    escalated = ev(S.ESCALATED, T0 + timedelta(minutes=10), reason=StatusReason.RECEIPT_OVERDUE)
+    overdue = ev(S.OVERDUE, T0 + timedelta(minutes=5), reason=Reason.RECEIPT_OVERDUE)
+    escalated = ev(S.ESCALATED, T0 + timedelta(minutes=10), reason=Reason.RECEIPT_OVERDUE)
     h = fold(ev(S.ROUTED, T0), overdue, escalated)
     again, d = apply(h, overdue, POLICY)
     assert Disposition.DUPLICATE is d
@@ -302,9 +302,7 @@ def test_urgent_without_receipt_goes_overdue_escalated_failed() -> None:
     assert [] == out
     t1 = T0 + timedelta(minutes=5, seconds=3)
     h, out = tick(h, t1, POLICY)
-    assert [(S.OVERDUE, StatusReason.RECEIPT_OVERDUE, t1)] == [
-        (e.state, e.reason, e.at) for e in out
-    ]
+    assert [(S.OVERDUE, Reason.RECEIPT_OVERDUE, t1)] == [(e.state, e.reason, e.at) for e in out]
     assert h.overdue
     h, out = tick(h, t1, POLICY)
     assert [] == out
@@ -316,7 +314,7 @@ def test_urgent_without_receipt_goes_overdue_escalated_failed() -> None:
     assert [] == out
     t3 = t2 + timedelta(minutes=5)
     h, out = tick(h, t3, POLICY)
-    assert [(S.FAILED, StatusReason.RETRIES_EXHAUSTED)] == [(e.state, e.reason) for e in out]
+    assert [(S.FAILED, Reason.RETRIES_EXHAUSTED)] == [(e.state, e.reason) for e in out]
     assert S.FAILED is h.state
     h, out = tick(h, t3 + timedelta(days=30), POLICY)
     assert [] == out

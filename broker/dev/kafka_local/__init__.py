@@ -4,9 +4,9 @@ Used by ``crb kafka up|down|status|logs``, by the test session fixture and by
 ``crb demo``. See README.md in this folder for the version choice and its evidence.
 """
 
-from broker.kafka_local._cluster import LocalKafka, NodeState, broker_ids, node_properties
-from broker.kafka_local._errors import BrokerStartError, LocalKafkaError
-from broker.kafka_local._jars import (
+from broker.dev.kafka_local._cluster import LocalKafka, NodeState, broker_ids, node_properties
+from broker.dev.kafka_local._errors import BrokerStartError, LocalKafkaError
+from broker.dev.kafka_local._jars import (
     MIN_JAVA,
     JavaRuntime,
     ensure_jars,

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from xml.etree import ElementTree
 
-from broker.kafka_local._errors import LocalKafkaError
+from broker.dev.kafka_local._errors import LocalKafkaError
 
 __all__ = ["MIN_JAVA", "JavaRuntime", "ensure_jars", "find_java", "kafka_version", "pom_path"]
 
@@ -30,7 +30,7 @@ _COMPLETE_MARKER = ".complete"
 
 def pom_path() -> Path:
     """The committed pom.xml that pins the Kafka version."""
-    return Path(str(resources.files("broker.kafka_local").joinpath("pom.xml")))
+    return Path(str(resources.files("broker.dev.kafka_local").joinpath("pom.xml")))
 
 
 def kafka_version() -> str:

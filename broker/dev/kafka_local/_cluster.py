@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from broker.kafka_local._errors import BrokerStartError, LocalKafkaError
-from broker.kafka_local._jars import ensure_jars, find_java, kafka_version
+from broker.dev.kafka_local._errors import BrokerStartError, LocalKafkaError
+from broker.dev.kafka_local._jars import ensure_jars, find_java, kafka_version
 
 __all__ = ["LocalKafka", "NodeState", "node_properties"]
 

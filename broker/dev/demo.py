@@ -24,28 +24,34 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from adapters import FolderSink, Identity, Outbox, Receiver, Sender, StateStore, Submission
+from adapters import (
+    FolderSink,
+    Identity,
+    Outbox,
+    Receiver,
+    Sender,
+    StateStore,
+    Submission,
+)
+from adapters.kafka import KafkaClients, KafkaSettings, OutRecord, Record, TopicSettings, read_topic
 from broker import topics
 from broker.router import Router
-from broker.settings import KafkaSettings, RouterSettings, Settings, TopicSettings, client_kwargs
-from broker.topics import TopicNames
+from broker.settings import RouterSettings, Settings
 from broker.tracker import Tracker, route_stats
-from keys import Kem, Keystore, OpeningKey, SigningKey, TrustStore, record_for, sign_directory
+from keys.testing import Federation, MemberSpec, synthetic_referral
 from schemas import (
     Category,
     DeliveryRule,
-    Directory,
-    Participant,
+    Priority,
     Referral,
     Role,
     RoutingRules,
     StandingCopy,
+    TopicNames,
 )
 
 __all__ = ["DemoConfig", "DemoReport", "RouteRow", "run_demo"]
@@ -56,13 +62,13 @@ COORDINATOR = "int.coordinator"
 REGIONAL = "int.regional"
 
 
-def _members() -> dict[str, tuple[str | None, tuple[Role, ...]]]:
-    out: dict[str, tuple[str | None, tuple[Role, ...]]] = {}
+def _members() -> list[MemberSpec]:
+    out = []
     for j in JURISDICTIONS:
-        out[f"{j.lower()}.hotline"] = (j, (Role.HOTLINE,))
-        out[f"{j.lower()}.police24"] = (j, (Role.POLICE_24X7,))
-    out[COORDINATOR] = (None, (Role.COORDINATOR,))
-    out[REGIONAL] = (None, (Role.REGIONAL_BODY,))
+        out.append(MemberSpec(f"{j.lower()}.hotline", j, (Role.HOTLINE,)))
+        out.append(MemberSpec(f"{j.lower()}.police24", j, (Role.POLICE_24X7,)))
+    out.append(MemberSpec(COORDINATOR, None, (Role.COORDINATOR,)))
+    out.append(MemberSpec(REGIONAL, None, (Role.REGIONAL_BODY,)))
     return out
 
 
@@ -107,39 +113,13 @@ class DemoReport:
         )
 
 
-@dataclass
-class _Federation:
-    root: SigningKey
-    signing: dict[str, SigningKey]
-    opening: dict[str, OpeningKey]
-    directory: Directory
-
-
-def _federation(now: datetime) -> _Federation:
-    root = SigningKey.generate()
-    signing = {pid: SigningKey.generate() for pid in _members()}
-    opening = {pid: OpeningKey.generate(Kem.X25519) for pid in _members()}
-    start, end = now - timedelta(days=1), now + timedelta(days=365)
-    participants = [
-        Participant(
-            participant_id=pid,
-            display_name=f"Demo {pid}",
-            jurisdiction=jurisdiction,
-            roles=roles,
-            categories=tuple(Category),
-            keys=(
-                record_for(signing[pid].verify_key, not_before=start, not_after=end),
-                record_for(opening[pid].sealing_key, not_before=start, not_after=end),
-            ),
-        )
-        for pid, (jurisdiction, roles) in _members().items()
-    ]
-    directory = Directory(
-        federation_id="demo-federation",
-        version=1,
+def _federation(now: datetime) -> Federation:
+    return Federation(
+        _members(),
+        not_before=now - timedelta(days=1),
+        not_after=now + timedelta(days=365),
         issued_at=now,
-        root_key_id=root.key_id,
-        participants=tuple(participants),
+        federation_id="demo-federation",
         rules=RoutingRules(
             delivery=(DeliveryRule(roles=(Role.HOTLINE,)),),
             standing_copies=(StandingCopy(recipient=REGIONAL, categories=(Category.TRAFFICKING,)),),
@@ -147,93 +127,23 @@ def _federation(now: datetime) -> _Federation:
             escalation_recipient=COORDINATOR,
         ),
     )
-    return _Federation(root, signing, opening, directory)
 
 
-def _persist(fed: _Federation, folder: Path) -> None:
-    """Keystore, signed directory and trust store, so the CLI works on the demo too
-    (``CRB_HOME=<folder> crb status ...``). Keys are generated per run, 0600."""
-    store = Keystore(folder / "keys")
-    store.save_signing_key("federation", fed.root)
-    for pid in fed.signing:
-        store.save_signing_key(pid, fed.signing[pid])
-        store.save_opening_key(pid, fed.opening[pid])
-    (folder / "directory.json").write_bytes(sign_directory(fed.directory, fed.root).to_json())
-    TrustStore(folder / "trust.json").accept(fed.directory)
-
-
-_INCIDENTS = (
-    (Category.CSAM, "Gallery page with images assessed as CSAM."),
-    (Category.GROOMING, "Adult user soliciting a minor in a chat room."),
-    (Category.SEXTORTION, "Minor coerced to send images, then threatened."),
-    (Category.TRAFFICKING, "Advertisement indicating trafficking of a minor."),
-    (Category.LIVE_STREAMED_ABUSE, "Paid live stream of abuse announced in a forum."),
-)
-
-
-def synthetic_referral(
+def synthetic_demo_referral(
     rng: random.Random, sender: str, jurisdiction: str, urgent: bool
 ) -> Referral:
-    """A realistic, plainly synthetic referral hosted in ``jurisdiction``."""
-    category, summary = rng.choice(_INCIDENTS)
-    net = rng.choice(("192.0.2", "198.51.100", "203.0.113"))
-    urgency: dict[str, Any] = {"priority": "urgent" if urgent else rng.choice(("routine", "high"))}
-    if urgent:
-        urgency["reason"] = "Synthetic: indications of ongoing abuse of an identifiable child."
-    host = (
-        f"{rng.choice(('imagehost', 'files', 'forum', 'social'))}{rng.randrange(100)}.example.org"
-    )
-    return Referral.model_validate(
-        {
-            "reporter": {
-                "reference": f"{sender[:2].upper()}-DEMO-{rng.getrandbits(48):012x}",
-                "memo": "Synthetic demo referral.",
-            },
-            "incident": {"type": category.value, "summary": f"Synthetic: {summary}"},
-            "urgency": urgency,
-            "urls": [
-                {
-                    "url": f"https://{host}/item/{rng.getrandbits(32):08x}",
-                    "site_type": rng.choice(("image_host", "file_host", "forum", "social_site")),
-                    "hosting": {
-                        "country": jurisdiction,
-                        "ip": f"{net}.{rng.randrange(1, 255)}",
-                        "asn": rng.choice((64496, 64500, 64511)),
-                        "isp": "Example Hosting",
-                        "cdn": rng.random() < 0.2,
-                    },
-                }
-            ],
-            "items": [
-                {
-                    "media_type": "image",
-                    "hashes": [
-                        {"algorithm": "sha256", "value": f"{rng.getrandbits(256):064x}"},
-                        {
-                            "algorithm": "pdq",
-                            "value": f"{rng.getrandbits(256):064x}",
-                            "quality": 90,
-                        },
-                    ],
-                    "classification": rng.choice(("baseline", "national")),
-                    "age_group": rng.choice(("pre_pubescent", "pubescent")),
-                    "gender": "not_determined",
-                    "url_index": 0,
-                }
-            ],
-            "handling": {
-                "code": "H0",
-                "source_reliability": "B",
-                "information_accuracy": "2",
-                "tlp": "AMBER",
-            },
-            "delete_after": (date.today() + timedelta(days=365)).isoformat(),
-        }
+    """A realistic, plainly synthetic referral from ``sender`` hosted in ``jurisdiction``."""
+    return synthetic_referral(
+        rng=rng,
+        jurisdiction=jurisdiction,
+        priority=Priority.URGENT if urgent else None,
+        reference=f"{sender[:2].upper()}-DEMO-{rng.getrandbits(48):012x}",
     )
 
 
 def _settings(config: DemoConfig) -> Settings:
     return Settings(
+        home=config.folder,
         kafka=KafkaSettings(bootstrap=config.bootstrap),
         topics=TopicSettings(prefix=config.prefix, partitions=1),
         router=RouterSettings(
@@ -255,37 +165,39 @@ async def run_demo(
     now = datetime.now(UTC)
     config.folder.mkdir(parents=True, exist_ok=True)
     fed = _federation(now)
-    _persist(fed, config.folder)
+    # Keystore, signed directory and trust store, so the CLI works on the demo too
+    # (``CRB_HOME=<folder> crb status ...``). Keys are generated per run, 0600.
+    fed.write(config.folder)
+    directory = fed.directory()
     settings = _settings(config)
-    await topics.apply(fed.directory, settings.kafka, settings.topics)
+    clients = KafkaClients(settings.kafka)
+    names = TopicNames(settings.topics.prefix)
+    await topics.apply(directory, clients, settings.topics)
 
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
-    router = Router(settings, fed.directory)
-    tracker = Tracker(settings, fed.directory)
+    router = Router(settings, directory, clients=clients)
+    tracker = Tracker(settings, directory, clients=clients)
     tasks.append(asyncio.create_task(router.run(stop), name="router"))
     tasks.append(asyncio.create_task(tracker.run(stop), name="tracker"))
     identities = {
-        pid: Identity(pid, fed.signing[pid], (fed.opening[pid],), fed.directory)
-        for pid in fed.signing
+        pid: Identity(pid, m.signing, (m.opening,), directory) for pid, m in fed.members.items()
     }
-    outboxes = {pid: Outbox(settings, pid) for pid in identities}
+    outboxes = {pid: Outbox.of(clients, names, pid, settings.adapter) for pid in identities}
     senders = {pid: Sender(identities[pid], outboxes[pid]) for pid in identities}
     stores = []
     for pid in identities:
         store = StateStore(config.folder / "adapters" / pid)
         stores.append(store)
         sink = FolderSink(config.folder / "inbox" / pid)
-        receiver = Receiver(settings, senders[pid], sink, store)
+        receiver = Receiver(clients, names, settings.adapter, senders[pid], sink, store)
         tasks.append(asyncio.create_task(receiver.run(stop), name=f"receiver {pid}"))
 
     try:
         await _wait_ready(router, tracker, tasks)
-        sent = await _push(config, rng, senders, settings, progress)
+        sent = await _push(config, rng, senders, clients, progress)
         valid_ids = {str(s.message_id) for _, s in sent}
-        routed, missing, dead = await _await_receipts(
-            config, tracker, settings, valid_ids, progress
-        )
+        routed, missing, dead = await _await_receipts(config, tracker, clients, valid_ids, progress)
         received = sum(1 for h in routed if h.received_at is not None)
         rows = [
             RouteRow(
@@ -328,7 +240,7 @@ async def _push(
     config: DemoConfig,
     rng: random.Random,
     senders: dict[str, Sender],
-    settings: Settings,
+    clients: KafkaClients,
     progress: Callable[[str, int, int], None],
 ) -> list[tuple[str, Any]]:
     """Send the referrals, then the two hostile envelopes; returns what was sent."""
@@ -342,7 +254,7 @@ async def _push(
         else:
             jurisdiction = rng.choice([j for j in JURISDICTIONS if j.lower() != sender[:2]])
         urgent = rng.random() < config.urgent_share
-        referral = synthetic_referral(rng, sender, jurisdiction, urgent)
+        referral = synthetic_demo_referral(rng, sender, jurisdiction, urgent)
         sealed = senders[sender].seal_referral(Submission(referral, jurisdiction))
         await senders[sender].send(sealed)
         sent.append((sender, sealed))
@@ -350,14 +262,14 @@ async def _push(
     # The two hostile cases: the first envelope again (a duplicate), and a fresh
     # envelope with one flipped byte (tampered in transit).
     dup_sender, dup = sent[0]
-    await _raw_send(settings, names.outbox(dup_sender), dup.envelope)
+    await _raw_send(clients, names.outbox(dup_sender), dup.envelope)
     bad_sender = sent[1][0]
     fresh = senders[bad_sender].seal_referral(
-        Submission(synthetic_referral(rng, bad_sender, "NL", False), "NL")
+        Submission(synthetic_demo_referral(rng, bad_sender, "NL", False), "NL")
     )
     tampered = bytearray(fresh.envelope)
     tampered[len(tampered) // 2] ^= 0x01
-    await _raw_send(settings, names.outbox(bad_sender), bytes(tampered))
+    await _raw_send(clients, names.outbox(bad_sender), bytes(tampered))
 
     return sent
 
@@ -365,7 +277,7 @@ async def _push(
 async def _await_receipts(
     config: DemoConfig,
     tracker: Tracker,
-    settings: Settings,
+    clients: KafkaClients,
     valid_ids: set[str],
     progress: Callable[[str, int, int], None],
 ) -> tuple[list[Any], set[str], Counter[str]]:
@@ -382,7 +294,7 @@ async def _await_receipts(
         received = sum(1 for h in routed if h.received_at is not None)
         missing = valid_ids - {str(h.message_id) for h in routed}
         progress("receive", received, max(len(routed), 1))
-        dead = await _read_dead_letters(settings, names.dlq)
+        dead = await _read_dead_letters(clients, names.dlq)
         done = not missing and received == len(routed) and sum(dead.values()) >= 2
         if done or time.monotonic() > deadline:
             return routed, missing, dead
@@ -402,21 +314,20 @@ async def _wait_ready(router: Router, tracker: Tracker, tasks: list[asyncio.Task
     raise TimeoutError("router and tracker did not start within 90 s")
 
 
-async def _raw_send(settings: Settings, topic: str, value: bytes) -> None:
-    producer = AIOKafkaProducer(
-        **client_kwargs(settings.kafka), acks="all", enable_idempotence=True
-    )
+async def _raw_send(clients: KafkaClients, topic: str, value: bytes) -> None:
+    producer = clients.producer()
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=b"demo")
+        await producer.send_and_wait(OutRecord(topic, b"demo", value))
     finally:
         await producer.stop()
 
 
-async def _read_dead_letters(settings: Settings, topic: str) -> Counter[str]:
-    from broker.cli._router import read_records
-
+async def _read_dead_letters(clients: KafkaClients, topic: str) -> Counter[str]:
     reasons: Counter[str] = Counter()
-    for _where, _value, headers in await read_records(settings.kafka, topic):
-        reasons[headers.get("crb-reason", b"?").decode()] += 1
+
+    def take(r: Record) -> None:
+        reasons[(r.header("crb-reason") or b"?").decode()] += 1
+
+    await read_topic(clients, topic, take)
     return reasons

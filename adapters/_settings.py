@@ -1,0 +1,34 @@
+"""The adapter's own settings section (``CRB_ADAPTER__*``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+
+from adapters.kafka import Section
+
+__all__ = ["AdapterSettings"]
+
+
+class AdapterSettings(Section):
+    """A participant's adapter: local state, inbox consumer, outbox producer, HTTP sink."""
+
+    state_dir: Path | None = None
+    """Dedupe store, received-message records, quarantine, drop folder state
+    (default: ``$CRB_HOME/adapters/<participant>``)."""
+    group_id_prefix: str = "crb-adapter"
+    """Inbox consumer group: ``<prefix>.<participant>``."""
+    poll_timeout_ms: int = Field(default=500, ge=1)
+    max_inbox_lag: timedelta = timedelta(days=7)
+    """How far back an inbox record's Kafka timestamp may set the envelope's
+    verification time (an adapter that was down for a day still opens its mail)."""
+    send_deadline_s: float = Field(default=300.0, gt=0)
+    """How long one produce keeps retrying through broker outages before failing."""
+    retry_max_s: float = Field(default=30.0, gt=0)
+    """Longest pause between two attempts (Kafka, the local system)."""
+    http_attempts: int = Field(default=5, ge=1, le=100)
+    http_backoff_s: float = Field(default=0.5, gt=0)
+    http_backoff_max_s: float = Field(default=30.0, gt=0)
+    http_timeout_s: float = Field(default=10.0, gt=0)

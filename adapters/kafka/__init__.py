@@ -1,0 +1,72 @@
+"""The Kafka plumbing: the only place where Kafka clients are built and spoken to.
+
+Services (router, tracker) and adapters (outbox, inbox) receive a
+:class:`KafkaClients` built from :class:`KafkaSettings` — authentication and the
+project's client defaults live there, once — and use the thin wrappers it returns:
+:class:`Producer`, :class:`TransactionalProducer` (``commit`` writes records and
+consumed offsets in one transaction), :class:`Consumer`, :class:`Admin`, and
+:class:`TopicReader` / :func:`read_topic` to read a topic to its end. Values are
+:class:`Record`, :class:`OutRecord` and :class:`Partition`.
+
+No aiokafka exception passes this package: each is translated (and chained)
+into one small tree, whose ``retriable`` drives :class:`adapters.RetryPolicy`::
+
+    TransportError
+    ├── Unavailable       retriable (unreachable, timeouts, leader moving, rebalance)
+    ├── TopicMissing      run `crb topics apply`
+    ├── AccessDenied      authentication or ACL refused
+    ├── Fenced            a newer owner took the transactional id: stop owning
+    │                     what it covered, never fence back
+    ├── RecordTooLarge
+    └── Refused           any other non-retriable broker error
+"""
+
+from adapters.kafka._clients import (
+    Admin,
+    Consumer,
+    KafkaClients,
+    Producer,
+    TopicDescription,
+    TransactionalProducer,
+)
+from adapters.kafka._errors import (
+    AccessDenied,
+    Fenced,
+    RecordTooLarge,
+    Refused,
+    TopicMissing,
+    TransportError,
+    Unavailable,
+    kafka_errors,
+    translate,
+)
+from adapters.kafka._reader import TopicReader, read_topic
+from adapters.kafka._records import OutRecord, Partition, Record
+from adapters.kafka._settings import KafkaSettings, Section, TopicSettings, client_kwargs
+
+__all__ = [
+    "AccessDenied",
+    "Admin",
+    "Consumer",
+    "Fenced",
+    "KafkaClients",
+    "KafkaSettings",
+    "OutRecord",
+    "Partition",
+    "Producer",
+    "Record",
+    "RecordTooLarge",
+    "Refused",
+    "Section",
+    "TopicDescription",
+    "TopicMissing",
+    "TopicReader",
+    "TopicSettings",
+    "TransactionalProducer",
+    "TransportError",
+    "Unavailable",
+    "client_kwargs",
+    "kafka_errors",
+    "read_topic",
+    "translate",
+]

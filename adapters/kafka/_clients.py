@@ -1,0 +1,396 @@
+"""Every Kafka client of the project is built here, from typed settings.
+
+:class:`KafkaClients` is the factory services and adapters receive (injected, so
+a test can hand them an in-memory stand-in); the wrappers it returns speak in
+:class:`~adapters.kafka.Record` / :class:`~adapters.kafka.Partition` and raise
+only :class:`~adapters.kafka.TransportError`. Defaults that hold everywhere are
+set once here: consumers read ``read_committed``, never auto-commit and start
+from the earliest offset; producers are idempotent with ``acks=all``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.kafka._errors import TopicMissing, kafka_errors
+from adapters.kafka._records import OutRecord, Partition, Record
+from adapters.kafka._settings import KafkaSettings, client_kwargs
+
+__all__ = [
+    "Admin",
+    "Consumer",
+    "KafkaClients",
+    "Producer",
+    "TopicDescription",
+    "TransactionalProducer",
+]
+
+PartitionsCallback = Callable[[list[Partition]], Awaitable[None]]
+
+
+def _tp(p: Partition) -> Any:
+    from aiokafka import TopicPartition
+
+    return TopicPartition(p.topic, p.partition)
+
+
+def _ours(tp: Any) -> Partition:
+    return Partition(tp.topic, tp.partition)
+
+
+class Producer:
+    """An idempotent ``acks=all`` producer."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    async def start(self) -> None:
+        with kafka_errors():
+            try:
+                await self._raw.start()
+            except BaseException:
+                await self._raw.stop()
+                raise
+
+    async def stop(self) -> None:
+        with kafka_errors():
+            await self._raw.stop()
+
+    async def send_and_wait(self, record: OutRecord) -> None:
+        """Produce and wait until every in-sync replica has it."""
+        with kafka_errors():
+            await self._raw.send_and_wait(
+                record.topic, record.value, key=record.key, headers=list(record.headers)
+            )
+
+
+class TransactionalProducer(Producer):
+    """A producer with a transactional id; ``start`` fences its previous owner."""
+
+    def __init__(self, raw: Any, transactional_id: str) -> None:
+        super().__init__(raw)
+        self.transactional_id = transactional_id
+
+    async def commit(
+        self,
+        records: Iterable[OutRecord],
+        *,
+        offsets: Mapping[Partition, int] | None = None,
+        group_id: str | None = None,
+    ) -> None:
+        """Write ``records`` and (with ``group_id``) the consumed ``offsets`` in one
+        transaction; on any failure the transaction is aborted and the error raised
+        (``Fenced`` when a newer owner took the id)."""
+        raw = self._raw
+        with kafka_errors():
+            await raw.begin_transaction()
+            try:
+                futures = [
+                    await raw.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+                    for r in records
+                ]
+                if offsets and group_id is not None:
+                    await raw.send_offsets_to_transaction(
+                        {_tp(p): o for p, o in offsets.items()}, group_id
+                    )
+                await asyncio.gather(*futures)
+                await raw.commit_transaction()
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    await raw.abort_transaction()
+                raise
+
+
+class Consumer:
+    """A consumer (see the module docstring for its fixed defaults)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    async def start(self) -> None:
+        with kafka_errors():
+            try:
+                await self._raw.start()
+            except BaseException:
+                await self._raw.stop()
+                raise
+
+    async def stop(self) -> None:
+        with kafka_errors():
+            await self._raw.stop()
+
+    def subscribe(
+        self,
+        *,
+        topics: Sequence[str] = (),
+        pattern: str | None = None,
+        on_assigned: PartitionsCallback | None = None,
+        on_revoked: PartitionsCallback | None = None,
+    ) -> None:
+        """Join the group for ``topics`` or a ``pattern``; the callbacks run inside
+        ``poll`` when the group hands partitions out or takes them back."""
+        from aiokafka import ConsumerRebalanceListener
+
+        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: list[Any]) -> None:
+                if on_revoked is not None:
+                    await on_revoked([_ours(t) for t in revoked])
+
+            async def on_partitions_assigned(self, assigned: list[Any]) -> None:
+                if on_assigned is not None:
+                    await on_assigned([_ours(t) for t in assigned])
+
+        with kafka_errors():
+            if pattern is not None:
+                self._raw.subscribe(pattern=pattern, listener=_Listener())
+            else:
+                self._raw.subscribe(topics=list(topics), listener=_Listener())
+
+    def assign(self, partitions: Iterable[Partition]) -> None:
+        with kafka_errors():
+            self._raw.assign([_tp(p) for p in partitions])
+
+    def assignment(self) -> set[Partition]:
+        return {_ours(t) for t in self._raw.assignment()}
+
+    async def poll(
+        self, *partitions: Partition, timeout_ms: int, max_records: int | None = None
+    ) -> dict[Partition, list[Record]]:
+        """Records fetched since the last call, by partition (empty after the timeout)."""
+        with kafka_errors():
+            batch = await self._raw.getmany(
+                *(_tp(p) for p in partitions), timeout_ms=timeout_ms, max_records=max_records
+            )
+        return {_ours(tp): [Record.of(r) for r in rs] for tp, rs in batch.items() if rs}
+
+    async def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit the next offsets to read (``last offset + 1``) for the group."""
+        with kafka_errors():
+            await self._raw.commit({_tp(p): o for p, o in offsets.items()})
+
+    async def committed(self, partition: Partition) -> int | None:
+        with kafka_errors():
+            offset: int | None = await self._raw.committed(_tp(partition))
+        return offset
+
+    async def end_offsets(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
+        """The end of each partition; under ``read_committed`` its last stable offset."""
+        with kafka_errors():
+            ends = await self._raw.end_offsets([_tp(p) for p in partitions])
+        return {_ours(tp): o for tp, o in ends.items()}
+
+    async def position(self, partition: Partition) -> int:
+        with kafka_errors():
+            offset: int = await self._raw.position(_tp(partition))
+        return offset
+
+    def seek(self, partition: Partition, offset: int) -> None:
+        with kafka_errors():
+            self._raw.seek(_tp(partition), offset)
+
+    async def seek_to_beginning(self, *partitions: Partition) -> None:
+        with kafka_errors():
+            await self._raw.seek_to_beginning(*(_tp(p) for p in partitions))
+
+    async def rewind(self, partitions: Iterable[Partition]) -> None:
+        """Back to the group's committed offsets (the beginning where none is)."""
+        for p in partitions:
+            committed = await self.committed(p)
+            if committed is None:
+                await self.seek_to_beginning(p)
+            else:
+                self.seek(p, committed)
+
+    async def caught_up(self, partitions: Iterable[Partition] | None = None) -> bool:
+        """Whether every given (default: assigned) partition is read to its end."""
+        wanted = list(self.assignment() if partitions is None else partitions)
+        if not wanted:
+            return False
+        ends = await self.end_offsets(wanted)
+        for p in wanted:
+            if await self.position(p) < ends[p]:
+                return False
+        return True
+
+    def pause(self, *partitions: Partition) -> None:
+        self._raw.pause(*(_tp(p) for p in partitions))
+
+    def resume(self, *partitions: Partition) -> None:
+        self._raw.resume(*(_tp(p) for p in partitions))
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDescription:
+    partitions: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+class Admin:
+    """Topic administration (``async with clients.admin() as admin``)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    async def __aenter__(self) -> Admin:
+        with kafka_errors():
+            try:
+                await self._raw.start()
+            except BaseException:
+                await self._raw.close()
+                raise
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        with kafka_errors():
+            await self._raw.close()
+
+    async def list_topics(self) -> list[str]:
+        with kafka_errors():
+            return sorted(await self._raw.list_topics())
+
+    async def describe(self, names: Iterable[str]) -> dict[str, TopicDescription]:
+        """Partition counts and configs of those of ``names`` that exist."""
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        with kafka_errors():
+            present = set(await self._raw.list_topics())
+            wanted = sorted({n for n in names if n in present})
+            if not wanted:
+                return {}
+            described = await self._raw.describe_topics(wanted)
+            partitions = {t["topic"]: len(t["partitions"]) for t in described}
+            configs: dict[str, dict[str, str]] = {n: {} for n in wanted}
+            responses = await self._raw.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]
+            )
+        for response in responses:
+            for resource in response.resources:
+                topic = resource[3]
+                for entry in resource[4]:
+                    configs.setdefault(topic, {})[entry[0]] = entry[1]
+        return {n: TopicDescription(partitions.get(n, 0), configs.get(n, {})) for n in wanted}
+
+    async def create_topics(
+        self, specs: Iterable[tuple[str, int, int, Mapping[str, str]]]
+    ) -> list[tuple[str, str]]:
+        """Create ``(name, partitions, replication, config)`` topics; returns the
+        ``(name, problem)`` of those Kafka refused. An existing topic is no problem."""
+        from aiokafka.admin import NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        new = [NewTopic(n, p, r, topic_configs=dict(c)) for n, p, r, c in specs]
+        if not new:
+            return []
+        problems: list[tuple[str, str]] = []
+        with kafka_errors():
+            try:
+                response = await self._raw.create_topics(new)
+            except TopicAlreadyExistsError:
+                return []
+        for topic, code, *rest in response.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                problems.append((topic, f"error {code} {rest[0] if rest else ''}".strip()))
+        return problems
+
+
+class KafkaClients:
+    """Builds producers, consumers and admin clients from one :class:`KafkaSettings`."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self._kwargs: dict[str, Any] | None = None
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Connection and security keyword arguments (built once)."""
+        if self._kwargs is None:
+            self._kwargs = client_kwargs(self.settings)
+        return self._kwargs
+
+    def producer(self, *, linger_ms: int = 0) -> Producer:
+        from aiokafka import AIOKafkaProducer
+
+        return Producer(
+            AIOKafkaProducer(
+                **self.kwargs,
+                acks="all",
+                enable_idempotence=True,
+                max_request_size=self.settings.max_message_bytes,
+                linger_ms=linger_ms,
+            )
+        )
+
+    def transactional_producer(
+        self, transactional_id: str, *, transaction_timeout_ms: int = 60_000, linger_ms: int = 2
+    ) -> TransactionalProducer:
+        from aiokafka import AIOKafkaProducer
+
+        raw = AIOKafkaProducer(
+            **self.kwargs,
+            transactional_id=transactional_id,
+            transaction_timeout_ms=transaction_timeout_ms,
+            max_request_size=self.settings.max_message_bytes,
+            linger_ms=linger_ms,
+        )
+        return TransactionalProducer(raw, transactional_id)
+
+    def consumer(
+        self,
+        *,
+        group_id: str | None = None,
+        max_poll_records: int | None = None,
+        metadata_max_age_ms: int | None = None,
+        fetch_max_bytes: int | None = None,
+    ) -> Consumer:
+        """A ``read_committed`` consumer; ``group_id=None`` for one that only assigns."""
+        from aiokafka import AIOKafkaConsumer
+
+        tuning: dict[str, Any] = {}
+        if max_poll_records is not None:
+            tuning["max_poll_records"] = max_poll_records
+        if metadata_max_age_ms is not None:
+            tuning["metadata_max_age_ms"] = metadata_max_age_ms
+        return Consumer(
+            AIOKafkaConsumer(
+                **self.kwargs,
+                group_id=group_id,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                auto_offset_reset="earliest",
+                max_partition_fetch_bytes=self.settings.max_message_bytes,
+                fetch_max_bytes=fetch_max_bytes or self.settings.max_message_bytes * 4,
+                **tuning,
+            )
+        )
+
+    def admin(self) -> Admin:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        return Admin(AIOKafkaAdminClient(**self.kwargs))
+
+    async def partitions(self, topic: str) -> list[int]:
+        """Partition ids of ``topic`` from a fresh metadata request; ``TopicMissing``
+        if it does not exist."""
+        from aiokafka.client import AIOKafkaClient
+
+        wanted = {
+            k: v
+            for k, v in self.kwargs.items()
+            if k in ("bootstrap_servers", "security_protocol", "ssl_context", "request_timeout_ms")
+            or k.startswith("sasl_")
+        }
+        client = AIOKafkaClient(**wanted)
+        with kafka_errors():
+            try:
+                await client.bootstrap()
+                metadata = await client.fetch_all_metadata()
+            finally:
+                await client.close()
+        found = sorted(metadata.partitions_for_topic(topic) or ())
+        if not found:
+            raise TopicMissing(topic)
+        return found

@@ -1,0 +1,88 @@
+"""Reading a whole topic to its end, without a consumer group.
+
+:class:`TopicReader` follows every partition of one topic (``read_committed``):
+``read_to_end`` feeds each record from the current positions up to the end each
+partition had when the call began (its last stable offset), and can be called
+again to catch up. :func:`read_topic` is the one-shot form, from the beginning.
+Used to rebuild state (the tracker's topic, the router's audit memory) and by
+the CLI's readers (``crb audit verify``, dead letters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from adapters.kafka._clients import Consumer, KafkaClients
+from adapters.kafka._errors import Unavailable
+from adapters.kafka._records import Partition, Record
+
+__all__ = ["TopicReader", "read_topic"]
+
+
+class TopicReader:
+    """Every partition of ``topic``, read from the beginning (use ``async with``)."""
+
+    def __init__(self, clients: KafkaClients, topic: str) -> None:
+        self.clients = clients
+        self.topic = topic
+        self._consumer: Consumer | None = None
+        self._partitions: list[Partition] = []
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> TopicReader:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Assign every partition at its beginning; ``TopicMissing`` if there is none."""
+        partitions = await self.clients.partitions(self.topic)
+        consumer = self.clients.consumer(group_id=None)
+        await consumer.start()
+        self._partitions = [Partition(self.topic, p) for p in partitions]
+        consumer.assign(self._partitions)
+        await consumer.seek_to_beginning(*self._partitions)
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
+
+    async def read_to_end(
+        self, on_record: Callable[[Record], None], *, timeout_s: float = 60.0
+    ) -> int:
+        """Feed every record up to the current end to ``on_record``; returns the count.
+
+        Raises ``Unavailable`` if the end is not reached within ``timeout_s``.
+        """
+        assert self._consumer is not None, "start() first"
+        async with self._lock:
+            consumer = self._consumer
+            ends = await consumer.end_offsets(self._partitions)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+            count = 0
+            while True:
+                behind = [p for p in self._partitions if await consumer.position(p) < ends[p]]
+                if not behind:
+                    return count
+                if loop.time() > deadline:
+                    where = ", ".join(str(p) for p in behind)
+                    raise Unavailable(
+                        f"{self.topic} not read to its end in {timeout_s:g}s: {where}"
+                    )
+                batch = await consumer.poll(*behind, timeout_ms=500)
+                for records in batch.values():
+                    for r in records:
+                        on_record(r)
+                        count += 1
+
+
+async def read_topic(clients: KafkaClients, topic: str, on_record: Callable[[Record], None]) -> int:
+    """Feed every committed record of ``topic`` to ``on_record``; returns the count."""
+    async with TopicReader(clients, topic) as reader:
+        return await reader.read_to_end(on_record)

@@ -1,0 +1,68 @@
+"""The Kafka sections of the settings, and the aiokafka keyword arguments they imply.
+
+These are the adapters' own sections (a participant's adapter needs exactly
+these); ``broker.settings.Settings`` composes them with the services' sections.
+:func:`client_kwargs` is pure: every security setting lives in this one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = ["KafkaSettings", "Section", "TopicSettings", "client_kwargs"]
+
+
+class Section(BaseModel):
+    """Base of every settings section: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(Section):
+    """How to reach and authenticate to the cluster."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    request_timeout_ms: int = Field(default=30_000, ge=100)
+    max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
+
+class TopicSettings(Section):
+    """Topic names (the prefix) and how ``crb topics apply`` creates them."""
+
+    prefix: str = Field(default="crb", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    partitions: int = Field(default=3, ge=1, le=1000)
+    replication: int = Field(default=1, ge=1, le=7)
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    audit_retention_ms: int = -1
+    """Audit records are kept forever by default: the chain must stay verifiable."""
+    dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+
+
+def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    """aiokafka connection keyword arguments for this section (pure)."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap,
+        "security_protocol": kafka.security_protocol,
+        "request_timeout_ms": kafka.request_timeout_ms,
+    }
+    if kafka.sasl_mechanism is not None:
+        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
+        kwargs["sasl_plain_username"] = kafka.sasl_username
+        kwargs["sasl_plain_password"] = (
+            kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+        )
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kwargs["ssl_context"] = create_ssl_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
+        )
+    return kwargs
