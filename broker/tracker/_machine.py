@@ -7,7 +7,8 @@ redelivered / escalated → failed), then the case decision (accepted / rejected
 moved → actioned (repeatable) → closed). ``None`` stands for "not seen yet".
 
 :data:`TABLE` maps every ``(state or None, event state)`` to a :class:`Rule`: the
-new state and a :class:`Disposition`. Nothing an event says can corrupt a handover:
+new state and a :class:`Disposition`; it is written out below as a grid, a row per
+state and a column per event. Nothing an event says can corrupt a handover:
 
 - ``applied``: the usual order.
 - ``noted``: applied, but out of the usual order, with a note — ``received`` after
@@ -98,10 +99,6 @@ class Rule:
     note: str | None = None
 
 
-WAITING: frozenset[HandoverState] = frozenset(
-    {S.SUBMITTED, S.ROUTED, S.OVERDUE, S.REDELIVERED, S.ESCALATED}
-)
-"""No receipt yet (``submitted``: not routed yet either)."""
 TIMED_STATES: frozenset[HandoverState] = frozenset(
     {S.ROUTED, S.OVERDUE, S.REDELIVERED, S.ESCALATED}
 )
@@ -111,142 +108,127 @@ CASE_STATES: frozenset[HandoverState] = DECISIONS | {S.ACTIONED, S.CLOSED}
 _RECEIVED_OR_LATER: frozenset[HandoverState] = CASE_STATES | {S.RECEIVED}
 
 
-def _build_table() -> dict[tuple[HandoverState | None, HandoverState], Rule]:
-    A, N, I, D = Disposition  # noqa: E741 - four letters keep the table readable
-    t: dict[tuple[HandoverState | None, HandoverState], Rule] = {}
-    states: list[HandoverState | None] = [None, *HandoverState]
-
-    def rule(event: HandoverState, default: Rule, **special: Rule) -> None:
-        for s in states:
-            t[s, event] = special.get("NEW" if s is None else s.value, default)
-
-    def to(state: HandoverState, d: Disposition = A, note: str | None = None) -> Rule:
-        return Rule(state, d, note)
-
-    def ign(note: str) -> Rule:
-        return Rule(None, I, note)
-
-    dup = Rule(None, D)
-    final = ign("closed is final")
-    dead = ign("dead-lettered is final")
-
-    rule(S.SUBMITTED, ign("late submitted"), NEW=to(S.SUBMITTED), submitted=dup, closed=final)
-    rule(
-        S.ROUTED,
-        ign("late routed"),
-        NEW=to(S.ROUTED),
-        submitted=to(S.ROUTED),
-        routed=dup,
-        dead_lettered=dead,
-        closed=final,
-    )
-    rule(
-        S.DEAD_LETTERED,
-        ign("dead-lettered after routing"),
-        NEW=to(S.DEAD_LETTERED),
-        submitted=to(S.DEAD_LETTERED),
-        dead_lettered=dup,
-        closed=final,
-    )
-    late_receipt = ign("late receipt: already implied by a case decision")
-    rule(
-        S.RECEIVED,
-        late_receipt,
-        NEW=to(S.RECEIVED),
-        **{s.value: to(S.RECEIVED) for s in WAITING},
-        failed=to(S.RECEIVED, N, "received after failed"),
-        received=dup,
-        dead_lettered=dead,
-        closed=final,
-    )
-    for decision in sorted(DECISIONS):
-        rule(
-            decision,
-            ign("conflicting decision: the first decision stands"),
-            NEW=to(decision),
-            received=to(decision),
-            **{s.value: to(decision, N, "decision before receipt") for s in WAITING},
-            failed=to(decision, N, "decision after failed"),
-            **{decision.value: dup},
-            actioned=ign("decision after actioned"),
-            dead_lettered=dead,
-            closed=final,
-        )
-    rule(
-        S.ACTIONED,
-        ign("actioned after rejected or moved"),
-        NEW=to(S.ACTIONED),
-        accepted=to(S.ACTIONED),
-        actioned=to(S.ACTIONED),  # repeatable: every action counts
-        received=to(S.ACTIONED, N, "actioned without accepted"),
-        **{s.value: to(S.ACTIONED, N, "actioned before receipt") for s in WAITING},
-        failed=to(S.ACTIONED, N, "actioned after failed"),
-        dead_lettered=dead,
-        closed=final,
-    )
-    rule(
-        S.CLOSED,
-        to(S.CLOSED),
-        **{s.value: to(S.CLOSED, N, "closed before receipt") for s in WAITING},
-        failed=to(S.CLOSED, N, "closed after failed"),
-        dead_lettered=dead,
-        closed=dup,
-    )
-    after_receipt = ign("timer event after the receipt")
-    rule(
-        S.OVERDUE,
-        after_receipt,
-        NEW=to(S.OVERDUE),
-        submitted=ign("overdue before routing"),
-        routed=to(S.OVERDUE),
-        redelivered=to(S.OVERDUE),
-        overdue=dup,
-        escalated=ign("stale overdue: already escalated"),
-        failed=ign("stale overdue: already failed"),
-        dead_lettered=dead,
-        closed=final,
-    )
-    rule(
-        S.REDELIVERED,
-        after_receipt,
-        NEW=to(S.REDELIVERED),
-        submitted=ign("redelivered before routing"),
-        routed=to(S.REDELIVERED),
-        overdue=to(S.REDELIVERED),
-        escalated=to(S.REDELIVERED),
-        redelivered=to(S.REDELIVERED),  # repeatable: every attempt counts
-        failed=ign("redelivered after failed"),
-        dead_lettered=dead,
-        closed=final,
-    )
-    rule(
-        S.ESCALATED,
-        after_receipt,
-        NEW=to(S.ESCALATED),
-        submitted=ign("escalated before routing"),
-        routed=to(S.ESCALATED),
-        overdue=to(S.ESCALATED),
-        redelivered=to(S.ESCALATED),
-        escalated=dup,
-        failed=ign("stale escalated: already failed"),
-        dead_lettered=dead,
-        closed=final,
-    )
-    rule(
-        S.FAILED,
-        after_receipt,
-        NEW=to(S.FAILED),
-        submitted=ign("failed before routing"),
-        **{s.value: to(S.FAILED) for s in TIMED_STATES},
-        failed=dup,
-        dead_lettered=dead,
-        closed=final,
-    )
-    return t
+# The transition table, read as a spec: a row per current state (``(new)``: not seen
+# yet), a column per event state. A cell is
+#   >   applied: becomes the event's (column's) state
+#   ~x  noted: becomes the event's state out of the usual order, note x
+#   -x  ignored: state unchanged, recorded in the history with note x
+#   =   duplicate: nothing changes, nothing is recorded
+# ``act`` after ``act`` and ``red`` after ``red`` are applied, not duplicates: every
+# action and every redelivery attempt counts.
+_ABBREVIATIONS: Mapping[str, HandoverState] = {
+    "sub": S.SUBMITTED,
+    "rou": S.ROUTED,
+    "dl": S.DEAD_LETTERED,
+    "rec": S.RECEIVED,
+    "acc": S.ACCEPTED,
+    "rej": S.REJECTED,
+    "mov": S.MOVED,
+    "act": S.ACTIONED,
+    "clo": S.CLOSED,
+    "ovd": S.OVERDUE,
+    "red": S.REDELIVERED,
+    "esc": S.ESCALATED,
+    "fai": S.FAILED,
+}
+_GRID = """
+      sub  rou  dl   rec  acc  rej  mov  act  clo  ovd  red  esc  fai
+(new) >    >    >    >    >    >    >    >    >    >    >    >    >
+sub   =    >    >    >    ~a   ~a   ~a   ~b   ~c   -d   -e   -f   -g
+rou   -h   =    -i   >    ~a   ~a   ~a   ~b   ~c   >    >    >    >
+dl    -h   -j   =    -j   -j   -j   -j   -j   -j   -j   -j   -j   -j
+rec   -h   -k   -i   =    >    >    >    ~l   >    -m   -m   -m   -m
+acc   -h   -k   -i   -n   =    -o   -o   >    >    -m   -m   -m   -m
+rej   -h   -k   -i   -n   -o   =    -o   -p   >    -m   -m   -m   -m
+mov   -h   -k   -i   -n   -o   -o   =    -p   >    -m   -m   -m   -m
+act   -h   -k   -i   -n   -q   -q   -q   >    >    -m   -m   -m   -m
+clo   -r   -r   -r   -r   -r   -r   -r   -r   =    -r   -r   -r   -r
+ovd   -h   -k   -i   >    ~a   ~a   ~a   ~b   ~c   =    >    >    >
+red   -h   -k   -i   >    ~a   ~a   ~a   ~b   ~c   >    >    >    >
+esc   -h   -k   -i   >    ~a   ~a   ~a   ~b   ~c   -s   >    =    >
+fai   -h   -k   -i   ~t   ~u   ~u   ~u   ~v   ~w   -x   -y   -z   =
+"""
+_NOTES: Mapping[str, str] = {
+    "a": "decision before receipt",
+    "b": "actioned before receipt",
+    "c": "closed before receipt",
+    "d": "overdue before routing",
+    "e": "redelivered before routing",
+    "f": "escalated before routing",
+    "g": "failed before routing",
+    "h": "late submitted",
+    "i": "dead-lettered after routing",
+    "j": "dead-lettered is final",
+    "k": "late routed",
+    "l": "actioned without accepted",
+    "m": "timer event after the receipt",
+    "n": "late receipt: already implied by a case decision",
+    "o": "conflicting decision: the first decision stands",
+    "p": "actioned after rejected or moved",
+    "q": "decision after actioned",
+    "r": "closed is final",
+    "s": "stale overdue: already escalated",
+    "t": "received after failed",
+    "u": "decision after failed",
+    "v": "actioned after failed",
+    "w": "closed after failed",
+    "x": "stale overdue: already failed",
+    "y": "redelivered after failed",
+    "z": "stale escalated: already failed",
+}
 
 
-TABLE: Mapping[tuple[HandoverState | None, HandoverState], Rule] = _build_table()
-"""Every ``(current state or None, event state)`` → :class:`Rule`."""
+def _parse_grid(
+    grid: str, notes: Mapping[str, str]
+) -> dict[tuple[HandoverState | None, HandoverState], Rule]:
+    """Read the grid above; raise ``ValueError`` unless it is complete and well formed."""
+    used: set[str] = set()
+
+    def state(label: str) -> HandoverState | None:
+        if label == "(new)":
+            return None
+        if label not in _ABBREVIATIONS:
+            raise ValueError(f"unknown state abbreviation {label!r}")
+        return _ABBREVIATIONS[label]
+
+    def once_each(got: list[HandoverState | None], want: list[HandoverState | None]) -> None:
+        if len(got) != len(want) or set(got) != set(want):
+            raise ValueError(f"want each of {want} once, got {got}")
+
+    def rule(cell: str, event: HandoverState) -> Rule:
+        if cell == ">":
+            return Rule(event, Disposition.APPLIED)
+        if cell == "=":
+            return Rule(None, Disposition.DUPLICATE)
+        kind, key = cell[:1], cell[1:]
+        if kind in ("~", "-") and key in notes:
+            used.add(key)
+            if kind == "~":
+                return Rule(event, Disposition.NOTED, notes[key])
+            return Rule(None, Disposition.IGNORED, notes[key])
+        raise ValueError(f"bad cell {cell!r} in column {event}")
+
+    lines = [line.split() for line in grid.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("empty grid")
+    header, *rows = lines
+    columns = [state(label) for label in header]
+    once_each(columns, [*HandoverState])
+    events = [e for e in columns if e is not None]  # all of them: checked just above
+    once_each([state(row[0]) for row in rows], [None, *HandoverState])
+    table: dict[tuple[HandoverState | None, HandoverState], Rule] = {}
+    for label, *cells in rows:
+        if len(cells) != len(events):
+            raise ValueError(f"row {label} has {len(cells)} cells, want {len(events)}")
+        for event, cell in zip(events, cells, strict=True):
+            table[state(label), event] = rule(cell, event)
+    if unused := set(notes) - used:
+        raise ValueError(f"footnotes not used in the grid: {sorted(unused)}")
+    return table
+
+
+TABLE: Mapping[tuple[HandoverState | None, HandoverState], Rule] = _parse_grid(_GRID, _NOTES)
+"""Every ``(current state or None, event state)`` → :class:`Rule`, as :data:`_GRID` says."""
 
 
 # ----------------------------------------------------------------- the handover

@@ -4,6 +4,7 @@ timers with injected time, the ledger's batch step, and the read-side views."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -27,6 +28,7 @@ from broker.tracker import (
     select,
     tick,
 )
+from broker.tracker._machine import _GRID, _NOTES, _parse_grid
 from schemas import (
     HandoverState,
     Priority,
@@ -85,46 +87,8 @@ def fold(*events: StatusEvent, policy: Policy = POLICY) -> Handover:
 
 # ------------------------------------------------------------------ the table
 
-COLUMNS: list[HandoverState | None] = [
-    None,
-    S.SUBMITTED,
-    S.ROUTED,
-    S.DEAD_LETTERED,
-    S.RECEIVED,
-    S.ACCEPTED,
-    S.REJECTED,
-    S.MOVED,
-    S.ACTIONED,
-    S.CLOSED,
-    S.OVERDUE,
-    S.REDELIVERED,
-    S.ESCALATED,
-    S.FAILED,
-]
-# The specification, written independently of the implementation. Columns as above:
-# NEW sub rou dl rec acc rej mov act clo ovd red esc fai.
-# A applied, N noted (applied, out of order), I ignored (recorded), D duplicate.
-EXPECTED: dict[HandoverState, str] = {
-    S.SUBMITTED: "A D I I I I I I I I I I I I",
-    S.ROUTED: "A A D I I I I I I I I I I I",
-    S.DEAD_LETTERED: "A A I D I I I I I I I I I I",
-    S.RECEIVED: "A A A I D I I I I I A A A N",
-    S.ACCEPTED: "A N N I A D I I I I N N N N",
-    S.REJECTED: "A N N I A I D I I I N N N N",
-    S.MOVED: "A N N I A I I D I I N N N N",
-    S.ACTIONED: "A N N I N A I I A I N N N N",
-    S.CLOSED: "A N N I A A A A A D N N N N",
-    S.OVERDUE: "A I A I I I I I I I D A I I",
-    S.REDELIVERED: "A I A I I I I I I I A A A I",
-    S.ESCALATED: "A I A I I I I I I I A A D I",
-    S.FAILED: "A I A I I I I I I I A A A D",
-}
-CODES = {
-    "A": Disposition.APPLIED,
-    "N": Disposition.NOTED,
-    "I": Disposition.IGNORED,
-    "D": Disposition.DUPLICATE,
-}
+ROWS: list[HandoverState | None] = [None, *HandoverState]
+PAIRS = [(s, e) for s in ROWS for e in HandoverState]
 # How to reach each state with events in their usual order.
 PATHS: dict[HandoverState, list[HandoverState]] = {
     S.SUBMITTED: [S.SUBMITTED],
@@ -141,65 +105,297 @@ PATHS: dict[HandoverState, list[HandoverState]] = {
     S.ESCALATED: [S.ROUTED, S.OVERDUE, S.ESCALATED],
     S.FAILED: [S.ROUTED, S.OVERDUE, S.ESCALATED, S.FAILED],
 }
-PAIRS = [(s, e) for e in HandoverState for s in COLUMNS]
+APPLIED, NOTED, IGNORED, DUPLICATE = (
+    Disposition.APPLIED,
+    Disposition.NOTED,
+    Disposition.IGNORED,
+    Disposition.DUPLICATE,
+)
+
+
+def reach(state: HandoverState | None) -> tuple[Handover | None, datetime]:
+    """The handover in ``state`` by its usual path, and a time after its last event."""
+    if state is None:
+        return None, T0
+    steps = PATHS[state]
+    h = fold(*(ev(s, T0 + timedelta(seconds=i)) for i, s in enumerate(steps)))
+    assert state is h.state
+    return h, T0 + timedelta(seconds=len(steps))
+
+
+def pair_id(state: HandoverState | None, event: HandoverState) -> str:
+    return f"{state.value if state else 'new'}+{event.value}"
+
+
+def _drop_last_cell(line: str) -> str:
+    return line.rsplit(maxsplit=1)[0] if line.strip() else line
+
+
+BROKEN: dict[str, tuple[str, Mapping[str, str], str]] = {
+    "cell without footnote": (_GRID.replace("~t", "~ "), _NOTES, "bad cell"),
+    "footnote without kind": (_GRID.replace("~t", "t "), _NOTES, "bad cell"),
+    "applied with footnote": (_GRID.replace("~t", ">t"), _NOTES, "bad cell"),
+    "unknown kind": (_GRID.replace("~t", "+t"), _NOTES, "bad cell"),
+    "unknown footnote in cell": (_GRID.replace("~t", "~A"), _NOTES, "bad cell"),
+    "footnote missing": (_GRID, {k: v for k, v in _NOTES.items() if k != "t"}, "bad cell"),
+    "footnote unused": (_GRID, {**_NOTES, "zz": "never used"}, "footnotes not used"),
+    "unknown column": (_GRID.replace("rec", "rcv", 1), _NOTES, "unknown state"),
+    "unknown row": (_GRID.replace("\nrec ", "\nrcv "), _NOTES, "unknown state"),
+    "column twice": (_GRID.replace("fai", "esc", 1), _NOTES, "want each of"),
+    "row twice": (_GRID.replace("\nfai ", "\nesc "), _NOTES, "want each of"),
+    "new as a column": (_GRID.replace("sub", "(new)", 1), _NOTES, "want each of"),
+    "column missing": (
+        "\n".join(_drop_last_cell(line) for line in _GRID.splitlines()),
+        _NOTES,
+        "want each of",
+    ),
+    "row missing": (
+        "\n".join(line for line in _GRID.splitlines() if not line.startswith("fai")),
+        _NOTES,
+        "want each of",
+    ),
+    "row short": (
+        "\n".join(
+            _drop_last_cell(line) if line.startswith("fai") else line for line in _GRID.splitlines()
+        ),
+        _NOTES,
+        "has 12 cells",
+    ),
+    "row long": (_GRID.replace("\nfai ", "\nfai = "), _NOTES, "has 14 cells"),
+    "empty": ("  \n", _NOTES, "empty grid"),
+}
+
+
+@pytest.mark.parametrize(("grid", "notes", "error"), BROKEN.values(), ids=BROKEN.keys())
+def test_the_grid_parser_is_strict(grid: str, notes: Mapping[str, str], error: str) -> None:
+    """A malformed cell, an unknown or unused footnote, an unknown, missing or repeated
+    row or column, or a row of the wrong length stops the import."""
+    assert (grid, notes) != (_GRID, _NOTES)
+    with pytest.raises(ValueError, match=error):
+        _parse_grid(grid, notes)
 
 
 def test_the_table_covers_every_state_and_event() -> None:
     """Every (state or not-seen-yet, event) pair has a rule, and nothing else does."""
-    assert set(TABLE) == set(PAIRS)
-    assert len(TABLE) == (len(HandoverState) + 1) * len(HandoverState)
-    assert set(EXPECTED) == set(HandoverState)
+    assert set(PAIRS) == set(TABLE)
+    assert (len(HandoverState) + 1) * len(HandoverState) == len(TABLE)
 
 
 def test_an_applied_rule_always_moves_to_the_event_state() -> None:
     """A transition that is taken lands in the state the event names; one that is
-    not taken (ignored, duplicate) keeps the state."""
+    not taken (ignored, duplicate) keeps the state; noted and ignored carry a note."""
     for (_, event), rule in TABLE.items():
-        if rule.disposition in (Disposition.APPLIED, Disposition.NOTED):
+        if rule.disposition in (APPLIED, NOTED):
             assert event == rule.to
         else:
             assert rule.to is None
-        assert (rule.note is not None) == (
-            rule.disposition in (Disposition.NOTED, Disposition.IGNORED)
-        )
+        assert (rule.note is not None) == (rule.disposition in (NOTED, IGNORED))
 
 
-@pytest.mark.parametrize(
-    ("state", "event"), PAIRS, ids=[f"{s.value if s else 'new'}+{e.value}" for s, e in PAIRS]
-)
+@pytest.mark.parametrize(("state", "event"), PAIRS, ids=[pair_id(s, e) for s, e in PAIRS])
 def test_every_state_times_every_event(state: HandoverState | None, event: HandoverState) -> None:
-    """The handover reached through its usual path reacts to each event as the
-    specification says; a refused event never changes state or timestamps, is
-    recorded unless a duplicate, and a taken one lands in the event's state."""
-    expected = CODES[EXPECTED[event].split()[COLUMNS.index(state)]]
-    before: Handover | None = None
-    at = T0
-    if state is not None:
-        steps = PATHS[state]
-        before = fold(*(ev(s, T0 + timedelta(seconds=i)) for i, s in enumerate(steps)))
-        assert state is before.state
-        at = T0 + timedelta(seconds=len(steps))
+    """The handover reached through its usual path reacts to each event as its grid
+    cell says (state, disposition, note); a refused event never changes state or
+    timestamps, and is recorded unless a duplicate."""
+    rule = TABLE[state, event]
+    before, at = reach(state)
     after, disposition = apply(before, ev(event, at), POLICY)
-    assert expected is disposition
-    if disposition in (Disposition.APPLIED, Disposition.NOTED):
-        assert event is after.state
-        assert after.history[-1].state is event
-        assert disposition is after.history[-1].disposition
+    assert rule.disposition is disposition
+    if rule.to is not None:
+        assert rule.to is after.state
+        last = after.history[-1]
+        assert (event, disposition, rule.note) == (last.state, last.disposition, last.note)
     else:
         assert before is not None
         assert before.state is after.state
         ignore = {"history", "history_dropped", "updated_at"}
         assert before.model_dump(exclude=ignore) == after.model_dump(exclude=ignore)
-        if disposition is Disposition.DUPLICATE:
+        if disposition is DUPLICATE:
             assert before is after
         else:
             assert len(before.history) + 1 == len(after.history)
-            assert Disposition.IGNORED is after.history[-1].disposition
+            assert (IGNORED, rule.note) == (after.history[-1].disposition, after.history[-1].note)
     # Once set, the transport timestamps never move.
     if before is not None:
         for name in ("routed_at", "received_at", "decided_at"):
             if getattr(before, name) is not None:
                 assert getattr(before, name) == getattr(after, name)
+
+
+# Written out by hand, apart from the grid, so that a wrong cell fails a test:
+# (state, event) -> (disposition, state after, note).
+SPOT_CHECKS: dict[
+    tuple[HandoverState, HandoverState], tuple[Disposition, HandoverState, str | None]
+] = {
+    (S.FAILED, S.RECEIVED): (NOTED, S.RECEIVED, "received after failed"),
+    (S.FAILED, S.ACCEPTED): (NOTED, S.ACCEPTED, "decision after failed"),
+    (S.ROUTED, S.ACCEPTED): (NOTED, S.ACCEPTED, "decision before receipt"),
+    (S.ESCALATED, S.CLOSED): (NOTED, S.CLOSED, "closed before receipt"),
+    (S.RECEIVED, S.ACTIONED): (NOTED, S.ACTIONED, "actioned without accepted"),
+    (S.SUBMITTED, S.ROUTED): (APPLIED, S.ROUTED, None),
+    (S.ROUTED, S.RECEIVED): (APPLIED, S.RECEIVED, None),
+    (S.OVERDUE, S.RECEIVED): (APPLIED, S.RECEIVED, None),
+    (S.ROUTED, S.OVERDUE): (APPLIED, S.OVERDUE, None),
+    (S.OVERDUE, S.ESCALATED): (APPLIED, S.ESCALATED, None),
+    (S.ESCALATED, S.FAILED): (APPLIED, S.FAILED, None),
+    (S.ACCEPTED, S.ACTIONED): (APPLIED, S.ACTIONED, None),
+    (S.ACTIONED, S.CLOSED): (APPLIED, S.CLOSED, None),
+    (S.RECEIVED, S.ROUTED): (IGNORED, S.RECEIVED, "late routed"),
+    (S.ACCEPTED, S.RECEIVED): (
+        IGNORED,
+        S.ACCEPTED,
+        "late receipt: already implied by a case decision",
+    ),
+    (S.RECEIVED, S.OVERDUE): (IGNORED, S.RECEIVED, "timer event after the receipt"),
+    (S.ESCALATED, S.OVERDUE): (IGNORED, S.ESCALATED, "stale overdue: already escalated"),
+    (S.FAILED, S.ESCALATED): (IGNORED, S.FAILED, "stale escalated: already failed"),
+    (S.SUBMITTED, S.OVERDUE): (IGNORED, S.SUBMITTED, "overdue before routing"),
+    (S.ROUTED, S.DEAD_LETTERED): (IGNORED, S.ROUTED, "dead-lettered after routing"),
+    (S.REJECTED, S.ACTIONED): (IGNORED, S.REJECTED, "actioned after rejected or moved"),
+    (S.ACTIONED, S.REJECTED): (IGNORED, S.ACTIONED, "decision after actioned"),
+}
+SPOT_IDS = [pair_id(s, e) for s, e in SPOT_CHECKS]
+
+
+@pytest.mark.parametrize(("state", "event"), SPOT_CHECKS, ids=SPOT_IDS)
+def test_the_important_rules(state: HandoverState, event: HandoverState) -> None:
+    """Each hand-written rule above holds: disposition, resulting state and note."""
+    before, at = reach(state)
+    after, disposition = apply(before, ev(event, at), POLICY)
+    assert SPOT_CHECKS[state, event] == (disposition, after.state, after.history[-1].note)
+
+
+def outcome(state: HandoverState, event: HandoverState) -> tuple[Disposition, Handover, Handover]:
+    """Apply ``event`` to the handover reached in ``state``: disposition, before, after."""
+    before, at = reach(state)
+    assert before is not None
+    after, disposition = apply(before, ev(event, at), POLICY)
+    return disposition, before, after
+
+
+# Blocks of the grid that the module docstring's rules cover as a whole.
+WAITING = [S.SUBMITTED, S.ROUTED, S.OVERDUE, S.REDELIVERED, S.ESCALATED]
+RECEIVED_OPEN = [S.RECEIVED, S.ACCEPTED, S.REJECTED, S.MOVED, S.ACTIONED]
+CASE_EVENTS = [S.ACCEPTED, S.REJECTED, S.MOVED, S.ACTIONED, S.CLOSED]
+TIMER_EVENTS = [S.OVERDUE, S.REDELIVERED, S.ESCALATED, S.FAILED]
+
+
+def test_nothing_goes_back_to_before_routing() -> None:
+    """Once routed, a late submitted, routed or dead-lettered is ignored and recorded."""
+    for state in [S.ROUTED, *RECEIVED_OPEN, *TIMER_EVENTS]:
+        for event in (S.SUBMITTED, S.ROUTED, S.DEAD_LETTERED):
+            if event is not state:
+                disposition, before, after = outcome(state, event)
+                assert (IGNORED, state) == (disposition, after.state), (state, event)
+                assert len(before.history) + 1 == len(after.history)
+
+
+def test_a_timer_event_after_the_receipt_is_ignored() -> None:
+    """After the receipt (and before closed) overdue, redelivered, escalated and failed
+    are ignored with the same note."""
+    for state in RECEIVED_OPEN:
+        for event in TIMER_EVENTS:
+            disposition, _, after = outcome(state, event)
+            note = "timer event after the receipt"
+            assert (IGNORED, state, note) == (disposition, after.state, after.history[-1].note)
+
+
+def test_a_receipt_or_case_event_while_waiting_counts_as_the_receipt() -> None:
+    """Without a receipt, received is applied and a case event is noted; both set
+    received_at to their time (stopping the timers). After failed both are noted."""
+    for state in [*WAITING, S.FAILED]:
+        for event in [S.RECEIVED, *CASE_EVENTS]:
+            disposition, before, after = outcome(state, event)
+            usual = event is S.RECEIVED and state is not S.FAILED
+            assert (APPLIED if usual else NOTED, event) == (disposition, after.state)
+            assert (None, after.history[-1].at) == (before.received_at, after.received_at)
+            assert next_deadline(after, POLICY) is None
+
+
+@pytest.mark.parametrize("event", list(HandoverState), ids=[e.value for e in HandoverState])
+def test_a_first_event_is_always_applied(event: HandoverState) -> None:
+    """Whatever event a handover is first seen with, it starts in that state."""
+    h, disposition = apply(None, ev(event, T0), POLICY)
+    assert (APPLIED, event, 1) == (disposition, h.state, len(h.history))
+
+
+@pytest.mark.parametrize("event", list(HandoverState), ids=[e.value for e in HandoverState])
+def test_anything_after_closed_or_dead_lettered_is_ignored(event: HandoverState) -> None:
+    """closed and dead-lettered are final: any other event is ignored and recorded with
+    a note saying so (a submitted after dead-lettered: "late submitted"); the same
+    state again is a duplicate."""
+    for final, note in ((S.CLOSED, "closed is final"), (S.DEAD_LETTERED, "dead-lettered is final")):
+        before, at = reach(final)
+        assert before is not None
+        after, disposition = apply(before, ev(event, at), POLICY)
+        assert final is after.state
+        if event is final:
+            assert (DUPLICATE, before) == (disposition, after)
+        elif (final, event) == (S.DEAD_LETTERED, S.SUBMITTED):
+            assert (IGNORED, "late submitted") == (disposition, after.history[-1].note)
+        else:
+            assert (IGNORED, note) == (disposition, after.history[-1].note)
+
+
+def test_the_first_decision_stands() -> None:
+    """After accepted, rejected or moved a different decision is ignored, as is any
+    decision after actioned; only an accepted case is actioned."""
+    decisions = (S.ACCEPTED, S.REJECTED, S.MOVED)
+    for first in (*decisions, S.ACTIONED):
+        for second in decisions:
+            if second is not first:
+                disposition, _, after = outcome(first, second)
+                note = (
+                    "decision after actioned"
+                    if first is S.ACTIONED
+                    else "conflicting decision: the first decision stands"
+                )
+                assert (IGNORED, first, note) == (disposition, after.state, after.history[-1].note)
+    for refused in (S.REJECTED, S.MOVED):
+        disposition, _, after = outcome(refused, S.ACTIONED)
+        note = "actioned after rejected or moved"
+        assert (IGNORED, refused, note) == (disposition, after.state, after.history[-1].note)
+
+
+def test_after_the_receipt_the_case_runs_its_course() -> None:
+    """From received or any decision, closed is applied; a receipt after a decision
+    is ignored (the decision implied it)."""
+    for state in RECEIVED_OPEN:
+        disposition, _, after = outcome(state, S.CLOSED)
+        assert (APPLIED, S.CLOSED) == (disposition, after.state)
+        assert after.history[-1].at == after.closed_at
+        if state is not S.RECEIVED:
+            disposition, _, after = outcome(state, S.RECEIVED)
+            assert (IGNORED, state) == (disposition, after.state)
+
+
+def test_timer_events_run_from_routing_to_failed() -> None:
+    """After routing and before the receipt the timer events are applied, except a
+    stale overdue after escalated; before routing and after failed they are ignored."""
+    for state in (S.ROUTED, S.OVERDUE, S.REDELIVERED, S.ESCALATED):
+        for event in TIMER_EVENTS:
+            if event is not state and (state, event) != (S.ESCALATED, S.OVERDUE):
+                disposition, _, after = outcome(state, event)
+                assert (APPLIED, event) == (disposition, after.state), (state, event)
+    for state in (S.SUBMITTED, S.FAILED):
+        for event in TIMER_EVENTS:
+            if event is not state:
+                disposition, _, after = outcome(state, event)
+                assert (IGNORED, state) == (disposition, after.state), (state, event)
+
+
+@pytest.mark.parametrize("state", list(HandoverState), ids=[s.value for s in HandoverState])
+def test_the_same_state_again_is_a_duplicate_that_records_nothing(state: HandoverState) -> None:
+    """A second event of the current state (at a new time) changes and records nothing;
+    only actioned and redelivered repeat, because every action and attempt counts."""
+    before, at = reach(state)
+    after, disposition = apply(before, ev(state, at), POLICY)
+    if state in (S.ACTIONED, S.REDELIVERED):
+        assert before is not None
+        assert (APPLIED, state) == (disposition, after.state)
+        assert len(before.history) + 1 == len(after.history)
+    else:
+        assert (DUPLICATE, before) == (disposition, after)
 
 
 def test_closed_and_dead_lettered_are_final() -> None:
