@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from adapters import DropFolder, FileState, Identity, Outbox, Sender
 from adapters.kafka import KafkaClients
@@ -16,7 +17,7 @@ from keys import parse
 from schemas import TopicNames
 from tests._fed import LiveFederation, make_referral, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._kafka_util import drain
+from tests.integration._kafka_util import read_all, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -50,6 +51,7 @@ async def test_drop_folder_send_survives_a_broker_restart(
     identity = Identity(
         "de.hotline", fed.signing["de.hotline"], (fed.opening["de.hotline"],), fed.directory()
     )
+    pending = tmp_path / "drop" / "processing" / "case.json.pending.json"
     await asyncio.to_thread(kafka.launcher.kill_node, 1, signal.SIGKILL)
     try:
         async with Outbox.of(
@@ -59,16 +61,27 @@ async def test_drop_folder_send_survives_a_broker_restart(
             settings.adapter,
         ) as outbox:
             drop = DropFolder(tmp_path / "drop", Sender(identity, outbox))
-            task = asyncio.create_task(drop.run_once())
-            await asyncio.sleep(4)
+            with capture_logs() as logged:
+                task = asyncio.create_task(drop.run_once())
+                # Sealed (sidecar written) and a send attempt failed; or it gave up.
+                await wait_until(
+                    lambda: (
+                        task.done()
+                        or (pending.exists() and any(e["event"] == "produce_retry" for e in logged))
+                    ),
+                    what="the adapter sealing the file and retrying its send",
+                    timeout_s=60,
+                )
             assert not task.done(), "sent although the only broker was down"
-            assert (tmp_path / "drop" / "processing" / "case.json.pending.json").exists()
+            assert pending.exists()
             await asyncio.to_thread(kafka.launcher.up, nodes=1)
             (result,) = await asyncio.wait_for(task, 180)
     finally:
         await asyncio.to_thread(kafka.launcher.up, nodes=1)  # whole again for other tests
     assert FileState.SENT == result.state
     assert (tmp_path / "drop" / "sent" / "case.json").exists()
-    records = await drain(kafka.bootstrap, TopicNames(settings.topics.prefix).outbox("de.hotline"))
+    records = await read_all(
+        kafka.bootstrap, TopicNames(settings.topics.prefix).outbox("de.hotline")
+    )
     assert records, "nothing reached the outbox"
     assert set(result.message_ids) == {parse(r.value or b"").header.message_id for r in records}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kafka import KafkaClients
+from adapters.kafka import KafkaClients, Record, TopicReader
 from broker import topics
 from broker.dev.demo import DemoConfig, run_demo
 from broker.router import Router
@@ -20,7 +20,7 @@ from broker.tracker import Tracker
 from schemas import HandoverState, Priority, StatusEvent, TopicNames
 from tests._fed import LiveFederation, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._kafka_util import drain
+from tests.integration._kafka_util import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -111,18 +111,26 @@ async def test_overdue_urgent_handover_escalates_to_the_fallback(kafka: KafkaEnd
         await producer.start()
         await producer.send_and_wait(names.outbox("de.hotline"), urgent, key=b"k")
         await producer.stop()
+        events: list[StatusEvent] = []
         states: dict[str, set[str]] = {}
-        for _ in range(60):
-            await asyncio.sleep(0.5)
-            events = [
-                StatusEvent.model_validate_json(r.value or b"")
-                for r in await drain(kafka.bootstrap, names.status, idle_s=0.3)
-            ]
-            states = {}
-            for e in events:
-                states.setdefault(e.recipient or "-", set()).add(e.state.value)
-            if states and all("failed" in s for s in states.values()):
-                break
+
+        def take(r: Record) -> None:
+            e = StatusEvent.model_validate_json(r.value or b"")
+            events.append(e)
+            states.setdefault(e.recipient or "-", set()).add(e.state.value)
+
+        async with TopicReader(KafkaClients(settings.kafka), names.status) as status:
+
+            async def every_handover_failed() -> bool:
+                await status.read_to_end(take)  # what was added since the last check
+                return bool(states) and all("failed" in s for s in states.values())
+
+            await wait_until(
+                every_handover_failed,
+                what="a failed event on the status topic for every handover",
+                timeout_s=120,
+                interval_s=0.2,
+            )
         escalations = [e for e in events if e.state is HandoverState.ESCALATED]
     finally:
         stop.set()

@@ -22,7 +22,13 @@ from keys import Draft, seal
 from schemas import Category, HandlingCode, MessageType, Priority, Receipt, StatusEvent, TopicNames
 from tests._fed import LiveFederation, now, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._kafka_util import drain
+from tests.integration._kafka_util import (
+    drain,
+    group_assignment,
+    read_all,
+    wait_group_caught_up,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -79,6 +85,15 @@ def _ids(records: list) -> list[bytes]:  # type: ignore[type-arg]
     return [dict(r.headers)["crb-message-id"] for r in records]
 
 
+def _forwarded(router: Router) -> float:
+    """The router's ``crb_router_forwarded_total``, as its /metrics text shows it."""
+    for line in router.metrics.render().decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name == "crb_router_forwarded_total":
+            return float(value)
+    raise AssertionError("crb_router_forwarded_total is not in the router's metrics")
+
+
 async def test_single_fanout_urgent_and_orphan_delivery(kafka: KafkaEndpoint) -> None:
     """Routine NL goes to the NL hotline; urgent NL also to the 24/7 police contact;
     FR (no receiver) to the coordinator — each exactly once, byte-identical, with
@@ -97,8 +112,10 @@ async def test_single_fanout_urgent_and_orphan_delivery(kafka: KafkaEndpoint) ->
     assert [r.value for r in nl_hotline] == [routine, urgent]
     assert [r.value for r in nl_24] == [urgent]
     assert [r.value for r in coord] == [orphan]
+    # All three were decided (each is in an inbox above) and committed with everything
+    # its decision wrote: a leak would already be there to read.
     for inbox in ("nl.police", "de.police", "de.hotline"):
-        assert await drain(kafka.bootstrap, names.inbox(inbox), idle_s=0.5) == []
+        assert await read_all(kafka.bootstrap, names.inbox(inbox)) == []
     statuses = [
         StatusEvent.model_validate_json(r.value or b"")
         for r in await drain(kafka.bootstrap, names.status, expect=4)
@@ -144,8 +161,15 @@ async def test_every_rejection_lands_in_the_dlq_and_never_in_an_inbox(
     ]
     async with running_router(settings, fed, without=("de.police",)):
         await _produce(kafka.bootstrap, items)
-        dlq = await drain(kafka.bootstrap, names.dlq, expect=9)
-        inbox = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=1)
+        # Every record decided: its input offset commits with all its decision wrote.
+        await wait_group_caught_up(
+            kafka.bootstrap,
+            settings.router.group_id,
+            *sorted({topic for topic, _ in items}),
+            what="the router committing past all nine outbox records",
+        )
+        dlq = await read_all(kafka.bootstrap, names.dlq)
+        inbox = await read_all(kafka.bootstrap, names.inbox("nl.hotline"))
     reasons = Counter(dict(r.headers)["crb-reason"].decode() for r in dlq)
     assert reasons == Counter(
         {
@@ -166,8 +190,9 @@ async def test_every_rejection_lands_in_the_dlq_and_never_in_an_inbox(
     assert (
         dict(by_reason[b"stale"].headers)["crb-source-topic"] == names.outbox("de.hotline").encode()
     )
+    # All nine were decided and committed (above): a leak would already be there to read.
     for inbox_owner in ("de.hotline", "nl.police", "nl.police24", "int.coordinator"):
-        leaked = await drain(kafka.bootstrap, names.inbox(inbox_owner), idle_s=0.5)
+        leaked = await read_all(kafka.bootstrap, names.inbox(inbox_owner))
         assert [r.value for r in leaked if r.value != valid] == []
 
 
@@ -212,13 +237,13 @@ async def test_receipt_flows_back_to_the_sender_and_tampered_audit_is_found(
         back = await drain(kafka.bootstrap, names.inbox("de.hotline"), expect=1)
     assert [r.value for r in back] == [receipt]
 
-    rows = [(str(r.offset), r.value or b"") for r in await drain(kafka.bootstrap, names.audit)]
+    rows = [(str(r.offset), r.value or b"") for r in await read_all(kafka.bootstrap, names.audit)]
     assert verify_chains(rows)[1] == []
     last = AuditRecord.model_validate_json(rows[0][1])
     forged = chain_next(last, last.model_copy(update={"source_offset": 99}))
     forged = forged.model_copy(update={"recipients": ("de.police",)})  # hash now stale
     await _produce(kafka.bootstrap, [(names.audit, forged.to_bytes())])
-    rows = [(str(r.offset), r.value or b"") for r in await drain(kafka.bootstrap, names.audit)]
+    rows = [(str(r.offset), r.value or b"") for r in await read_all(kafka.bootstrap, names.audit)]
     _, breaks = verify_chains(rows)
     assert len(breaks) == 1
     assert breaks[0].chain == last.chain
@@ -227,25 +252,46 @@ async def test_receipt_flows_back_to_the_sender_and_tampered_audit_is_found(
 
 async def test_two_routers_in_one_group_forward_exactly_once(kafka: KafkaEndpoint) -> None:
     """Two router instances share the outbox partitions; 300 referrals over three
-    partitions arrive in the inbox exactly once each."""
+    partitions arrive in the inbox exactly once each, and each router forwarded some
+    of them (its /metrics count), the two counts adding up to the 300."""
     settings, fed = await _setup(kafka, partitions=3)
     names = TopicNames(settings.topics.prefix)
+    outbox = names.outbox("de.hotline")
     envelopes = [fed.referral() for _ in range(300)]
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True
     )
     async with running_router(settings, fed) as first, running_router(settings, fed) as second:
-        await asyncio.sleep(3)  # let the group settle with both members
+
+        async def both_own_outbox_partitions() -> bool:
+            state, members = await group_assignment(kafka.bootstrap, settings.router.group_id)
+            return (
+                "Stable" == state
+                and 2 == len(members)
+                and all(any(p.topic == outbox for p in m) for m in members)
+            )
+
+        await wait_until(
+            both_own_outbox_partitions,
+            what="the group stable with both routers, each assigned a de.hotline outbox partition",
+            timeout_s=60,
+            interval_s=0.2,
+        )
         await producer.start()
         try:
             for i, env in enumerate(envelopes):
-                await producer.send(names.outbox("de.hotline"), env, partition=i % 3)
+                await producer.send(outbox, env, partition=i % 3)
             await producer.flush()
         finally:
             await producer.stop()
         inbox = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=300, timeout_s=90)
-        assert first.metrics.forwarded._value.get() > 0
-        assert second.metrics.forwarded._value.get() > 0
+        # A router counts a forward just after its transaction commits.
+        await wait_until(
+            lambda: 300 == _forwarded(first) + _forwarded(second),
+            what="the two routers' forwarded counts adding up to 300",
+        )
+        assert _forwarded(first) > 0
+        assert _forwarded(second) > 0
     ids = Counter(_ids(inbox))
     assert len(ids) == 300
     assert max(ids.values()) == 1

@@ -31,7 +31,7 @@ from broker.tracker import (
 from schemas import HandoverState, Priority, Reason, StatusEvent, TopicNames, uuid7
 from tests._fed import LiveFederation, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._kafka_util import drain
+from tests.integration._kafka_util import drain, wait_group_caught_up, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -43,12 +43,15 @@ HIGH_DE: dict[str, object] = {"priority": Priority.HIGH, "jurisdiction": "DE"}
 
 
 class FakeClock:
-    """The tracker's clock; tests move it forward by hand."""
+    """The tracker's clock; tests move it forward by hand. ``reads`` counts the
+    tracker's calls: it reads the clock once per poll, before folding and ticking."""
 
     def __init__(self, start: datetime = T0) -> None:
         self.now = start
+        self.reads = 0
 
     def __call__(self) -> datetime:
+        self.reads += 1
         return self.now
 
     def advance(self, delta: timedelta) -> None:
@@ -86,12 +89,26 @@ async def running_tracker(
             await asyncio.wait_for(task, 60)
 
 
-async def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.05)
+async def one_more_cycle(clock: FakeClock, what: str) -> None:
+    """Wait until a whole poll cycle of the tracker began and ended after this call:
+    the first read of the clock from now starts a fold and tick at the clock's
+    current time, the second comes only once that cycle committed (or had nothing
+    to commit) and the ledger took its changes."""
+    start = clock.reads
+    await wait_until(lambda: clock.reads >= start + 2, what=f"a tracker cycle: {what}")
+
+
+async def folded_everything(settings: Settings, clock: FakeClock) -> None:
+    """Wait until the tracker has folded every record the status topic holds now —
+    its group committed past each (the offsets go in the same transaction as what
+    the fold wrote) — and then one more cycle, so its ledger took that commit."""
+    await wait_group_caught_up(
+        settings.kafka.bootstrap,
+        settings.tracker.group_id,
+        TopicNames(settings.topics.prefix).status,
+        what="the tracker committing past every record on the status topic",
+    )
+    await one_more_cycle(clock, "after folding the status topic")
 
 
 def mid() -> UUID:
@@ -167,12 +184,12 @@ async def test_routed_then_received_and_case_lifecycle(kafka: KafkaEndpoint) -> 
                 event(S.ROUTED, m, c, "nl.hotline", T0 + timedelta(minutes=5), **routed),
             ],
         )
-        await wait_for(
+        await wait_until(
             lambda: (
                 len(tracker.ledger) == 2
                 and len(tracker.ledger.handovers[f"{m}/nl.hotline"].history) == 5
             ),
-            "both handovers, five events on one",
+            what="both handovers, five events on one",
         )
         hot = tracker.ledger.handovers[f"{m}/nl.hotline"]
         assert S.ACTIONED is hot.state
@@ -204,20 +221,20 @@ async def test_urgent_without_receipt_overdue_escalated_failed(kafka: KafkaEndpo
                 event(S.ROUTED, routine, c, "nl.hotline", T0, priority=Priority.ROUTINE),
             ],
         )
-        await wait_for(lambda: len(tracker.ledger) == 2, "two handovers")
+        await wait_until(lambda: len(tracker.ledger) == 2, what="two handovers")
         clock.advance(timedelta(minutes=4))
-        await asyncio.sleep(0.5)
+        await one_more_cycle(clock, "ticked at T0 + 4 min")
         assert S.ROUTED is state_of(tracker, urgent, "nl.police24")
         for step, expected in ((1, S.OVERDUE), (5, S.ESCALATED), (5, S.FAILED)):
             clock.advance(timedelta(minutes=step))
-            await wait_for(
+            await wait_until(
                 lambda expected=expected: state_of(tracker, urgent, "nl.police24") is expected,  # type: ignore[misc]
-                f"urgent handover {expected.value}",
+                what=f"urgent handover {expected.value}",
             )
         h = tracker.ledger.handovers[f"{urgent}/nl.police24"]
         assert ESCALATION == h.escalated_to
         assert S.ROUTED is state_of(tracker, routine, "nl.hotline")
-        await asyncio.sleep(1.0)  # let the tracker read its own events back
+        await folded_everything(settings, clock)  # its own three events, read back
         assert h == tracker.ledger.handovers[f"{urgent}/nl.police24"]
     records = await drain(kafka.bootstrap, TopicNames(settings.topics.prefix).status, expect=5)
     mine = [
@@ -253,21 +270,23 @@ async def test_a_restarted_tracker_rebuilds_the_same_state(kafka: KafkaEndpoint)
     events.append(event(S.DEAD_LETTERED, mid(), c2, None, T0, reason="recipient_mismatch"))
     async with running_tracker(settings, clock) as (first, _):
         await publish(kafka.bootstrap, settings, events)
-        await wait_for(lambda: len(first.ledger) == 7, "seven handovers")
-        await wait_for(lambda: state_of(first, messages[0], "nl.hotline") is S.RECEIVED, "receipt")
+        await wait_until(lambda: len(first.ledger) == 7, what="seven handovers")
+        await wait_until(
+            lambda: state_of(first, messages[0], "nl.hotline") is S.RECEIVED, what="receipt"
+        )
         clock.advance(timedelta(minutes=5))
-        await wait_for(
-            lambda: len(select(first.snapshot(), overdue=True)) == 3, "urgent ones overdue"
+        await wait_until(
+            lambda: len(select(first.snapshot(), overdue=True)) == 3, what="urgent ones overdue"
         )
         clock.advance(timedelta(minutes=10))
-        await wait_for(
+        await wait_until(
             lambda: (
                 len(select(first.snapshot(), state=S.FAILED)) == 0
                 and len(select(first.snapshot(), state=S.ESCALATED)) == 3
             ),
-            "urgent ones escalated",
+            what="urgent ones escalated",
         )
-        await asyncio.sleep(1.0)  # the echoes of its own events are folded (as no-ops)
+        await folded_everything(settings, clock)  # the echoes of its own events (no-ops)
         before = _sorted(first.snapshot())
     emitted_before = len(await drain(kafka.bootstrap, names.status, expect=14))
     assert 8 + 3 + 3 == emitted_before
@@ -277,19 +296,20 @@ async def test_a_restarted_tracker_rebuilds_the_same_state(kafka: KafkaEndpoint)
         assert by_case(before, c1) == by_case(second.snapshot(), c1)
         assert route_stats(before) == route_stats(second.snapshot())
         assert select(before, overdue=True) == select(second.snapshot(), overdue=True)
-        await asyncio.sleep(1.5)  # nothing due at this time: nothing may be raised again
+        # Nothing is due at this time: a whole fold-and-tick cycle may raise nothing again.
+        await folded_everything(settings, clock)
         assert before == _sorted(second.snapshot())
         clock.advance(timedelta(minutes=5))
-        await wait_for(
-            lambda: len(select(second.snapshot(), state=S.FAILED)) == 3, "urgent ones failed"
+        await wait_until(
+            lambda: len(select(second.snapshot(), state=S.FAILED)) == 3, what="urgent ones failed"
         )
         await publish(
             kafka.bootstrap,
             settings,
             [event(S.RECEIVED, messages[1], c1, "nl.hotline", T0 + timedelta(minutes=30))],
         )
-        await wait_for(
-            lambda: state_of(second, messages[1], "nl.hotline") is S.RECEIVED, "late receipt"
+        await wait_until(
+            lambda: state_of(second, messages[1], "nl.hotline") is S.RECEIVED, what="late receipt"
         )
         late = second.ledger.handovers[f"{messages[1]}/nl.hotline"]
         assert "received after failed" == late.history[-1].note
@@ -306,10 +326,10 @@ async def test_a_second_instance_fences_the_first(kafka: KafkaEndpoint) -> None:
         running_tracker(settings, clock) as (second, second_task),
     ):
         await publish(kafka.bootstrap, settings, [event(S.ROUTED, mid(), mid(), "nl.hotline", T0)])
-        await wait_for(first_task.done, "first tracker stopped")
+        await wait_until(first_task.done, what="first tracker stopped")
         with pytest.raises(Fenced):
             first_task.result()
-        await wait_for(lambda: len(second.ledger) == 1, "second tracker took the event")
+        await wait_until(lambda: len(second.ledger) == 1, what="second tracker took the event")
         assert not second_task.done()
 
 
@@ -336,12 +356,12 @@ async def test_the_http_api_serves_the_same_views(kafka: KafkaEndpoint) -> None:
                 event(S.RECEIVED, m1, c, "nl.hotline", T0 + timedelta(seconds=90)),
             ],
         )  # fmt: skip
-        await wait_for(
+        await wait_until(
             lambda: state_of(tracker, m1, "nl.hotline") is S.RECEIVED and len(tracker.ledger) == 2,
-            "two handovers, one received",
+            what="two handovers, one received",
         )
         clock.advance(timedelta(minutes=5))
-        await wait_for(lambda: state_of(tracker, m2, "nl.police24") is S.OVERDUE, "overdue")
+        await wait_until(lambda: state_of(tracker, m2, "nl.police24") is S.OVERDUE, what="overdue")
         port = _free_port()
         stop = asyncio.Event()
         api = asyncio.create_task(
@@ -349,11 +369,13 @@ async def test_the_http_api_serves_the_same_views(kafka: KafkaEndpoint) -> None:
         )
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                for _ in range(100):
+
+                async def healthy() -> bool:
                     with contextlib.suppress(httpx.TransportError):
-                        if (await client.get("/healthz")).status_code == 200:
-                            break
-                    await asyncio.sleep(0.05)
+                        return (await client.get("/healthz")).status_code == 200
+                    return False
+
+                await wait_until(healthy, what="the API answering /healthz with 200")
                 overdue = (await client.get("/handovers", params={"overdue": "true"})).json()
                 case = (await client.get(f"/cases/{c}")).json()
                 routes = (await client.get("/routes")).json()
@@ -395,9 +417,11 @@ def test_cli_status_and_handovers_read_the_tracker_topic(
                     event(S.ROUTED, m2, c, "de.police", T0, **HIGH_DE),
                 ],
             )  # fmt: skip
-            await wait_for(lambda: len(tracker.ledger) == 2, "two handovers")
+            await wait_until(lambda: len(tracker.ledger) == 2, what="two handovers")
             clock.advance(timedelta(minutes=5))
-            await wait_for(lambda: state_of(tracker, m1, "nl.hotline") is S.OVERDUE, "overdue")
+            await wait_until(
+                lambda: state_of(tracker, m1, "nl.hotline") is S.OVERDUE, what="overdue"
+            )
             return settings, tracker.snapshot()
 
     settings, state = asyncio.run(scenario())
@@ -464,7 +488,9 @@ async def test_end_to_end_with_the_real_router(kafka: KafkaEndpoint) -> None:
             await producer.start()
             try:
                 await producer.send_and_wait(names.outbox("de.hotline"), original, key=b"k")
-                await wait_for(lambda: len(tracker.ledger) == 2, "two routed handovers", 60)
+                await wait_until(
+                    lambda: len(tracker.ledger) == 2, what="two routed handovers", timeout_s=60
+                )
                 [hot, police] = _sorted(tracker.snapshot())
                 assert ("nl.hotline", "nl.police24") == (hot.recipient, police.recipient)
                 assert (Priority.URGENT, "NL") == (police.priority, police.jurisdiction)
@@ -496,19 +522,22 @@ async def test_end_to_end_with_the_real_router(kafka: KafkaEndpoint) -> None:
                 await producer.send_and_wait(names.outbox("nl.hotline"), receipt, key=b"k")
             finally:
                 await producer.stop()
-            await wait_for(
-                lambda: state_of(tracker, message_id, "nl.hotline") is S.RECEIVED, "receipt", 60
+            await wait_until(
+                lambda: state_of(tracker, message_id, "nl.hotline") is S.RECEIVED,
+                what="receipt",
+                timeout_s=60,
             )
             assert 2 == len(tracker.ledger)  # the receipt is not a handover of its own
             # The router stamps routed with its real time; the fake clock starts there.
             assert police.routed_at is not None
             clock.now = police.routed_at + timedelta(minutes=5)
-            await wait_for(
-                lambda: state_of(tracker, message_id, "nl.police24") is S.OVERDUE, "overdue"
+            await wait_until(
+                lambda: state_of(tracker, message_id, "nl.police24") is S.OVERDUE, what="overdue"
             )
             clock.advance(timedelta(minutes=5))
-            await wait_for(
-                lambda: state_of(tracker, message_id, "nl.police24") is S.ESCALATED, "escalated"
+            await wait_until(
+                lambda: state_of(tracker, message_id, "nl.police24") is S.ESCALATED,
+                what="escalated",
             )
             police = tracker.ledger.handovers[f"{message_id}/nl.police24"]
             assert fed.directory().rules.escalation_recipient == police.escalated_to
@@ -524,7 +553,6 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(kafka: KafkaEndpoin
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     settings = asyncio.run(_setup(kafka))
@@ -563,17 +591,26 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(kafka: KafkaEndpoin
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    body: dict[str, object] = {}
+
+    async def api_shows_the_receipt() -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+
+            async def shown() -> bool:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                with contextlib.suppress(httpx.TransportError):
+                    got = (await client.get("/handovers")).json()
+                    if got["count"] == 1 and got["handovers"][0]["handover"]["state"] == "received":
+                        body.update(got)
+                        return True
+                return False
+
+            await wait_until(
+                shown, what="the API showing the received handover", timeout_s=60, interval_s=0.2
+            )
+
     try:
-        body: dict[str, object] = {}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                got = httpx.get(f"http://127.0.0.1:{port}/handovers", timeout=2).json()
-                if got["count"] == 1 and got["handovers"][0]["handover"]["state"] == "received":
-                    body = got
-                    break
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.2)
+        asyncio.run(api_shows_the_receipt())
         assert 1 == body.get("count"), "the API never showed the received handover"
         routes = httpx.get(f"http://127.0.0.1:{port}/routes", timeout=2).json()["routes"]
         assert [12.0] == [r["median_seconds_to_receipt"] for r in routes]
