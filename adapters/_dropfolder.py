@@ -36,7 +36,7 @@ import contextlib
 import enum
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 from uuid import UUID
@@ -298,7 +298,7 @@ class DropFolder:
         target = _free(self.sent, path.name)
         note = {
             "file": path.name,
-            "sent_at": datetime.now(UTC).isoformat(),
+            "sent_at": self.sender.clock().isoformat(),
             "messages": [
                 {"row": row, "message_id": str(s.message_id), "case_id": str(s.case_id)}
                 for row, s in items

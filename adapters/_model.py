@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -190,20 +190,10 @@ class ReceivedMessage:
 
     @classmethod
     def from_opened(cls, opened: Opened) -> ReceivedMessage:
-        h = opened.header
-        return cls(
-            message_id=h.message_id,
-            message_type=h.message_type,
-            sender=h.sender,
-            recipient=opened.recipient,
-            case_id=h.case_id,
-            jurisdiction=h.jurisdiction,
-            category=h.category,
-            priority=h.priority,
-            handling_code=h.handling_code,
-            envelope_sha256=opened.digest,
-            in_reply_to=h.in_reply_to,
-        )
+        """The header's fields of the same name, the recipient and the digest."""
+        names = {f.name for f in fields(cls)} - {"recipient", "envelope_sha256"}
+        shared = {name: getattr(opened.header, name) for name in names}
+        return cls(**shared, recipient=opened.recipient, envelope_sha256=opened.digest)
 
 
 def _reply_draft(original: ReceivedMessage, message_type: MessageType, message_id: UUID) -> Draft:

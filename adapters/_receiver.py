@@ -47,7 +47,7 @@ from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, Sink
 from adapters._state import Delivered, StateStore
 from adapters.kafka import Consumer, Partition, Record
-from keys import EnvelopeError, Opened, Parsed, parse
+from keys import EnvelopeError, Parsed, parse
 from keys import open as open_envelope
 from schemas import Clock, MessageType, Reason, TopicNames, utcnow
 
@@ -153,14 +153,15 @@ class Receiver:
             await self._ensure_receipt(known)
             return self._count(Outcome.DUPLICATE)
 
+        received = ReceivedMessage.from_opened(opened)
         try:
-            await self.sink.deliver(self._delivery(opened, now))
+            await self.sink.deliver(Delivery(received, now, opened.payload))
         except DeliveryError as exc:
             if exc.retriable:
                 raise
             return self._quarantine(record, value, claimed, Reason.SINK_REFUSED, exc.reason)
         self.hook("delivered", header.message_id)
-        self.store.record_delivered(ReceivedMessage.from_opened(opened), at=now)
+        self.store.record_delivered(received, at=now)
         self.hook("recorded", header.message_id)
         known = self.store.get(header.message_id)
         assert known is not None
@@ -173,20 +174,6 @@ class Receiver:
             message_type=header.message_type.value,
         )
         return self._count(Outcome.DELIVERED)
-
-    def _delivery(self, opened: Opened, now: datetime) -> Delivery:
-        h = opened.header
-        return Delivery(
-            message_id=h.message_id,
-            message_type=h.message_type,
-            case_id=h.case_id,
-            sender=h.sender,
-            recipient=opened.recipient,
-            in_reply_to=h.in_reply_to,
-            envelope_sha256=opened.digest,
-            received_at=now,
-            payload=opened.payload,
-        )
 
     async def _ensure_receipt(self, known: Delivered) -> None:
         m = known.message

@@ -39,9 +39,9 @@ import httpx
 import structlog
 
 from adapters._errors import DeliveryError
+from adapters._model import ReceivedMessage
 from adapters._retry import RetryPolicy
 from keys import atomic_write
-from schemas import MessageType
 
 __all__ = ["Delivery", "FolderSink", "HttpSink", "Sink"]
 
@@ -50,30 +50,29 @@ log = structlog.get_logger("crb.adapter")
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One opened message for the local system."""
+    """One opened message for the local system: its clear facts and the payload."""
 
-    message_id: UUID
-    message_type: MessageType
-    case_id: UUID
-    sender: str
-    recipient: str
-    in_reply_to: UUID | None
-    envelope_sha256: str
+    message: ReceivedMessage
     received_at: datetime
     payload: bytes = field(repr=False)
     """The decrypted payload (canonical JSON of the contract model)."""
 
+    @property
+    def message_id(self) -> UUID:
+        return self.message.message_id
+
     def document(self) -> dict[str, Any]:
+        m = self.message
         return {
-            "message_id": str(self.message_id),
-            "message_type": self.message_type.value,
-            "case_id": str(self.case_id),
-            "sender": self.sender,
-            "recipient": self.recipient,
-            "in_reply_to": str(self.in_reply_to) if self.in_reply_to else None,
-            "envelope_sha256": self.envelope_sha256,
+            "message_id": str(m.message_id),
+            "message_type": m.message_type.value,
+            "case_id": str(m.case_id),
+            "sender": m.sender,
+            "recipient": m.recipient,
+            "in_reply_to": str(m.in_reply_to) if m.in_reply_to else None,
+            "envelope_sha256": m.envelope_sha256,
             "received_at": self.received_at.astimezone(UTC).isoformat(),
-            self.message_type.value: json.loads(self.payload),
+            m.message_type.value: json.loads(self.payload),
         }
 
 

@@ -26,7 +26,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 import keys
-from keys.testing import Federation, MemberSpec
+from keys.testing import Federation, MemberSpec, synthetic_referral
 from schemas import Directory, Referral, Role, canonical_json, uuid7
 
 NOW = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
@@ -70,30 +70,10 @@ def _rates(fns: dict[str, Callable[[], object]], seconds: float) -> dict[str, fl
 
 def _referral(size: int) -> Referral:
     """A realistic referral whose canonical JSON is at least ``size`` bytes."""
-    data: dict[str, Any] = {
-        "reporter": {"reference": "DE-2026-000123"},
-        "incident": {"type": "csam", "summary": "Reported URL hosted in NL."},
-        "urls": [],
-        "handling": {
-            "code": "H0",
-            "source_reliability": "B",
-            "information_accuracy": "2",
-            "tlp": "AMBER",
-        },
-        "delete_after": date(2027, 11, 23).isoformat(),
-    }
-    while True:
-        i = len(data["urls"])
-        data["urls"].append(
-            {
-                "url": f"https://files.example.org/{i:06d}/index.html",
-                "hosting": {"country": "NL", "ip": f"192.0.2.{i % 250 + 1}", "asn": 64500},
-                "site_type": "file_host",
-            }
-        )
-        referral = Referral.model_validate(data)
-        if len(canonical_json(referral)) >= size:
-            return referral
+    urls = 1
+    while len(canonical_json(referral := synthetic_referral(urls=urls))) < size:
+        urls += 1
+    return referral
 
 
 def _federation() -> tuple[Directory, keys.SigningKey, keys.OpeningKey]:

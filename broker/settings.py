@@ -47,6 +47,9 @@ class RouterSettings(Section):
     it), so that receipts and case decisions answering it can be authorised; a
     later reply is refused as ``unknown_original``. Memory grows with traffic
     times this window."""
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    """How long the group waits for a silent router (crashed, frozen) before its
+    partitions go to the others."""
     fenced_reclaim_s: float = Field(default=30.0, gt=0)
     """After another router fenced this one on a partition the group still assigns
     here, wait this long before taking it back (a zombie is out of the group by

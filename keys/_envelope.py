@@ -43,6 +43,7 @@ operating system (``cryptography``'s HPKE). Only the vector generator
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import os
 import struct
@@ -322,20 +323,11 @@ def seal(
     )
 
 
-def _seal(
-    draft: Draft,
-    payload: bytes | pydantic.BaseModel,
-    *,
-    signing_key: SigningKey,
-    directory: Directory,
-    now: datetime,
-    rng: Rng,
-    ephemeral: Rng | None,
-    limits: Limits = DEFAULT_LIMITS,
-) -> bytes:
-    """:func:`seal`, where ``ephemeral`` (vectors only) seeds each X25519 recipient's
-    HPKE ephemeral key with 32 bytes, recipients in sorted order (RFC 9180
-    ``DeriveKeyPair``), so that a vector file can be rebuilt byte for byte."""
+def _sealing_keys(
+    draft: Draft, signing_key: SigningKey, directory: Directory, now: datetime
+) -> list[tuple[str, SealingKey]]:
+    """Each recipient (sorted; resolved unless the draft names them) and the key to
+    wrap the content key to; ``SealError`` if the directory does not allow it."""
     sender = _participant(directory, draft.sender)
     if sender is None or not sender.active:
         raise SealError(f"{draft.sender!r} is not an active participant of the directory")
@@ -357,36 +349,47 @@ def _seal(
             ).recipients
         except (RoutingError, pydantic.ValidationError) as exc:
             raise SealError(f"cannot route: {exc}") from exc
-    recipients = tuple(sorted(set(recipients)))
     sealing: list[tuple[str, SealingKey]] = []
-    for rid in recipients:
+    for rid in sorted(set(recipients)):
         participant = _participant(directory, rid)
         key = None if participant is None else current_sealing_key(participant, now)
         if key is None:
             raise SealError(f"recipient {rid!r} has no valid encryption key")
         sealing.append((rid, key))
+    return sealing
 
+
+def _seal(
+    draft: Draft,
+    payload: bytes | pydantic.BaseModel,
+    *,
+    signing_key: SigningKey,
+    directory: Directory,
+    now: datetime,
+    rng: Rng,
+    ephemeral: Rng | None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> bytes:
+    """:func:`seal`, where ``ephemeral`` (vectors only) seeds each X25519 recipient's
+    HPKE ephemeral key with 32 bytes, recipients in sorted order (RFC 9180
+    ``DeriveKeyPair``), so that a vector file can be rebuilt byte for byte."""
+    sealing = _sealing_keys(draft, signing_key, directory, now)
+    recipients = tuple(rid for rid, _ in sealing)
     message_id = draft.message_id or uuid7(now, rng)
     content_key = rng(CONTENT_KEY_LEN)
     if len(content_key) != CONTENT_KEY_LEN:
         raise SealError("rng returned too few bytes")
+    # The draft's fields, completed by what seal decides (see Draft).
+    fields = {f.name: getattr(draft, f.name) for f in dataclasses.fields(draft)}
+    fields.update(
+        message_id=message_id,
+        recipients=recipients,
+        sender_key_id=signing_key.key_id,
+        created_at=now,
+        key_commitment=_commitment(content_key, message_id).hex(),
+    )
     try:
-        header = EnvelopeHeader(
-            message_id=message_id,
-            message_type=draft.message_type,
-            sender=draft.sender,
-            sender_key_id=signing_key.key_id,
-            created_at=now,
-            case_id=draft.case_id,
-            jurisdiction=draft.jurisdiction,
-            category=draft.category,
-            priority=draft.priority,
-            handling_code=draft.handling_code,
-            recipients=recipients,
-            in_reply_to=draft.in_reply_to,
-            decision=draft.decision,
-            key_commitment=_commitment(content_key, message_id).hex(),
-        )
+        header = EnvelopeHeader(**fields)
     except pydantic.ValidationError as exc:
         raise SealError(f"invalid header: {exc.errors()[0]['msg']}") from exc
     header_bytes = header.canonical_bytes()

@@ -23,7 +23,9 @@ Keys are never deleted here: a rotated or revoked key still opens old mail.
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from keys import _primitives as P
 from keys._errors import KeystoreError
@@ -33,6 +35,7 @@ from keys._keys import Kem, KeyId, OpeningKey, SigningKey
 __all__ = ["FEDERATION_OWNER", "Keystore"]
 
 FEDERATION_OWNER = "federation"
+_K = TypeVar("_K", SigningKey, OpeningKey)
 _PRIVATE_MODE = 0o600
 
 
@@ -133,16 +136,20 @@ class Keystore:
             ids.add(name.split(".", 1)[0])
         return sorted(KeyId(i) for i in ids)
 
-    def signing_key(self, owner: str, key_id: KeyId) -> SigningKey:
-        path = self.owner_dir(owner) / f"{key_id}.pem"
-        data = self._read_private(path)
+    def _checked(self, path: Path, key_id: KeyId, decode: Callable[[], _K]) -> _K:
+        """``decode()``, refused as a keystore error if unreadable or another key."""
         try:
-            key = SigningKey.from_pem(data, self._passphrase)
+            key = decode()
         except P.CryptoFailure as exc:
             raise self._decode_failed(path) from exc
         if key.key_id != key_id:
             raise KeystoreError(f"{path}: holds key {key.key_id}, not {key_id}")
         return key
+
+    def signing_key(self, owner: str, key_id: KeyId) -> SigningKey:
+        path = self.owner_dir(owner) / f"{key_id}.pem"
+        data = self._read_private(path)
+        return self._checked(path, key_id, lambda: SigningKey.from_pem(data, self._passphrase))
 
     def signing_keys(self, owner: str) -> dict[KeyId, SigningKey]:
         return {k: self.signing_key(owner, k) for k in self._key_ids(owner, "ed25519-")}
@@ -155,13 +162,9 @@ class Keystore:
         else:
             x_path, m_path, m_data = d / f"{key_id}.pem", None, None
             x_data = self._read_private(x_path)
-        try:
-            key = OpeningKey.from_pems(x_data, m_data, self._passphrase)
-        except P.CryptoFailure as exc:
-            raise self._decode_failed(x_path) from exc
-        if key.key_id != key_id:
-            raise KeystoreError(f"{x_path}: holds key {key.key_id}, not {key_id}")
-        return key
+        return self._checked(
+            x_path, key_id, lambda: OpeningKey.from_pems(x_data, m_data, self._passphrase)
+        )
 
     def opening_keys(self, owner: str) -> dict[KeyId, OpeningKey]:
         ids = self._key_ids(owner, "x25519-") + self._key_ids(owner, "mlkem768-x25519-")

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke, serialization
@@ -145,6 +146,17 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
 # --- Ed25519 -----------------------------------------------------------------
 
 
+_T = TypeVar("_T")
+
+
+def _decoded(parse: Callable[[bytes], _T], data: bytes) -> _T:
+    """``parse(data)``, any refusal of the encoding as one ``CryptoFailure``."""
+    try:
+        return parse(data)
+    except ValueError as exc:
+        raise CryptoFailure("bad key") from exc
+
+
 def ed25519_generate() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
@@ -158,17 +170,11 @@ def ed25519_public_raw(key: Ed25519PublicKey) -> bytes:
 
 
 def ed25519_public_from_raw(data: bytes) -> Ed25519PublicKey:
-    try:
-        return Ed25519PublicKey.from_public_bytes(data)
-    except ValueError as exc:
-        raise CryptoFailure("bad key") from exc
+    return _decoded(Ed25519PublicKey.from_public_bytes, data)
 
 
 def ed25519_private_from_raw(data: bytes) -> Ed25519PrivateKey:
-    try:
-        return Ed25519PrivateKey.from_private_bytes(data)
-    except ValueError as exc:
-        raise CryptoFailure("bad key") from exc
+    return _decoded(Ed25519PrivateKey.from_private_bytes, data)
 
 
 def ed25519_sign(key: Ed25519PrivateKey, message: bytes) -> bytes:
@@ -191,10 +197,7 @@ def x25519_generate() -> X25519PrivateKey:
 
 
 def x25519_private_from_raw(data: bytes) -> X25519PrivateKey:
-    try:
-        return X25519PrivateKey.from_private_bytes(data)
-    except ValueError as exc:
-        raise CryptoFailure("bad key") from exc
+    return _decoded(X25519PrivateKey.from_private_bytes, data)
 
 
 def x25519_public(key: X25519PrivateKey) -> X25519PublicKey:
@@ -206,10 +209,7 @@ def x25519_public_raw(key: X25519PublicKey) -> bytes:
 
 
 def x25519_public_from_raw(data: bytes) -> X25519PublicKey:
-    try:
-        return X25519PublicKey.from_public_bytes(data)
-    except ValueError as exc:
-        raise CryptoFailure("bad key") from exc
+    return _decoded(X25519PublicKey.from_public_bytes, data)
 
 
 def hybrid_generate() -> tuple[mlkem.MLKEM768PrivateKey, X25519PrivateKey]:

@@ -42,23 +42,30 @@ def _ours(tp: Any) -> Partition:
     return Partition(tp.topic, tp.partition)
 
 
-class Producer:
-    """An idempotent ``acks=all`` producer."""
+class _Client:
+    """A started/stopped aiokafka client; a failed start releases what it opened."""
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
+
+    async def _release(self) -> None:
+        await self._raw.stop()
 
     async def start(self) -> None:
         with kafka_errors():
             try:
                 await self._raw.start()
             except BaseException:
-                await self._raw.stop()
+                await self._release()
                 raise
 
     async def stop(self) -> None:
         with kafka_errors():
-            await self._raw.stop()
+            await self._release()
+
+
+class Producer(_Client):
+    """An idempotent ``acks=all`` producer."""
 
     async def send_and_wait(self, record: OutRecord) -> None:
         """Produce and wait until every in-sync replica has it."""
@@ -105,23 +112,8 @@ class TransactionalProducer(Producer):
                 raise
 
 
-class Consumer:
+class Consumer(_Client):
     """A consumer (see the module docstring for its fixed defaults)."""
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-
-    async def start(self) -> None:
-        with kafka_errors():
-            try:
-                await self._raw.start()
-            except BaseException:
-                await self._raw.stop()
-                raise
-
-    async def stop(self) -> None:
-        with kafka_errors():
-            await self._raw.stop()
 
     def subscribe(
         self,
@@ -229,24 +221,18 @@ class TopicDescription:
     config: Mapping[str, str] = field(default_factory=dict)
 
 
-class Admin:
+class Admin(_Client):
     """Topic administration (``async with clients.admin() as admin``)."""
 
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
+    async def _release(self) -> None:
+        await self._raw.close()
 
     async def __aenter__(self) -> Admin:
-        with kafka_errors():
-            try:
-                await self._raw.start()
-            except BaseException:
-                await self._raw.close()
-                raise
+        await self.start()
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        with kafka_errors():
-            await self._raw.close()
+        await self.stop()
 
     async def list_topics(self) -> list[str]:
         with kafka_errors():
@@ -345,8 +331,12 @@ class KafkaClients:
         max_poll_records: int | None = None,
         metadata_max_age_ms: int | None = None,
         fetch_max_bytes: int | None = None,
+        session_timeout_ms: int | None = None,
     ) -> Consumer:
-        """A ``read_committed`` consumer; ``group_id=None`` for one that only assigns."""
+        """A ``read_committed`` consumer; ``group_id=None`` for one that only assigns.
+
+        ``session_timeout_ms``: how long the group waits for a silent member before
+        handing its partitions to others (heartbeats every third of it)."""
         from aiokafka import AIOKafkaConsumer
 
         tuning: dict[str, Any] = {}
@@ -354,6 +344,9 @@ class KafkaClients:
             tuning["max_poll_records"] = max_poll_records
         if metadata_max_age_ms is not None:
             tuning["metadata_max_age_ms"] = metadata_max_age_ms
+        if session_timeout_ms is not None:
+            tuning["session_timeout_ms"] = session_timeout_ms
+            tuning["heartbeat_interval_ms"] = max(100, session_timeout_ms // 3)
         return Consumer(
             AIOKafkaConsumer(
                 **self.kwargs,

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from schemas import (
     RoutingRules,
     StandingCopy,
     TopicNames,
+    utcnow,
 )
 
 __all__ = ["DemoConfig", "DemoReport", "RouteRow", "run_demo"]
@@ -162,7 +163,7 @@ async def run_demo(
     services keep running after the report until it is set."""
     started = time.monotonic()
     rng = random.Random(config.seed)  # noqa: S311 - synthetic data, not secrets
-    now = datetime.now(UTC)
+    now = utcnow()
     config.folder.mkdir(parents=True, exist_ok=True)
     fed = _federation(now)
     # Keystore, signed directory and trust store, so the CLI works on the demo too

@@ -99,6 +99,59 @@ def _status_record(names: TopicNames, event: StatusEvent) -> OutRecord:
     )
 
 
+def _event(
+    header: EnvelopeHeader,
+    state: HandoverState,
+    now: datetime,
+    *,
+    handover: tuple[UUID, str, str | None] | None = None,
+    reason: Reason | None = None,
+) -> StatusEvent:
+    """A status event about ``header``'s case; ``handover`` = (message id, sender,
+    recipient) of the handover it moves, default this message before routing."""
+    message_id, sender, recipient = handover or (header.message_id, header.sender, None)
+    return StatusEvent(
+        message_id=message_id,
+        case_id=header.case_id,
+        sender=sender,
+        recipient=recipient,
+        state=state,
+        at=now,
+        reason=reason,
+        priority=header.priority,
+        jurisdiction=header.jurisdiction,
+    )
+
+
+def _audit(
+    record: Record,
+    verdict: Verdict,
+    now: datetime,
+    digest: str,
+    header: EnvelopeHeader | None,
+    *,
+    reason: Reason | None = None,
+    recipients: tuple[str, ...] | None = None,
+    orphan: bool = False,
+) -> AuditEntry:
+    """The audit entry of a decision (header fields only when there is a header)."""
+    return AuditEntry(
+        verdict=verdict,
+        reason=reason.value if reason else None,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        envelope_sha256=digest,
+        message_id=str(header.message_id) if header else None,
+        message_type=header.message_type.value if header else None,
+        case_id=str(header.case_id) if header else None,
+        sender=header.sender if header else None,
+        recipients=recipients if recipients is not None else header.recipients if header else (),
+        orphan=orphan,
+        decided_at=now,
+    )
+
+
 def _reject(
     record: Record,
     reason: Reason,
@@ -108,11 +161,10 @@ def _reject(
     digest: str,
     header: EnvelopeHeader | None,
 ) -> RoutingDecision:
-    value = record.value or b""
     dead = OutRecord(
         topic=names.dlq,
         key=record.key,
-        value=value,
+        value=record.value or b"",
         headers=(
             ("crb-reason", reason.value.encode()),
             ("crb-source-topic", record.topic.encode()),
@@ -126,39 +178,12 @@ def _reject(
     if header is not None and reason is not Reason.DUPLICATE_MESSAGE:
         # Only a header that verified is worth a status event: an unverified one
         # could name any message id and overwrite a real handover's status.
-        status = (
-            _status_record(
-                names,
-                StatusEvent(
-                    message_id=header.message_id,
-                    case_id=header.case_id,
-                    sender=header.sender,
-                    state=HandoverState.DEAD_LETTERED,
-                    at=now,
-                    reason=reason,
-                    priority=header.priority,
-                    jurisdiction=header.jurisdiction,
-                ),
-            ),
-        )
-    audit = AuditEntry(
-        verdict=Verdict.REJECTED,
-        reason=reason.value,
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        envelope_sha256=digest,
-        message_id=str(header.message_id) if header else None,
-        message_type=header.message_type.value if header else None,
-        case_id=str(header.case_id) if header else None,
-        sender=header.sender if header else None,
-        recipients=header.recipients if header else (),
-        decided_at=now,
-    )
+        dead_lettered = _event(header, HandoverState.DEAD_LETTERED, now, reason=reason)
+        status = (_status_record(names, dead_lettered),)
     return RoutingDecision(
         verdict=Verdict.REJECTED,
         reason=reason,
-        audit=audit,
+        audit=_audit(record, Verdict.REJECTED, now, digest, header, reason=reason),
         dead_letter=dead,
         status=status,
         header=header,
@@ -222,19 +247,14 @@ def decide(
         for r in resolution.recipients
     )
     events = _forward_events(header, resolution.recipients, resolution.orphan, seen, now)
-    audit = AuditEntry(
-        verdict=Verdict.FORWARDED,
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        envelope_sha256=verified.digest,
-        message_id=str(header.message_id),
-        message_type=header.message_type.value,
-        case_id=str(header.case_id),
-        sender=header.sender,
+    audit = _audit(
+        record,
+        Verdict.FORWARDED,
+        now,
+        verified.digest,
+        header,
         recipients=resolution.recipients,
         orphan=resolution.orphan,
-        decided_at=now,
     )
     return RoutingDecision(
         verdict=Verdict.FORWARDED,
@@ -267,17 +287,14 @@ def _forward_events(
     to ``received``, a case acknowledgement to the decision its signed header names.
     Replies are not tracked as handovers of their own."""
     if header.message_type is MessageType.REFERRAL:
+        reason = Reason.ORPHAN if orphan else None
         return [
-            StatusEvent(
-                message_id=header.message_id,
-                case_id=header.case_id,
-                sender=header.sender,
-                recipient=r,
-                state=HandoverState.ROUTED,
-                at=now,
-                reason=Reason.ORPHAN if orphan else None,
-                priority=header.priority,
-                jurisdiction=header.jurisdiction,
+            _event(
+                header,
+                HandoverState.ROUTED,
+                now,
+                handover=(header.message_id, header.sender, r),
+                reason=reason,
             )
             for r in recipients
         ]
@@ -288,16 +305,7 @@ def _forward_events(
     if original is None or state is None or header.in_reply_to is None:
         return []
     return [
-        StatusEvent(
-            message_id=header.in_reply_to,
-            case_id=header.case_id,
-            sender=original.sender,
-            recipient=header.sender,
-            state=state,
-            at=now,
-            priority=header.priority,
-            jurisdiction=header.jurisdiction,
-        )
+        _event(header, state, now, handover=(header.in_reply_to, original.sender, header.sender))
     ]
 
 

@@ -199,6 +199,7 @@ class Router:
             group_id=r.group_id,
             max_poll_records=r.max_batch,
             metadata_max_age_ms=5_000,
+            session_timeout_ms=r.session_timeout_ms,
         )
         await consumer.start()
         consumer.subscribe(

@@ -92,6 +92,13 @@ def _list(hs: Iterable[Handover]) -> list[HandoverView]:
     return [HandoverView.of(h) for h in hs]
 
 
+def _found(hs: list[Handover], what: str) -> list[HandoverView]:
+    """The views of ``hs``; a 404 naming ``what`` when there is none."""
+    if not hs:
+        raise HTTPException(status_code=404, detail=f"no handover for {what}")
+    return _list(hs)
+
+
 def create_app(
     source: Callable[[], Iterable[Handover]], *, ready: Callable[[], bool] = lambda: True
 ) -> FastAPI:
@@ -127,17 +134,13 @@ def create_app(
 
     @app.get("/cases/{case_id}", response_model=CaseView)
     async def case(case_id: UUID) -> CaseView:
-        found = views.by_case(source(), case_id)
-        if not found:
-            raise HTTPException(status_code=404, detail=f"no handover for case {case_id}")
-        return CaseView(case_id=case_id, handovers=_list(found))
+        found = _found(views.by_case(source(), case_id), f"case {case_id}")
+        return CaseView(case_id=case_id, handovers=found)
 
     @app.get("/messages/{message_id}", response_model=MessageView)
     async def message(message_id: UUID) -> MessageView:
-        found = views.by_message(source(), message_id)
-        if not found:
-            raise HTTPException(status_code=404, detail=f"no handover for message {message_id}")
-        return MessageView(message_id=message_id, handovers=_list(found))
+        found = _found(views.by_message(source(), message_id), f"message {message_id}")
+        return MessageView(message_id=message_id, handovers=found)
 
     @app.get("/routes", response_model=RoutesView)
     async def routes() -> RoutesView:

@@ -16,10 +16,10 @@ from broker.cli._context import Context
 from broker.router import Router
 from broker.settings import Settings
 from schemas import TopicNames
+from tests._cli import crb
 from tests._fed import make_referral, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import drain
-from tests.unit.test_cli_trust import crb
 
 pytestmark = pytest.mark.kafka
 

@@ -7,26 +7,24 @@ from pathlib import Path
 
 import pytest
 
+from tests._cli import crb, federation_home, one_line_error
 from tests._fed import make_referral
-from tests.unit.test_cli_trust import _one_line_error, crb
 
 
 @pytest.fixture
 def home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Path:
-    monkeypatch.setenv("CRB_HOME", str(tmp_path))
     monkeypatch.setenv("CRB_KAFKA__BOOTSTRAP", "127.0.0.1:1")  # never reached in these tests
-    monkeypatch.delenv("CRB_PASSPHRASE", raising=False)
-    monkeypatch.delenv("CRB_DEBUG", raising=False)
-    for argv in (
-        ("federation", "init", "--federation-id", "test"),
-        ("participant", "add", "de.hotline", "--role", "hotline", "--jurisdiction", "DE"),
-        ("participant", "add", "nl.hotline", "--role", "hotline", "--jurisdiction", "NL"),
-    ):
-        code, _, err = crb(capsys, *argv)
-        assert code == 0, err
-    return tmp_path
+    return federation_home(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        [
+            ("de.hotline", "--role", "hotline", "--jurisdiction", "DE"),
+            ("nl.hotline", "--role", "hotline", "--jurisdiction", "NL"),
+        ],
+    )
 
 
 def test_send_refuses_missing_and_invalid_files_before_anything_else(
@@ -50,7 +48,7 @@ def test_send_refuses_missing_and_invalid_files_before_anything_else(
     for path, expected in cases:
         code, _, err = crb(capsys, "send", path, "--as", "de.hotline")
         assert 2 == code
-        assert expected in _one_line_error(err)
+        assert expected in one_line_error(err)
     assert not (home / "adapters" / "de.hotline" / "dropfolder").exists()
 
 
@@ -62,7 +60,7 @@ def test_send_as_an_unknown_participant_is_one_line(
     f.write_bytes(make_referral().model_dump_json().encode())
     code, _, err = crb(capsys, "send", str(f), "--as", "fr.nobody")
     assert 0 != code
-    assert "fr.nobody is not in the directory" in _one_line_error(err)
+    assert "fr.nobody is not in the directory" in one_line_error(err)
 
 
 def test_inbox_options_are_checked(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,10 +69,10 @@ def test_inbox_options_are_checked(home: Path, capsys: pytest.CaptureFixture[str
         capsys, "inbox", "--as", "nl.hotline", "--folder", str(home), "--http", "http://x"
     )
     assert 2 == code
-    assert "exclude each other" in _one_line_error(err)
+    assert "exclude each other" in one_line_error(err)
     code, _, err = crb(capsys, "inbox", "--as", "nl.hotline", "--http", "ftp://x")
     assert 2 == code
-    assert "not an http(s) URL" in _one_line_error(err)
+    assert "not an http(s) URL" in one_line_error(err)
 
 
 def test_ack_needs_its_options_and_a_received_message(
@@ -84,12 +82,12 @@ def test_ack_needs_its_options_and_a_received_message(
     ack for a message this adapter never received fails in one line (1)."""
     mid = "01a2096b-95d3-72d2-8804-e9f7843a87a0"
     code, _, err = crb(capsys, "ack", "accept", mid, "--as", "nl.hotline")
-    assert (2, True) == (code, "needs --reference" in _one_line_error(err))
+    assert (2, True) == (code, "needs --reference" in one_line_error(err))
     code, _, err = crb(capsys, "ack", "reject", mid, "--as", "nl.hotline")
-    assert (2, True) == (code, "needs --reason" in _one_line_error(err))
+    assert (2, True) == (code, "needs --reason" in one_line_error(err))
     code, _, err = crb(capsys, "ack", "accept", mid, "--as", "nl.hotline", "--reference", "bad ref")
     assert 2 == code
-    assert "receiver_reference" in _one_line_error(err)
+    assert "receiver_reference" in one_line_error(err)
     code, _, err = crb(capsys, "ack", "close", mid, "--as", "nl.hotline")
     assert 1 == code
-    assert f"no delivered message {mid}" in _one_line_error(err)
+    assert f"no delivered message {mid}" in one_line_error(err)

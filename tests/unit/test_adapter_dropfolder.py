@@ -137,6 +137,37 @@ async def test_crash_before_the_ack_resends_the_same_bytes(tmp_path: Path) -> No
     assert base64.b64decode(pending["items"][0]["envelope"]) == sent.value
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"{not json", b'{"items": [{"row": null}]}', b'{"items": [{"row": null, '
+     b'"message_id": "x", "case_id": "y", "sealed_at": "z", "envelope": "!"}]}'],
+)  # fmt: skip
+async def test_corrupt_sidecar_is_quarantined_not_a_crash_loop(
+    tmp_path: Path, damage: bytes
+) -> None:
+    """An unreadable pending sidecar fails its file with a reason (the sidecar kept
+    beside it for the operator: it may name messages that reached Kafka); the
+    scanner goes on with the next file, and nothing is produced from it."""
+    fed = LiveFederation()
+    _drop(tmp_path, "x.json", make_referral().model_dump_json().encode())
+    with pytest.raises(RuntimeError):
+        await DropFolder(
+            tmp_path, sender(fed, "de.hotline", FakeKafka(failures=[RuntimeError()]))
+        ).run_once()
+    (tmp_path / "processing" / "x.json.pending.json").write_bytes(damage)
+    _drop(tmp_path, "y.json", make_referral().model_dump_json().encode())
+    kafka = FakeKafka()
+    folder = DropFolder(tmp_path, sender(fed, "de.hotline", kafka))
+    results = {r.name: r for r in await folder.run_once()}
+    assert FileState.FAILED == results["x.json"].state
+    assert FileState.SENT == results["y.json"].state
+    assert 1 == len(kafka.sent)
+    error = (tmp_path / "failed" / "x.json.error.txt").read_text()
+    assert "pending sidecar unreadable" in error
+    assert damage == (tmp_path / "failed" / "x.json.pending.json.corrupt").read_bytes()
+    assert [] == await folder.run_once()  # no crash loop: nothing left to retry
+
+
 async def test_stale_pending_envelope_is_resealed_under_the_same_ids(tmp_path: Path) -> None:
     """A sidecar older than reseal_after is sealed again, fresh, with the same message
     and case ids (a copy the router already forwarded stays a duplicate)."""

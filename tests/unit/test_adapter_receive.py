@@ -22,30 +22,33 @@ from adapters import (
     FolderSink,
     HttpSink,
     Outcome,
+    ReceivedMessage,
     Receiver,
     StateStore,
 )
 from adapters.kafka import Record
 from keys import open as open_envelope
 from keys import parse
-from schemas import MessageType, Priority, Receipt, uuid7
+from schemas import Category, HandlingCode, MessageType, Priority, Receipt, uuid7
 from tests._fed import LiveFederation, now
 from tests.unit._adapter_kit import NAMES, FakeKafka, sender, settings
 
 
 def _delivery(payload: bytes = b'{"x": 1}') -> Delivery:
     t = now()
-    return Delivery(
+    message = ReceivedMessage(
         message_id=uuid7(t),
         message_type=MessageType.REFERRAL,
-        case_id=uuid7(t),
         sender="de.hotline",
         recipient="nl.hotline",
-        in_reply_to=None,
+        case_id=uuid7(t),
+        jurisdiction="NL",
+        category=Category.CSAM,
+        priority=Priority.ROUTINE,
+        handling_code=HandlingCode.H0,
         envelope_sha256="00" * 32,
-        received_at=t,
-        payload=payload,
     )
+    return Delivery(message, t, payload)
 
 
 # --- sinks ---------------------------------------------------------------------------
@@ -60,7 +63,7 @@ async def test_folder_sink_writes_one_file_per_message_id(tmp_path: Path) -> Non
     assert [f"{d.message_id}.json"] == [p.name for p in (tmp_path / "inbox").iterdir()]
     doc = json.loads(sink.path_for(d.message_id).read_bytes())
     assert {"x": 1} == doc["referral"]
-    assert ("de.hotline", str(d.case_id)) == (doc["sender"], doc["case_id"])
+    assert ("de.hotline", str(d.message.case_id)) == (doc["sender"], doc["case_id"])
 
 
 async def test_folder_sink_failure_is_retriable(tmp_path: Path) -> None:
@@ -176,7 +179,7 @@ async def test_http_sink_against_a_real_local_server(
     assert 2 == len(received)
     headers, body = received[-1]
     doc = json.loads(body)
-    assert (str(d.message_id), str(d.case_id), "de.hotline") == (
+    assert (str(d.message_id), str(d.message.case_id), "de.hotline") == (
         doc["message_id"],
         doc["case_id"],
         doc["sender"],

@@ -14,49 +14,31 @@ from pathlib import Path
 
 import pytest
 
-from broker.cli import main
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "referral.json"
-
-
-def crb(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    else:  # pragma: no cover - main always exits
-        code = 0
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests._cli import EXAMPLE, crb, federation_home, one_line_error
 
 
 @pytest.fixture
 def home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Path:
-    monkeypatch.setenv("CRB_HOME", str(tmp_path))
-    monkeypatch.delenv("CRB_PASSPHRASE", raising=False)
-    monkeypatch.delenv("CRB_DEBUG", raising=False)
-    for argv in (
-        ("federation", "init", "--federation-id", "test"),
-        ("participant", "add", "de.hotline", "--role", "hotline", "--jurisdiction", "DE"),
-        ("participant", "add", "nl.hotline", "--role", "hotline", "--jurisdiction", "NL"),
-        (
-            "participant", "add", "nl.police", "--role", "police", "--jurisdiction", "NL",
-            "--kem", "mlkem768-x25519",
-        ),
-    ):  # fmt: skip
-        code, _, err = crb(capsys, *argv)
-        assert code == 0, err
-    return tmp_path
+    return federation_home(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        [
+            ("de.hotline", "--role", "hotline", "--jurisdiction", "DE"),
+            ("nl.hotline", "--role", "hotline", "--jurisdiction", "NL"),
+            ("nl.police", "--role", "police", "--jurisdiction", "NL", "--kem", "mlkem768-x25519"),
+        ],
+    )
 
 
-def _one_line_error(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("crb: error: ")
-    assert "Traceback" not in err
-    return lines[0]
+def _seal_example(capsys: pytest.CaptureFixture[str], out: Path) -> None:
+    code, _, err = crb(
+        capsys, "seal", "--sender", "de.hotline", "--jurisdiction", "NL",
+        "-i", str(EXAMPLE), "-o", str(out),
+    )  # fmt: skip
+    assert code == 0, err
 
 
 def test_seal_then_open_by_each_recipient(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,21 +70,10 @@ def test_wrong_recipient_is_one_line_with_reason(
 ) -> None:
     """Refused envelopes end with exit 1 and the reason code, no traceback."""
     env = home / "env.bin"
-    crb(
-        capsys,
-        "seal",
-        "--sender",
-        "de.hotline",
-        "--jurisdiction",
-        "NL",
-        "-i",
-        str(EXAMPLE),
-        "-o",
-        str(env),
-    )
+    _seal_example(capsys, env)
     code, _, err = crb(capsys, "open", "--recipient", "int.coordinator", "-i", str(env))
     assert code == 1
-    assert _one_line_error(err) == "crb: error: envelope refused (not_a_recipient)"
+    assert one_line_error(err) == "crb: error: envelope refused (not_a_recipient)"
 
 
 def test_rotation_keeps_old_mail_readable_and_revocation_refuses(
@@ -110,24 +81,13 @@ def test_rotation_keeps_old_mail_readable_and_revocation_refuses(
 ) -> None:
     """After rotate the old envelope still opens; after revoking the sender it is refused."""
     env = home / "env.bin"
-    crb(
-        capsys,
-        "seal",
-        "--sender",
-        "de.hotline",
-        "--jurisdiction",
-        "NL",
-        "-i",
-        str(EXAMPLE),
-        "-o",
-        str(env),
-    )
+    _seal_example(capsys, env)
     assert crb(capsys, "participant", "rotate", "nl.hotline")[0] == 0
     assert crb(capsys, "participant", "rotate", "de.hotline")[0] == 0
     assert crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))[0] == 0
     assert crb(capsys, "participant", "revoke", "de.hotline")[0] == 0
     code, _, err = crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))
-    assert (code, _one_line_error(err)) == (1, "crb: error: envelope refused (key_revoked)")
+    assert (code, one_line_error(err)) == (1, "crb: error: envelope refused (key_revoked)")
 
 
 def test_rolled_back_directory_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,7 +97,7 @@ def test_rolled_back_directory_is_refused(home: Path, capsys: pytest.CaptureFixt
     (home / "directory.json").write_bytes(old)
     code, _, err = crb(capsys, "directory", "verify")
     assert code == 1
-    assert "rollback" in _one_line_error(err)
+    assert "rollback" in one_line_error(err)
 
 
 def test_passphrase_protected_keystore(
@@ -155,7 +115,7 @@ def test_passphrase_protected_keystore(
         capsys, "participant", "add", "nl.hotline", "--role", "hotline", "--jurisdiction", "NL"
     )
     assert code == 1
-    assert "cannot load private key" in _one_line_error(err)
+    assert "cannot load private key" in one_line_error(err)
 
 
 @pytest.mark.parametrize(
@@ -177,7 +137,7 @@ def test_bad_inputs_end_in_one_line(
     """Every bad input: one line on stderr, a non-zero exit code, never a traceback."""
     got, _, err = crb(capsys, *argv)
     assert got == code, err
-    _one_line_error(err)
+    one_line_error(err)
 
 
 def test_schema_invalid_referral_is_refused_by_seal(
@@ -190,7 +150,7 @@ def test_schema_invalid_referral_is_refused_by_seal(
         capsys, "seal", "--sender", "de.hotline", "--jurisdiction", "NL", "-i", str(bad)
     )
     assert code == 2
-    assert "invalid input" in _one_line_error(err)
+    assert "invalid input" in one_line_error(err)
 
 
 def test_real_executable_pipes_through_stdin_and_stdout(home: Path) -> None:

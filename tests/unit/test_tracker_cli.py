@@ -8,23 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from broker.cli import main
 from broker.cli._tracker import format_handover
 from broker.tracker import Policy, apply, tick
 from schemas import HandoverState, Priority, StatusEvent, uuid7
+from tests._cli import crb
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-def crb(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    else:  # pragma: no cover - main always exits
-        code = 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from broker.dev.kafka_local._errors import BrokerStartError, LocalKafkaError
 from broker.dev.kafka_local._jars import ensure_jars, find_java, kafka_version
+from keys import atomic_write
 
 __all__ = ["LocalKafka", "NodeState", "node_properties"]
 
@@ -261,10 +262,8 @@ class LocalKafka:
         return _State(kafka_version=raw["kafka_version"], cluster_id=raw["cluster_id"], nodes=nodes)
 
     def _save(self, state: _State) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
-        tmp.replace(self._state_path)
+        data = json.dumps(asdict(state), indent=2) + "\n"
+        atomic_write(self._state_path, data.encode(), mode=0o644)
 
     @property
     def bootstrap(self) -> str:
