@@ -38,6 +38,7 @@ from schemas import (
     Category,
     Decision,
     DecisionKind,
+    EnvelopeHeader,
     HandlingCode,
     MessageType,
     Moved,
@@ -190,10 +191,14 @@ class ReceivedMessage:
 
     @classmethod
     def from_opened(cls, opened: Opened) -> ReceivedMessage:
-        """The header's fields of the same name, the recipient and the digest."""
+        return cls.of(opened.header, recipient=opened.recipient, digest=opened.digest)
+
+    @classmethod
+    def of(cls, header: EnvelopeHeader, *, recipient: str, digest: str) -> ReceivedMessage:
+        """The header's fields of the same name, the recipient and the envelope digest."""
         names = {f.name for f in fields(cls)} - {"recipient", "envelope_sha256"}
-        shared = {name: getattr(opened.header, name) for name in names}
-        return cls(**shared, recipient=opened.recipient, envelope_sha256=opened.digest)
+        shared = {name: getattr(header, name) for name in names}
+        return cls(**shared, recipient=recipient, envelope_sha256=digest)
 
 
 def _reply_draft(original: ReceivedMessage, message_type: MessageType, message_id: UUID) -> Draft:

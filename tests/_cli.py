@@ -12,6 +12,20 @@ from broker.cli import main
 EXAMPLE = Path(__file__).resolve().parents[1] / "schemas" / "examples" / "referral.json"
 
 
+DE_HOTLINE = ("de.hotline", "--role", "hotline", "--jurisdiction", "DE")
+NL_HOTLINE = ("nl.hotline", "--role", "hotline", "--jurisdiction", "NL")
+NL_POLICE_HYBRID = (
+    "nl.police",
+    "--role",
+    "police",
+    "--jurisdiction",
+    "NL",
+    "--kem",
+    "mlkem768-x25519",
+)
+"""``crb participant add`` arguments for the participants the CLI tests use."""
+
+
 def crb(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """``crb ARGV`` through the console script's entry point: (exit code, stdout, stderr)."""
     try:

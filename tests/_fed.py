@@ -9,13 +9,15 @@ federation builder, ``keys.testing.Federation``.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from adapters import ReceivedMessage, receipt_for
 from adapters.kafka import KafkaSettings, TopicSettings
 from broker.settings import RouterSettings, Settings
-from keys import OpeningKey, SigningKey
+from keys import OpeningKey, SigningKey, parse, seal
 from keys.testing import Federation, MemberSpec, synthetic_referral
 from schemas import (
     Category,
@@ -76,6 +78,18 @@ class LiveFederation:
         root = folder / "root.pub.pem"
         root.write_bytes(self.root.verify_key.to_pem())
         return directory, root
+
+    def receipt(self, original: bytes, *, by: str, at: datetime | None = None) -> bytes:
+        """The signed receipt ``by`` (a recipient of ``original``) sends back for it,
+        built by the adapter's own code."""
+        at = at or now()
+        received = ReceivedMessage.of(
+            parse(original).header, recipient=by, digest=hashlib.sha256(original).hexdigest()
+        )
+        draft, receipt = receipt_for(received, received_at=at)
+        return seal(
+            draft, receipt, signing_key=self.signing[by], directory=self.directory(), now=at
+        )
 
     def referral(
         self,

@@ -5,9 +5,11 @@ instead of sleeping."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -195,3 +197,25 @@ async def group_assignment(bootstrap: str, group_id: str) -> tuple[str, list[set
         for m in group["members"]
     ]
     return str(group["state"]), members
+
+
+@contextlib.asynccontextmanager
+async def running(
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], ready: asyncio.Event, what: str
+) -> AsyncIterator[asyncio.Task[None]]:
+    """A service's ``run(stop)`` as a task, once ``ready`` is set (its start-up error,
+    if it died first, is raised); stopped and awaited on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(stop))
+    started = asyncio.create_task(ready.wait())
+    try:
+        await asyncio.wait({task, started}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # raises what stopped the service
+        assert ready.is_set(), f"{what} not ready within 60 s"
+        yield task
+    finally:
+        stop.set()
+        started.cancel()
+        if not task.done():
+            await asyncio.wait_for(task, 60)

@@ -127,12 +127,7 @@ async def test_drop_folder_to_inbox_folder_with_a_matching_receipt(
         make_referral().model_dump_json().encode()
     )
     async with running_router(settings, fed):
-        async with Outbox.of(
-            KafkaClients(settings.kafka),
-            TopicNames(settings.topics.prefix),
-            "de.hotline",
-            settings.adapter,
-        ) as outbox:
+        async with _outbox(settings, "de.hotline") as outbox:
             drop = DropFolder(tmp_path / "drop", Sender(_identity(fed, "de.hotline"), outbox))
             (result,) = await drop.run_once()
         assert FileState.SENT == result.state
@@ -210,12 +205,7 @@ async def test_unopenable_inbox_records_are_quarantined_and_committed(
         ],
     )
     sink = CountingSink(tmp_path / "inbox")
-    async with Outbox.of(
-        KafkaClients(settings.kafka),
-        TopicNames(settings.topics.prefix),
-        "nl.hotline",
-        settings.adapter,
-    ):
+    async with _outbox(settings, "nl.hotline"):
         stats = await _receive(settings, fed, "nl.hotline", sink, tmp_path / "state")
         rerun = await _receive(settings, fed, "nl.hotline", sink, tmp_path / "state")
     assert (1, 3) == (stats.delivered, stats.quarantined)
@@ -232,12 +222,7 @@ async def test_case_decisions_flow_back_to_the_sender(kafka: KafkaEndpoint, tmp_
     the Moved decision, and the moved referral itself (same case, new id)."""
     settings, fed, names = await _setup(kafka)
     async with running_router(settings, fed):
-        async with Outbox.of(
-            KafkaClients(settings.kafka),
-            TopicNames(settings.topics.prefix),
-            "de.hotline",
-            settings.adapter,
-        ) as outbox:
+        async with _outbox(settings, "de.hotline") as outbox:
             de = Sender(_identity(fed, "de.hotline"), outbox)
             first = await de.send_referral(
                 parse_submission(make_referral().model_dump_json().encode())
@@ -250,12 +235,7 @@ async def test_case_decisions_flow_back_to_the_sender(kafka: KafkaEndpoint, tmp_
         await _receive(settings, fed, "nl.hotline", nl_sink, tmp_path / "nl-state")
         with StateStore(tmp_path / "nl-state") as store:
             original_1, original_2 = store.received(first), store.received(second)
-        async with Outbox.of(
-            KafkaClients(settings.kafka),
-            TopicNames(settings.topics.prefix),
-            "nl.hotline",
-            settings.adapter,
-        ) as outbox:
+        async with _outbox(settings, "nl.hotline") as outbox:
             nl = Sender(_identity(fed, "nl.hotline"), outbox)
             accept_id = await nl.send(
                 nl.seal_case_ack(original_1, Accepted(receiver_reference="NL-2026-0042"))

@@ -54,12 +54,7 @@ async def test_drop_folder_send_survives_a_broker_restart(
     pending = tmp_path / "drop" / "processing" / "case.json.pending.json"
     await asyncio.to_thread(kafka.launcher.kill_node, 1, signal.SIGKILL)
     try:
-        async with Outbox.of(
-            KafkaClients(settings.kafka),
-            TopicNames(settings.topics.prefix),
-            "de.hotline",
-            settings.adapter,
-        ) as outbox:
+        async with _outbox(settings, "de.hotline") as outbox:
             drop = DropFolder(tmp_path / "drop", Sender(identity, outbox))
             with capture_logs() as logged:
                 task = asyncio.create_task(drop.run_once())

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -18,14 +15,14 @@ from broker import topics
 from broker.audit import AuditRecord, chain_next, verify_chains
 from broker.router import Router
 from broker.settings import Settings
-from keys import Draft, seal
-from schemas import Category, HandlingCode, MessageType, Priority, Receipt, StatusEvent, TopicNames
+from schemas import Priority, StatusEvent, TopicNames
 from tests._fed import LiveFederation, now, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import (
     drain,
     group_assignment,
     read_all,
+    running,
     wait_group_caught_up,
     wait_until,
 )
@@ -38,20 +35,8 @@ async def running_router(
     settings: Settings, fed: LiveFederation, *, without: tuple[str, ...] = ()
 ) -> AsyncIterator[Router]:
     router = Router(settings, fed.directory(without=without))
-    stop = asyncio.Event()
-    task = asyncio.create_task(router.run(stop))
-    ready = asyncio.create_task(router.ready.wait())
-    try:
-        await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()  # raises what stopped the router
-        assert router.ready.is_set(), "router got no partitions within 60 s"
+    async with running(router.run, router.ready, "router (partitions assigned)"):
         yield router
-    finally:
-        stop.set()
-        ready.cancel()
-        if not task.done():
-            await asyncio.wait_for(task, 60)
 
 
 async def _produce(bootstrap: str, items: list[tuple[str, bytes]]) -> None:
@@ -204,35 +189,11 @@ async def test_receipt_flows_back_to_the_sender_and_tampered_audit_is_found(
     settings, fed = await _setup(kafka)
     names = TopicNames(settings.topics.prefix)
     original = fed.referral()
-    async with running_router(settings, fed) as router:
+    async with running_router(settings, fed):
         await _produce(kafka.bootstrap, [(names.outbox("de.hotline"), original)])
         (delivered,) = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=1)
-        header = next(iter(router.memory.seen.items()))
-        message_id, seen = header
-        t = now()
-        draft = Draft(
-            message_type=MessageType.RECEIPT,
-            sender="nl.hotline",
-            case_id=uuid.UUID(delivered.key.decode()),
-            jurisdiction="NL",
-            category=Category.CSAM,
-            priority=Priority.ROUTINE,
-            handling_code=HandlingCode.H0,
-            recipients=(seen.sender,),
-            in_reply_to=message_id,
-        )
-        receipt = seal(
-            draft,
-            Receipt(
-                original_message_id=message_id,
-                case_id=draft.case_id,
-                received_at=t,
-                envelope_sha256=hashlib.sha256(original).hexdigest(),
-            ),
-            signing_key=fed.signing["nl.hotline"],
-            directory=fed.directory(),
-            now=t,
-        )
+        assert original == delivered.value
+        receipt = fed.receipt(original, by="nl.hotline")
         await _produce(kafka.bootstrap, [(names.outbox("nl.hotline"), receipt)])
         back = await drain(kafka.bootstrap, names.inbox("de.hotline"), expect=1)
     assert [r.value for r in back] == [receipt]

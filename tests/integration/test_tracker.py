@@ -31,7 +31,7 @@ from broker.tracker import (
 from schemas import HandoverState, Priority, Reason, StatusEvent, TopicNames, uuid7
 from tests._fed import LiveFederation, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._kafka_util import drain, wait_group_caught_up, wait_until
+from tests.integration._kafka_util import drain, running, wait_group_caught_up, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -73,20 +73,8 @@ async def running_tracker(
     settings: Settings, clock: Callable[[], datetime]
 ) -> AsyncIterator[tuple[Tracker, asyncio.Task[None]]]:
     tracker = Tracker(settings, ESCALATION, clock=clock)
-    stop = asyncio.Event()
-    task = asyncio.create_task(tracker.run(stop))
-    ready = asyncio.create_task(tracker.ready.wait())
-    try:
-        await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()
-        assert tracker.ready.is_set(), "tracker not ready within 60 s"
+    async with running(tracker.run, tracker.ready, "tracker") as task:
         yield tracker, task
-    finally:
-        stop.set()
-        ready.cancel()
-        if not task.done():
-            await asyncio.wait_for(task, 60)
 
 
 async def one_more_cycle(clock: FakeClock, what: str) -> None:
@@ -466,11 +454,8 @@ async def test_end_to_end_with_the_real_router(kafka: KafkaEndpoint) -> None:
     signed header); the hotline's signed receipt, forwarded by the router, moves its
     handover to received; the police one, never receipted, goes overdue and is
     escalated to the directory's escalation recipient."""
-    import hashlib
 
     from broker.router import Router
-    from keys import Draft, seal
-    from schemas import Category, HandlingCode, MessageType, Receipt
     from tests._fed import now
 
     settings = await _setup(kafka)
@@ -495,30 +480,7 @@ async def test_end_to_end_with_the_real_router(kafka: KafkaEndpoint) -> None:
                 assert ("nl.hotline", "nl.police24") == (hot.recipient, police.recipient)
                 assert (Priority.URGENT, "NL") == (police.priority, police.jurisdiction)
                 message_id = hot.message_id
-                t = now()
-                draft = Draft(
-                    message_type=MessageType.RECEIPT,
-                    sender="nl.hotline",
-                    case_id=hot.case_id,
-                    jurisdiction="NL",
-                    category=Category.CSAM,
-                    priority=Priority.URGENT,
-                    handling_code=HandlingCode.H0,
-                    recipients=("de.hotline",),
-                    in_reply_to=message_id,
-                )
-                receipt = seal(
-                    draft,
-                    Receipt(
-                        original_message_id=message_id,
-                        case_id=hot.case_id,
-                        received_at=t,
-                        envelope_sha256=hashlib.sha256(original).hexdigest(),
-                    ),
-                    signing_key=fed.signing["nl.hotline"],
-                    directory=fed.directory(),
-                    now=t,
-                )
+                receipt = fed.receipt(original, by="nl.hotline")
                 await producer.send_and_wait(names.outbox("nl.hotline"), receipt, key=b"k")
             finally:
                 await producer.stop()

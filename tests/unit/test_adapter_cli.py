@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli import crb, federation_home, one_line_error
+from tests._cli import DE_HOTLINE, NL_HOTLINE, crb, federation_home, one_line_error
 from tests._fed import make_referral
 
 
@@ -16,15 +16,7 @@ def home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Path:
     monkeypatch.setenv("CRB_KAFKA__BOOTSTRAP", "127.0.0.1:1")  # never reached in these tests
-    return federation_home(
-        tmp_path,
-        monkeypatch,
-        capsys,
-        [
-            ("de.hotline", "--role", "hotline", "--jurisdiction", "DE"),
-            ("nl.hotline", "--role", "hotline", "--jurisdiction", "NL"),
-        ],
-    )
+    return federation_home(tmp_path, monkeypatch, capsys, [DE_HOTLINE, NL_HOTLINE])
 
 
 def test_send_refuses_missing_and_invalid_files_before_anything_else(

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli import EXAMPLE, crb, federation_home, one_line_error
+from tests._cli import (
+    DE_HOTLINE,
+    EXAMPLE,
+    NL_HOTLINE,
+    NL_POLICE_HYBRID,
+    crb,
+    federation_home,
+    one_line_error,
+)
 
 
 @pytest.fixture
@@ -22,14 +30,7 @@ def home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Path:
     return federation_home(
-        tmp_path,
-        monkeypatch,
-        capsys,
-        [
-            ("de.hotline", "--role", "hotline", "--jurisdiction", "DE"),
-            ("nl.hotline", "--role", "hotline", "--jurisdiction", "NL"),
-            ("nl.police", "--role", "police", "--jurisdiction", "NL", "--kem", "mlkem768-x25519"),
-        ],
+        tmp_path, monkeypatch, capsys, [DE_HOTLINE, NL_HOTLINE, NL_POLICE_HYBRID]
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from adapters.kafka import Record
 from broker.audit import Verdict
 from broker.router import RoutingDecision, SeenMessage, decide
-from keys import Draft, Limits, seal
+from keys import Draft, Limits, seal, set_status
 from keys.testing import Federation
 from schemas import (
     CaseAck,
@@ -148,31 +148,14 @@ def test_null_value_is_malformed(fed: Federation) -> None:
 def test_unknown_sender(fed: Federation) -> None:
     """A sender absent from the directory the router holds is refused."""
     env = _sealed(fed)
-    directory = fed.directory()
-    without = directory.model_copy(
-        update={
-            "participants": tuple(
-                p for p in directory.participants if p.participant_id != "de.hotline"
-            )
-        }
-    )
+    without = fed.directory(without=["de.hotline"])
     _assert_rejected(_decide(fed, _record(env), directory=without), Reason.UNKNOWN_SENDER, env)
 
 
 def test_suspended_sender(fed: Federation) -> None:
     """A suspended participant's messages are refused as sender_suspended."""
     env = _sealed(fed)
-    directory = fed.directory()
-    suspended = directory.model_copy(
-        update={
-            "participants": tuple(
-                p.model_copy(update={"status": ParticipantStatus.SUSPENDED})
-                if p.participant_id == "de.hotline"
-                else p
-                for p in directory.participants
-            )
-        }
-    )
+    suspended = set_status(fed.directory(), "de.hotline", ParticipantStatus.SUSPENDED, now=NOW)
     _assert_rejected(_decide(fed, _record(env), directory=suspended), Reason.SENDER_SUSPENDED, env)
 
 

@@ -17,6 +17,13 @@ POLICE = participant("nl.police", ["police"])
 POLICE_24 = participant("nl.police_24x7", ["police_24x7"])
 DE_HOTLINE = participant("de.hotline", ["hotline"])
 EUROPOL = participant("eu.europol", ["regional_body"], categories=["trafficking"])
+WITH_COPY = directory(
+    DE_HOTLINE,
+    HOTLINE,
+    EUROPOL,
+    standing_copies=[{"recipient": "eu.europol", "categories": ["trafficking"]}],
+)
+"""Europol has a standing copy of every trafficking case."""
 
 
 def req(**kw: Any) -> s.RoutingRequest:
@@ -82,12 +89,7 @@ def test_participant_categories_are_respected() -> None:
 def test_standing_copy() -> None:
     """A standing copy adds its recipient for matching cases, wherever they go, and
     is reported in ``copies``."""
-    d = directory(
-        DE_HOTLINE,
-        HOTLINE,
-        EUROPOL,
-        standing_copies=[{"recipient": "eu.europol", "categories": ["trafficking"]}],
-    )
+    d = WITH_COPY
     traffic = s.resolve(req(category="trafficking"), d)
     assert traffic.recipients == ("eu.europol", "nl.hotline")
     assert traffic.copies == ("eu.europol",)
@@ -97,12 +99,7 @@ def test_standing_copy() -> None:
 def test_orphan_goes_to_coordinator_visibly() -> None:
     """A jurisdiction with no receiver routes to the coordinator with orphan=True;
     a standing copy does not hide the orphan path."""
-    d = directory(
-        DE_HOTLINE,
-        HOTLINE,
-        EUROPOL,
-        standing_copies=[{"recipient": "eu.europol", "categories": ["trafficking"]}],
-    )
+    d = WITH_COPY
     orphan = s.resolve(req(jurisdiction="FR"), d)
     assert s.Resolution(recipients=("int.coordinator",), orphan=True) == orphan
     with_copy = s.resolve(req(jurisdiction="FR", category="trafficking"), d)
