@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from adapters.kafka import KafkaClients, KafkaSettings, TopicSettings
+from adapters.kafka import KafkaClients, KafkaSettings, TopicSettings, client_kwargs
 from broker import topics
 from broker.logs import configure_logging
 from broker.router import Router
@@ -80,9 +80,9 @@ def _envelope(fed: Federation, size: int) -> bytes:
     return fed.seal_referral("de.hotline", referral, jurisdiction="NL", now=utcnow())
 
 
-def _settings(bootstrap: str, prefix: str) -> Settings:
+def _settings(kafka: KafkaSettings, prefix: str) -> Settings:
     return Settings(
-        kafka=KafkaSettings(bootstrap=bootstrap),
+        kafka=kafka,
         topics=TopicSettings(prefix=prefix, partitions=PARTITIONS),
         router=RouterSettings(
             group_id=f"{prefix}-router",
@@ -93,11 +93,11 @@ def _settings(bootstrap: str, prefix: str) -> Settings:
 
 
 async def _reader(
-    bootstrap: str, topic: str, want: int, seen: dict[bytes, float], timeout_s: float
+    kafka: KafkaSettings, topic: str, want: int, seen: dict[bytes, float], timeout_s: float
 ) -> None:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **client_kwargs(kafka),
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -117,12 +117,12 @@ async def _reader(
         await consumer.stop()
 
 
-async def _passthrough(bootstrap: str, src: str, dst: str, stop: asyncio.Event) -> None:
+async def _passthrough(kafka: KafkaSettings, src: str, dst: str, stop: asyncio.Event) -> None:
     """The baseline: transactional consume-transform-produce with no checks."""
     group = f"{src}.passthrough"
     consumer = AIOKafkaConsumer(
         src,
-        bootstrap_servers=bootstrap,
+        **client_kwargs(kafka),
         group_id=group,
         isolation_level="read_committed",
         enable_auto_commit=False,
@@ -139,7 +139,7 @@ async def _passthrough(bootstrap: str, src: str, dst: str, stop: asyncio.Event) 
                 producer = producers.get(tp)
                 if producer is None:
                     producer = AIOKafkaProducer(
-                        bootstrap_servers=bootstrap,
+                        **client_kwargs(kafka),
                         transactional_id=f"{src}.pt.{tp.partition}",
                         linger_ms=2,
                         max_request_size=2 * 1024 * 1024,
@@ -160,10 +160,10 @@ async def _passthrough(bootstrap: str, src: str, dst: str, stop: asyncio.Event) 
 
 
 async def _append(
-    bootstrap: str, topic: str, values: list[bytes], pace: float = 0.0
+    kafka: KafkaSettings, topic: str, values: list[bytes], pace: float = 0.0
 ) -> dict[bytes, float]:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **client_kwargs(kafka),
         acks="all",
         enable_idempotence=True,
         linger_ms=2,
@@ -209,24 +209,24 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _measure(
-    bootstrap: str,
+    kafka: KafkaSettings,
     src: str,
     dst: str,
     values: list[bytes],
     latency_values: list[bytes],
     processor: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
 ) -> dict[str, float]:
-    await _append(bootstrap, src, values)
+    await _append(kafka, src, values)
     seen: dict[bytes, float] = {}
     start = time.monotonic()
     async with _running(processor):
-        await _reader(bootstrap, dst, len(values), seen, timeout_s=300)
+        await _reader(kafka, dst, len(values), seen, timeout_s=300)
         elapsed = max(seen.values()) - start if seen else float("nan")
         seen_lat: dict[bytes, float] = {}
         reader = asyncio.create_task(
-            _reader(bootstrap, dst, len(values) + len(latency_values), seen_lat, timeout_s=120)
+            _reader(kafka, dst, len(values) + len(latency_values), seen_lat, timeout_s=120)
         )
-        sent = await _append(bootstrap, src, latency_values, pace=1 / 50)
+        sent = await _append(kafka, src, latency_values, pace=1 / 50)
         await reader
     lat = [seen_lat[k] - t for k, t in sent.items() if k in seen_lat]
     return {
@@ -250,7 +250,7 @@ def _verify_rate(size: int, seconds: float = 1.0) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def run(bootstrap: str, count: int) -> dict[str, Any]:
+async def run(kafka: KafkaSettings, count: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     fed = _federation()
     for size in SIZES:
@@ -260,27 +260,27 @@ async def run(bootstrap: str, count: int) -> dict[str, Any]:
 
         # Baseline: raw transactional passthrough on topics of the same shape.
         base = f"bench{os.getpid()}x{size}"
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**client_kwargs(kafka))
         await admin.start()
         await admin.create_topics(
             [NewTopic(f"{base}.in", PARTITIONS, 1), NewTopic(f"{base}.out", PARTITIONS, 1)]
         )
         await admin.close()
         raw = await _measure(
-            bootstrap,
+            kafka,
             f"{base}.in",
             f"{base}.out",
             bulk,
             paced,
-            functools.partial(_passthrough, bootstrap, f"{base}.in", f"{base}.out"),
+            functools.partial(_passthrough, kafka, f"{base}.in", f"{base}.out"),
         )
 
-        settings = _settings(bootstrap, f"bench{os.getpid()}r{size}")
+        settings = _settings(kafka, f"bench{os.getpid()}r{size}")
         await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
         names = TopicNames(settings.topics.prefix)
         router = Router(settings, fed.directory())
         routed = await _measure(
-            bootstrap,
+            kafka,
             names.outbox("de.hotline"),
             names.inbox("nl.hotline"),
             bulk,
@@ -324,15 +324,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=3000)
     args = parser.parse_args(argv)
     configure_logging("warning")
-    bootstrap = os.environ.get("CRB_KAFKA_BOOTSTRAP")
     launcher = None
-    if not bootstrap:
+    if os.environ.get("CRB_KAFKA_BOOTSTRAP"):
+        # An existing cluster; its admin login from CRB_KAFKA__* variables.
+        kafka = Settings().kafka.model_copy(update={"bootstrap": os.environ["CRB_KAFKA_BOOTSTRAP"]})
+    else:
         from broker.dev.kafka_local import LocalKafka
 
         launcher = LocalKafka(Path(tempfile.mkdtemp(prefix="crb-bench-")))
-        bootstrap = launcher.up(nodes=1)
+        launcher.up(nodes=1)
+        kafka = launcher.settings()
     try:
-        results = asyncio.run(run(bootstrap, args.count))
+        results = asyncio.run(run(kafka, args.count))
     finally:
         if launcher is not None:
             launcher.destroy()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from adapters import ReceivedMessage, receipt_for
-from adapters.kafka import KafkaSettings, TopicSettings
+from adapters.kafka import TopicSettings
 from broker.settings import RouterSettings, Settings
 from keys import OpeningKey, SigningKey, parse, seal
 from keys.testing import Federation, MemberSpec, synthetic_referral
@@ -29,6 +29,7 @@ from schemas import (
     RoutingRules,
     utcnow,
 )
+from tests._kafka import kafka_settings
 
 MEMBERS = (
     MemberSpec("de.hotline", "DE", (Role.HOTLINE,)),
@@ -128,7 +129,7 @@ def make_referral(
 
 def settings_for(bootstrap: str, prefix: str, *, partitions: int = 1) -> Settings:
     return Settings(
-        kafka=KafkaSettings(bootstrap=bootstrap),
+        kafka=kafka_settings(bootstrap),
         topics=TopicSettings(prefix=prefix, partitions=partitions),
         router=RouterSettings(
             group_id=f"{prefix}-router", transactional_id_prefix=f"{prefix}-router"

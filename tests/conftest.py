@@ -8,6 +8,11 @@ Where the cluster comes from, in order:
 3. otherwise the project's own launcher starts genuine Kafka from Maven Central's jars
    on free loopback ports, once per session, and stops it at the end.
 
+The launcher's cluster is secured (SASL SCRAM-SHA-512, ACLs, deny by default):
+``KafkaEndpoint.settings`` logs in as its provisioning admin, and every raw client a
+test builds gets the same login (``tests._kafka.kafka_kwargs``). An
+existing cluster's admin login comes from ``CRB_KAFKA__*`` variables.
+
 Every test gets unique topic and group names (``names``); when a test that used
 Kafka fails, the tail of the broker log is attached to its report.
 """
@@ -23,16 +28,30 @@ from typing import Any
 
 import pytest
 
+from adapters.kafka import KafkaSettings
 from broker.dev.kafka_local import LocalKafka, kafka_version
+from broker.settings import Settings
+from tests._kafka import register_login
 
 
 @dataclass
 class KafkaEndpoint:
-    """A running cluster the tests may use."""
+    """A running cluster the tests may use; ``settings`` log in as its admin."""
 
-    bootstrap: str
+    settings: KafkaSettings
     launcher: LocalKafka | None = None
     _docker: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        register_login(self.settings)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.bootstrap
+
+    @property
+    def secured(self) -> bool:
+        return self.settings.sasl_mechanism is not None
 
     def log_tail(self, lines: int = 60) -> str:
         if self.launcher is None:
@@ -50,35 +69,36 @@ def _start_docker() -> KafkaEndpoint:
         container.start()
     except Exception as exc:  # pragma: no cover - depends on the machine
         raise pytest.UsageError(f"CRB_KAFKA=docker but no usable Docker engine: {exc}") from exc
-    return KafkaEndpoint(bootstrap=container.get_bootstrap_server(), _docker=container)
+    settings = KafkaSettings(bootstrap=container.get_bootstrap_server())
+    return KafkaEndpoint(settings=settings, _docker=container)
 
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaEndpoint]:
     """One real Kafka for the whole session (see the module docstring)."""
     if bootstrap := os.environ.get("CRB_KAFKA_BOOTSTRAP"):
-        yield KafkaEndpoint(bootstrap=bootstrap)
+        external = Settings().kafka.model_copy(update={"bootstrap": bootstrap})
+        yield KafkaEndpoint(settings=external)
         return
     if os.environ.get("CRB_KAFKA") == "docker":
         endpoint = _start_docker()
         yield endpoint
         endpoint._docker.stop()
         return
-    launcher = LocalKafka(tmp_path_factory.mktemp("kafka-1"))
-    launcher.up(nodes=1)
-    try:
-        yield KafkaEndpoint(bootstrap=launcher.bootstrap, launcher=launcher)
-    finally:
-        launcher.destroy()
+    yield from _launched(tmp_path_factory, 1)
 
 
 @pytest.fixture(scope="session")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaEndpoint]:
     """Three real brokers on loopback (replication 3, min.insync.replicas 2)."""
-    launcher = LocalKafka(tmp_path_factory.mktemp("kafka-3"))
-    launcher.up(nodes=3)
+    yield from _launched(tmp_path_factory, 3)
+
+
+def _launched(factory: pytest.TempPathFactory, nodes: int) -> Iterator[KafkaEndpoint]:
+    launcher = LocalKafka(factory.mktemp(f"kafka-{nodes}"))
+    launcher.up(nodes=nodes)
     try:
-        yield KafkaEndpoint(bootstrap=launcher.bootstrap, launcher=launcher)
+        yield KafkaEndpoint(settings=launcher.settings(), launcher=launcher)
     finally:
         launcher.destroy()
 

@@ -1,5 +1,8 @@
 """The Kafka plumbing: the only place where Kafka clients are built and spoken to.
 
+Every principal — participant, service, admin — logs in with SASL SCRAM-SHA-512
+(:class:`Credential`, kept in a :class:`CredentialStore`).
+
 Services (router, tracker) and adapters (outbox, inbox) receive a
 :class:`KafkaClients` built from :class:`KafkaSettings` — authentication and the
 project's client defaults live there, once — and use the thin wrappers it returns:
@@ -29,6 +32,16 @@ from adapters.kafka._clients import (
     TopicDescription,
     TransactionalProducer,
 )
+from adapters.kafka._credentials import (
+    ADMIN,
+    BROKER,
+    ROUTER,
+    SERVICE_PRINCIPALS,
+    TRACKER,
+    Credential,
+    CredentialError,
+    CredentialStore,
+)
 from adapters.kafka._errors import (
     AccessDenied,
     Fenced,
@@ -45,9 +58,17 @@ from adapters.kafka._records import OutRecord, Partition, Record
 from adapters.kafka._settings import KafkaSettings, Section, TopicSettings, client_kwargs
 
 __all__ = [
+    "ADMIN",
+    "BROKER",
+    "ROUTER",
+    "SERVICE_PRINCIPALS",
+    "TRACKER",
     "AccessDenied",
     "Admin",
     "Consumer",
+    "Credential",
+    "CredentialError",
+    "CredentialStore",
     "Fenced",
     "KafkaClients",
     "KafkaSettings",

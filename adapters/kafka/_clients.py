@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.kafka._errors import TopicMissing, kafka_errors
+from adapters.kafka._errors import AccessDenied, TopicMissing, Unavailable, kafka_errors
 from adapters.kafka._records import OutRecord, Partition, Record
 from adapters.kafka._settings import KafkaSettings, client_kwargs
 
@@ -42,22 +42,36 @@ def _ours(tp: Any) -> Partition:
     return Partition(tp.topic, tp.partition)
 
 
-class _Client:
-    """A started/stopped aiokafka client; a failed start releases what it opened."""
+LoginProbe = Callable[[], Awaitable[None]]
 
-    def __init__(self, raw: Any) -> None:
+
+class _Client:
+    """A started/stopped aiokafka client; a failed start releases what it opened.
+
+    aiokafka reports refused credentials only as "unable to bootstrap"; when a start
+    fails that way, ``probe`` (one direct connection) tells a wrong login
+    (``AccessDenied``, not retriable) from a cluster that is away (``Unavailable``).
+    """
+
+    def __init__(self, raw: Any, probe: LoginProbe | None = None) -> None:
         self._raw = raw
+        self._probe = probe
 
     async def _release(self) -> None:
         await self._raw.stop()
 
     async def start(self) -> None:
-        with kafka_errors():
-            try:
-                await self._raw.start()
-            except BaseException:
-                await self._release()
-                raise
+        try:
+            with kafka_errors():
+                try:
+                    await self._raw.start()
+                except BaseException:
+                    await self._release()
+                    raise
+        except Unavailable:
+            if self._probe is not None:
+                await self._probe()
+            raise
 
     async def stop(self) -> None:
         with kafka_errors():
@@ -78,8 +92,8 @@ class Producer(_Client):
 class TransactionalProducer(Producer):
     """A producer with a transactional id; ``start`` fences its previous owner."""
 
-    def __init__(self, raw: Any, transactional_id: str) -> None:
-        super().__init__(raw)
+    def __init__(self, raw: Any, transactional_id: str, probe: LoginProbe | None = None) -> None:
+        super().__init__(raw, probe)
         self.transactional_id = transactional_id
 
     async def commit(
@@ -307,7 +321,8 @@ class KafkaClients:
                 enable_idempotence=True,
                 max_request_size=self.settings.max_message_bytes,
                 linger_ms=linger_ms,
-            )
+            ),
+            self._probe,
         )
 
     def transactional_producer(
@@ -322,7 +337,7 @@ class KafkaClients:
             max_request_size=self.settings.max_message_bytes,
             linger_ms=linger_ms,
         )
-        return TransactionalProducer(raw, transactional_id)
+        return TransactionalProducer(raw, transactional_id, self._probe)
 
     def consumer(
         self,
@@ -357,13 +372,47 @@ class KafkaClients:
                 max_partition_fetch_bytes=self.settings.max_message_bytes,
                 fetch_max_bytes=fetch_max_bytes or self.settings.max_message_bytes * 4,
                 **tuning,
-            )
+            ),
+            self._probe,
         )
 
     def admin(self) -> Admin:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        return Admin(AIOKafkaAdminClient(**self.kwargs))
+        return Admin(AIOKafkaAdminClient(**self.kwargs), self._probe)
+
+    @property
+    def _probe(self) -> LoginProbe | None:
+        return self.check_login if self.settings.sasl_mechanism is not None else None
+
+    async def check_login(self) -> None:
+        """Log in once to a bootstrap server: ``AccessDenied`` if the credentials are
+        refused, ``Unavailable`` if no server answers, nothing if the login works."""
+        from aiokafka.conn import create_conn
+
+        kwargs = {
+            k: v
+            for k, v in self.kwargs.items()
+            if k in ("security_protocol", "ssl_context", "request_timeout_ms")
+            or k.startswith("sasl_")
+        }
+        last: BaseException | None = None
+        for server in self.settings.bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                with kafka_errors():
+                    conn = await create_conn(host, int(port), **kwargs)
+            except AccessDenied:
+                raise AccessDenied(
+                    f"Kafka refused the login of {self.settings.sasl_username!r} "
+                    f"({self.settings.sasl_mechanism})"
+                ) from None
+            except Unavailable as exc:
+                last = exc
+                continue
+            conn.close()
+            return
+        raise Unavailable(f"no Kafka server answered at {self.settings.bootstrap}") from last
 
     async def partitions(self, topic: str) -> list[int]:
         """Partition ids of ``topic`` from a fresh metadata request; ``TopicMissing``
@@ -377,12 +426,17 @@ class KafkaClients:
             or k.startswith("sasl_")
         }
         client = AIOKafkaClient(**wanted)
-        with kafka_errors():
-            try:
-                await client.bootstrap()
-                metadata = await client.fetch_all_metadata()
-            finally:
-                await client.close()
+        try:
+            with kafka_errors():
+                try:
+                    await client.bootstrap()
+                    metadata = await client.fetch_all_metadata()
+                finally:
+                    await client.close()
+        except Unavailable:
+            if self._probe is not None:
+                await self._probe()
+            raise
         found = sorted(metadata.partitions_for_topic(topic) or ())
         if not found:
             raise TopicMissing(topic)

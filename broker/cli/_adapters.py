@@ -50,12 +50,13 @@ class _Adapter:
         self.state = ctx.adapter_state(participant, state)
         with errors():
             self.identity: Identity = ctx.identity(participant)
+        self.clients = ctx.clients_as(participant)
 
     def outbox(self) -> Outbox:
         from adapters import Outbox
 
         s = self.ctx.settings
-        return Outbox.of(self.ctx.clients, self.ctx.names, self.identity.participant, s.adapter)
+        return Outbox.of(self.clients, self.ctx.names, self.identity.participant, s.adapter)
 
     def sender(self, outbox: Outbox) -> Sender:
         from adapters import Sender

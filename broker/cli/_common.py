@@ -39,7 +39,7 @@ def errors() -> Iterator[None]:
     """Translate library failures into one-line CLI errors (no traceback)."""
     import keys
     from adapters import AdapterError, InputError
-    from adapters.kafka import TopicMissing, TransportError
+    from adapters.kafka import AccessDenied, CredentialError, TopicMissing, TransportError
     from schemas import first_error
 
     try:
@@ -55,6 +55,10 @@ def errors() -> Iterator[None]:
     except AdapterError as exc:
         raise CliError(str(exc)) from exc
     except TopicMissing as exc:
+        raise CliError(str(exc)) from exc
+    except AccessDenied as exc:
+        raise CliError(f"Kafka refused access: {exc}") from exc
+    except CredentialError as exc:
         raise CliError(str(exc)) from exc
     except TransportError as exc:
         raise CliError(f"Kafka: {exc}") from exc

@@ -33,8 +33,8 @@ import pydantic
 import typer
 
 import keys
-from adapters.kafka import KafkaClients
-from broker.cli._common import CliError
+from adapters.kafka import ADMIN, CredentialStore, KafkaClients, KafkaSettings
+from broker.cli._common import CliError, errors
 from broker.settings import Settings
 from schemas import Directory, TopicNames, first_error, utcnow
 
@@ -185,9 +185,35 @@ class Context:
 
     @property
     def clients(self) -> KafkaClients:
+        """Kafka clients logged in as the provisioning admin (operator commands)."""
         if self._clients is None:
-            self._clients = KafkaClients(self.settings.kafka)
+            self._clients = KafkaClients(self.login(ADMIN))
         return self._clients
+
+    def credential_stores(self) -> list[CredentialStore]:
+        """Where principals' credentials are looked up: ``$CRB_HOME/credentials``, then
+        the local Kafka's own (its admin)."""
+        return [
+            CredentialStore(self.home / "credentials"),
+            CredentialStore(self.home / "kafka" / "credentials"),
+        ]
+
+    def login(self, principal: str) -> KafkaSettings:
+        """The Kafka settings logging in as ``principal``: ``CRB_KAFKA__SASL_*`` given
+        explicitly win; else the principal's credential file (see
+        :meth:`credential_stores`); else the settings as they are."""
+        kafka = self.settings.kafka
+        if kafka.sasl_mechanism is not None:
+            return kafka
+        with errors():
+            for store in self.credential_stores():
+                credential = store.load(principal)
+                if credential is not None:
+                    return credential.apply(kafka)
+        return kafka
+
+    def clients_as(self, principal: str) -> KafkaClients:
+        return KafkaClients(self.login(principal))
 
     # -- keys and the directory -----------------------------------------------------
     @property

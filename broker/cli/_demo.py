@@ -65,7 +65,7 @@ def demo(
 
     folder = ctx.home / "demo"
     shutil.rmtree(folder, ignore_errors=True)
-    config = DemoConfig(bootstrap=bootstrap, folder=folder, referrals=referrals, seed=seed)
+    config = DemoConfig(kafka=launcher.settings(), folder=folder, referrals=referrals, seed=seed)
     columns = (
         TextColumn("{task.description:<28}"),
         BarColumn(),

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from adapters.kafka import Record, read_topic
+from adapters.kafka import ROUTER, Record, read_topic
 from broker import audit as audit_mod
 from broker import topics as topics_mod
 from broker.cli._common import CliError, errors, run
@@ -85,6 +85,7 @@ def router_run(
     from broker.router import Router, RouterMetrics
 
     settings = ctx.build_settings(router={"group_id": group} if group else {})
+    settings = settings.model_copy(update={"kafka": ctx.login(ROUTER)})
     try:
         configure_logging(log_level)
     except KeyError as exc:

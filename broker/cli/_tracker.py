@@ -16,6 +16,7 @@ from uuid import UUID
 
 import typer
 
+from adapters.kafka import TRACKER
 from broker.cli._common import CliError, run
 from broker.cli._context import KAFKA, TRUST, Context, uses
 from broker.cli._router import stop_on_signals
@@ -105,7 +106,7 @@ def tracker_run(
     """Run the tracker (and its HTTP API) until SIGTERM/SIGINT."""
     from broker.tracker import Tracker, create_app, serve
 
-    settings = ctx.settings
+    settings = ctx.settings.model_copy(update={"kafka": ctx.login(TRACKER)})
     escalation = escalate_to or ctx.directory().rules.escalation_recipient
     port = http_port or settings.tracker.http_port
     configure_logging()
@@ -113,7 +114,7 @@ def tracker_run(
     async def main() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        tracker = Tracker(settings, escalation, clients=ctx.clients)
+        tracker = Tracker(settings, escalation)
         api = None
         if port:
             app = create_app(tracker.snapshot, ready=tracker.ready.is_set)

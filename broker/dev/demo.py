@@ -75,7 +75,8 @@ def _members() -> list[MemberSpec]:
 
 @dataclass
 class DemoConfig:
-    bootstrap: str
+    kafka: KafkaSettings
+    """Where the Kafka is and how to log in (the provisioning admin)."""
     folder: Path
     referrals: int = 300
     urgent_share: float = 0.1
@@ -145,7 +146,7 @@ def synthetic_demo_referral(
 def _settings(config: DemoConfig) -> Settings:
     return Settings(
         home=config.folder,
-        kafka=KafkaSettings(bootstrap=config.bootstrap),
+        kafka=config.kafka,
         topics=TopicSettings(prefix=config.prefix, partitions=1),
         router=RouterSettings(
             group_id=f"{config.prefix}-router", transactional_id_prefix=f"{config.prefix}-router"

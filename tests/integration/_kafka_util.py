@@ -16,7 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
-from adapters.kafka import KafkaClients, KafkaSettings, Partition, Record, read_topic
+from adapters.kafka import KafkaClients, Partition, Record, read_topic
+from tests._kafka import kafka_kwargs, kafka_settings
 
 
 async def create_topics(
@@ -27,7 +28,7 @@ async def create_topics(
     configs: Mapping[str, str] | None = None,
 ) -> None:
     """Create topics (name -> partitions) and wait until their metadata is visible."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
@@ -52,7 +53,7 @@ async def drain(
     """Read a topic from the beginning until ``expect`` records or ``idle_s`` of silence."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka_kwargs(bootstrap),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         isolation_level=isolation_level,
@@ -80,7 +81,7 @@ async def drain(
 
 
 def _clients(bootstrap: str) -> KafkaClients:
-    return KafkaClients(KafkaSettings(bootstrap=bootstrap))
+    return KafkaClients(kafka_settings(bootstrap))
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Record]:
@@ -142,7 +143,7 @@ async def wait_committed(
 ) -> None:
     """Wait until ``group_id`` has committed at least ``targets`` on every partition
     (asked of the group coordinator, as ``kafka-consumer-groups --describe`` does)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(bootstrap))
     await admin.start()
     seen: dict[Partition, int] = {}
 
@@ -180,7 +181,7 @@ async def wait_group_caught_up(
 async def group_assignment(bootstrap: str, group_id: str) -> tuple[str, list[set[Partition]]]:
     """The group's state (``Stable``, ``PreparingRebalance``, ...) and the partitions
     its coordinator assigned to each member."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(bootstrap))
     await admin.start()
     try:
         [response] = await admin.describe_consumer_groups([group_id])

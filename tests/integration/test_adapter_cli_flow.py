@@ -18,6 +18,7 @@ from broker.settings import Settings
 from schemas import TopicNames
 from tests._cli import crb
 from tests._fed import make_referral, settings_for, unique_prefix
+from tests._kafka import login_env
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import drain
 
@@ -48,6 +49,8 @@ async def test_cli_send_inbox_ack_round_trip(
     nl.hotline's own reference; `crb dropfolder --once` sends a good file, fails a bad one."""
     monkeypatch.setenv("CRB_HOME", str(tmp_path))
     monkeypatch.delenv("CRB_PASSPHRASE", raising=False)
+    for name, value in login_env(kafka.bootstrap).items():
+        monkeypatch.setenv(name, value)
     # `crb inbox` configures JSON logs on the (captured, soon closed) stderr and caches
     # the loggers: in-process that would outlive this test. Keep the test's defaults.
     monkeypatch.setattr("broker.logs.configure_logging", lambda *a, **k: None)

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from adapters import DropFolder, FileState, Identity, Outbox, Sender
 from adapters.kafka import KafkaClients
 from broker import topics
-from broker.settings import AdapterSettings, KafkaSettings, Settings
+from broker.settings import AdapterSettings, Settings
 from keys import parse
 from schemas import TopicNames
 from tests._fed import LiveFederation, make_referral, settings_for, unique_prefix
@@ -39,7 +39,7 @@ async def test_drop_folder_send_survives_a_broker_restart(
     base = settings_for(kafka.bootstrap, unique_prefix())
     settings = base.model_copy(
         update={
-            "kafka": KafkaSettings(bootstrap=kafka.bootstrap, request_timeout_ms=5_000),
+            "kafka": kafka.settings.model_copy(update={"request_timeout_ms": 5_000}),
             "adapter": AdapterSettings(send_deadline_s=180),
         }
     )

@@ -19,6 +19,7 @@ from broker.settings import TrackerSettings
 from broker.tracker import Tracker
 from schemas import HandoverState, Priority, StatusEvent, TopicNames
 from tests._fed import LiveFederation, settings_for, unique_prefix
+from tests._kafka import kafka_kwargs
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import wait_until
 
@@ -45,7 +46,7 @@ async def test_demo_flow_delivers_every_referral_and_leaves_no_plaintext_in_kafk
     opened referral lands in its recipient's inbox folder — and none of their
     references, URLs or hashes appear anywhere in Kafka's data directory."""
     config = DemoConfig(
-        bootstrap=kafka.bootstrap, folder=tmp_path / "demo", referrals=40, seed=7, timeout_s=120
+        kafka=kafka.settings, folder=tmp_path / "demo", referrals=40, seed=7, timeout_s=120
     )
     report = await run_demo(config)
     assert report.valid == 40
@@ -107,7 +108,7 @@ async def test_overdue_urgent_handover_escalates_to_the_fallback(kafka: KafkaEnd
         urgent = fed.referral(priority=Priority.URGENT)
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        producer = AIOKafkaProducer(**kafka_kwargs(kafka.bootstrap), acks="all")
         await producer.start()
         await producer.send_and_wait(names.outbox("de.hotline"), urgent, key=b"k")
         await producer.stop()

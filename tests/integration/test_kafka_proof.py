@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from tests._kafka import kafka_kwargs
 from tests.conftest import KafkaEndpoint, Names
 from tests.integration._kafka_util import create_topics, drain
 
@@ -27,7 +28,7 @@ async def test_idempotent_acks_all_round_trip(kafka: KafkaEndpoint, names: Names
     topic = names.topic()
     await create_topics(kafka.bootstrap, {topic: 3})
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True
+        **kafka_kwargs(kafka.bootstrap), acks="all", enable_idempotence=True
     )
     await producer.start()
     sent: dict[bytes, list[bytes]] = {}
@@ -55,7 +56,7 @@ async def test_transactional_consume_transform_produce(kafka: KafkaEndpoint, nam
     and the input offsets commit with the transaction (aiokafka's v0 txn requests)."""
     src, dst, group = names.topic("in"), names.topic("out"), names.group()
     await create_topics(kafka.bootstrap, {src: 1, dst: 1})
-    plain = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    plain = AIOKafkaProducer(**kafka_kwargs(kafka.bootstrap), acks="all")
     await plain.start()
     for i in range(10):
         await plain.send_and_wait(src, f"m{i}".encode())
@@ -63,14 +64,14 @@ async def test_transactional_consume_transform_produce(kafka: KafkaEndpoint, nam
 
     consumer = AIOKafkaConsumer(
         src,
-        bootstrap_servers=kafka.bootstrap,
+        **kafka_kwargs(kafka.bootstrap),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=5,
     )
-    txn = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, transactional_id=names.topic("tx"))
+    txn = AIOKafkaProducer(**kafka_kwargs(kafka.bootstrap), transactional_id=names.topic("tx"))
     await consumer.start()
     await txn.start()
     tp = TopicPartition(src, 0)
@@ -105,7 +106,7 @@ async def test_transactional_consume_transform_produce(kafka: KafkaEndpoint, nam
     assert [v for v in raw_view if v and v.startswith(b"ABORTED-")] == [
         f"ABORTED-m{i}".encode() for i in range(5, 10)
     ]
-    probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group)
+    probe = AIOKafkaConsumer(**kafka_kwargs(kafka.bootstrap), group_id=group)
     await probe.start()
     try:
         assert await probe.committed(tp) == 5
@@ -124,10 +125,9 @@ async def test_acked_writes_survive_sigkill_of_a_broker(
     topic = names.topic()
     await create_topics(kafka_cluster.bootstrap, {topic: 3}, replication=3)
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_cluster.bootstrap,
+        **{**kafka_kwargs(kafka_cluster.bootstrap), "request_timeout_ms": 15_000},
         acks="all",
         enable_idempotence=True,
-        request_timeout_ms=15_000,
         retry_backoff_ms=200,
     )
     await producer.start()

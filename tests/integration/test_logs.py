@@ -54,7 +54,7 @@ async def test_demo_flow_logs_no_payload_and_no_key_material(
     URL and hash and for every private key's encodings: none is found; a positive
     control shows the capture saw the flow (a delivery per handover, by id)."""
     config = DemoConfig(
-        bootstrap=kafka.bootstrap, folder=tmp_path / "demo", referrals=20, seed=11, timeout_s=120
+        kafka=kafka.settings, folder=tmp_path / "demo", referrals=20, seed=11, timeout_s=120
     )
     with capture_logs() as events:
         report = await run_demo(config)

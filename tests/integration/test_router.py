@@ -17,6 +17,7 @@ from broker.router import Router
 from broker.settings import Settings
 from schemas import Priority, StatusEvent, TopicNames
 from tests._fed import LiveFederation, now, settings_for, unique_prefix
+from tests._kafka import kafka_kwargs
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import (
     drain,
@@ -40,7 +41,7 @@ async def running_router(
 
 
 async def _produce(bootstrap: str, items: list[tuple[str, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka_kwargs(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for topic, value in items:
@@ -220,7 +221,7 @@ async def test_two_routers_in_one_group_forward_exactly_once(kafka: KafkaEndpoin
     outbox = names.outbox("de.hotline")
     envelopes = [fed.referral() for _ in range(300)]
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True
+        **kafka_kwargs(kafka.bootstrap), acks="all", enable_idempotence=True
     )
     async with running_router(settings, fed) as first, running_router(settings, fed) as second:
 

@@ -21,6 +21,7 @@ from broker import topics
 from keys import verify
 from schemas import Priority, TopicNames, resolve
 from tests._fed import LiveFederation, now, settings_for, unique_prefix
+from tests._kafka import kafka_kwargs, login_env
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import read_all, wait_group_caught_up
 
@@ -34,7 +35,7 @@ def _start_router(
     bootstrap: str, prefix: str, group: str, files: Path, log: Path
 ) -> subprocess.Popen[bytes]:
     directory, root = files / "directory.json", files / "root.pub.pem"
-    env = {**os.environ, "CRB_HOME": str(files / "home")}
+    env = {**os.environ, **login_env(bootstrap), "CRB_HOME": str(files / "home")}
     with log.open("ab") as out:
         return subprocess.Popen(
             [
@@ -92,7 +93,7 @@ async def test_sigkilled_router_forwards_every_referral_exactly_once(
     group = settings.router.group_id
     proc = _start_router(kafka.bootstrap, prefix, group, tmp_path, log)
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True
+        **kafka_kwargs(kafka.bootstrap), acks="all", enable_idempotence=True
     )
     await producer.start()
     kills = 0

@@ -35,6 +35,7 @@ from broker.settings import RouterSettings
 from keys import parse
 from schemas import TopicNames
 from tests._fed import LiveFederation, settings_for, unique_prefix
+from tests._kafka import login_env
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import drain
 
@@ -123,6 +124,7 @@ class _Federation:
     def router_process(self, log: Path, home: Path, directory: Path, root: Path) -> Any:
         env = {
             **os.environ,
+            **login_env(self.bootstrap),
             "CRB_HOME": str(home),
             "CRB_ROUTER__TRANSACTIONAL_ID_PREFIX": f"{self.prefix}-router",
             "CRB_ROUTER__SESSION_TIMEOUT_MS": str(SESSION_MS),

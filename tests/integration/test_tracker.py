@@ -30,8 +30,14 @@ from broker.tracker import (
 )
 from schemas import HandoverState, Priority, Reason, StatusEvent, TopicNames, uuid7
 from tests._fed import LiveFederation, settings_for, unique_prefix
+from tests._kafka import kafka_kwargs, login_env
 from tests.conftest import KafkaEndpoint
-from tests.integration._kafka_util import drain, running, wait_group_caught_up, wait_until
+from tests.integration._kafka_util import (
+    drain,
+    running,
+    wait_group_caught_up,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -126,7 +132,7 @@ def event(
 
 async def publish(bootstrap: str, settings: Settings, events: list[StatusEvent]) -> None:
     """As the router does: key = StatusEvent.key(), JSON value, crb-state header."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka_kwargs(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for e in events:
@@ -415,6 +421,8 @@ def test_cli_status_and_handovers_read_the_tracker_topic(
     settings, state = asyncio.run(scenario())
     capsys.readouterr()  # the in-process tracker's logs
     monkeypatch.delenv("CRB_DEBUG", raising=False)
+    for name, value in login_env(kafka.bootstrap).items():
+        monkeypatch.setenv(name, value)
     common = ["--bootstrap", kafka.bootstrap, "--prefix", settings.topics.prefix]
 
     def crb(*argv: str) -> tuple[int, str, str]:
@@ -469,7 +477,7 @@ async def test_end_to_end_with_the_real_router(kafka: KafkaEndpoint) -> None:
     try:
         async with running_tracker(settings, clock) as (tracker, _):
             original = fed.referral(priority=Priority.URGENT)
-            producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=True)
+            producer = AIOKafkaProducer(**kafka_kwargs(kafka.bootstrap), enable_idempotence=True)
             await producer.start()
             try:
                 await producer.send_and_wait(names.outbox("de.hotline"), original, key=b"k")
@@ -532,6 +540,7 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(kafka: KafkaEndpoin
     port = _free_port()
     env = {
         **os.environ,
+        **login_env(kafka.bootstrap),
         "CRB_TRACKER__GROUP_ID": f"{settings.topics.prefix}-tracker",
         "CRB_HOME": str(Path(__file__).parent / "no-such-home"),
     }

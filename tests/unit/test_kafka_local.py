@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from adapters.kafka import Credential
 from broker.dev.kafka_local import (
     LocalKafka,
     LocalKafkaError,
@@ -24,6 +25,13 @@ from broker.dev.kafka_local import (
 from broker.dev.kafka_local._jars import MIN_JAVA
 from tests.conftest import repo_root
 
+BROKER = Credential.generate("crb-broker")
+CONTROLLER = Credential.generate("crb-controller")
+
+
+def _props(node: NodeState, nodes: list[NodeState]) -> dict[str, str]:
+    return node_properties(node, nodes, broker=BROKER, controller=CONTROLLER)
+
 
 def _nodes(count: int) -> list[NodeState]:
     return [
@@ -34,7 +42,7 @@ def _nodes(count: int) -> list[NodeState]:
 
 def test_single_node_properties_replicate_once() -> None:
     """One node: internal topics and new topics get replication 1, min ISR 1."""
-    props = node_properties(_nodes(1)[0], _nodes(1))
+    props = _props(_nodes(1)[0], _nodes(1))
     assert props["default.replication.factor"] == "1"
     assert props["transaction.state.log.replication.factor"] == "1"
     assert props["transaction.state.log.min.isr"] == "1"
@@ -45,7 +53,7 @@ def test_single_node_properties_replicate_once() -> None:
 def test_three_node_properties_replicate_three_times_min_isr_two() -> None:
     """Three nodes: replication 3 and min.insync.replicas 2, a quorum of three voters."""
     nodes = _nodes(3)
-    props = node_properties(nodes[1], nodes)
+    props = _props(nodes[1], nodes)
     assert props["default.replication.factor"] == "3"
     assert props["min.insync.replicas"] == "2"
     assert props["offsets.topic.replication.factor"] == "3"
@@ -57,11 +65,36 @@ def test_three_node_properties_replicate_three_times_min_isr_two() -> None:
     assert props["node.id"] == "2"
 
 
+def test_the_cluster_is_secured_by_default() -> None:
+    """Every listener authenticates (SCRAM for clients and brokers, PLAIN for the
+    controller), the authorizer denies by default, and only the cluster's own
+    principals and the admin are super users; nothing is re-authenticated."""
+    nodes = _nodes(3)
+    props = _props(nodes[0], nodes)
+    assert "PLAINTEXT:" not in props["listener.security.protocol.map"].replace("SASL_", "")
+    assert props["listener.security.protocol.map"] == (
+        "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+    )
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["sasl.mechanism.controller.protocol"] == "PLAIN"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert set(props["super.users"].split(";")) == {
+        "User:crb-broker",
+        "User:crb-controller",
+        "User:crb-admin",
+    }
+    assert "User:ANONYMOUS" not in props["super.users"]
+    assert props["connections.max.reauth.ms"] == "0"
+    # No comment at the end of a line: Kafka would read it as part of the value.
+    assert all("#" not in v for v in props.values())
+
+
 def test_every_listener_is_loopback() -> None:
     """The broker binds and advertises only 127.0.0.1."""
     nodes = _nodes(3)
     for node in nodes:
-        props = node_properties(node, nodes)
+        props = _props(node, nodes)
         for key in ("listeners", "advertised.listeners", "controller.quorum.voters"):
             hosts = [part.split("//")[-1].split("@")[-1] for part in props[key].split(",")]
             assert all(h.startswith("127.0.0.1:") for h in hosts), props[key]

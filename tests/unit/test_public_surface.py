@@ -54,11 +54,12 @@ SURFACE: dict[str, set[str]] = {
         "referral_draft"
     },
     "adapters.kafka": {
-        "AccessDenied", "Admin", "Consumer", "Fenced", "KafkaClients", "KafkaSettings",
-        "OutRecord", "Partition", "Producer", "Record", "RecordTooLarge", "Refused", "Section",
-        "TopicDescription", "TopicMissing", "TopicReader", "TopicSettings",
-        "TransactionalProducer", "TransportError", "Unavailable", "client_kwargs",
-        "kafka_errors", "read_topic", "translate"
+        "ADMIN", "AccessDenied", "Admin", "BROKER", "Consumer", "Credential", "CredentialError",
+        "CredentialStore", "Fenced", "KafkaClients", "KafkaSettings", "OutRecord", "Partition",
+        "Producer", "ROUTER", "Record", "RecordTooLarge", "Refused", "SERVICE_PRINCIPALS",
+        "Section", "TRACKER", "TopicDescription", "TopicMissing", "TopicReader",
+        "TopicSettings", "TransactionalProducer", "TransportError", "Unavailable",
+        "client_kwargs", "kafka_errors", "read_topic", "translate"
     },
     "broker.router": {
         "Batch", "BatchView", "REFERRAL_SENDER_ROLES", "RETRY_AFTER_CATCH_UP", "Router",

@@ -9,6 +9,19 @@ shell. A node's command line carries ``-Dcrb.kafka.node=<its folder>`` so that
 Small-machine settings: a modest heap, few internal-topic partitions,
 ``group.initial.rebalance.delay.ms=0`` and internal-topic replication equal to the
 node count (``min.insync.replicas`` 2 on three nodes).
+
+Secured by default (the second lock): clients and brokers authenticate with SASL
+SCRAM-SHA-512 on the client listener; the controller listener uses SASL PLAIN with
+one static user (SCRAM on the controller listener never elects a leader with three
+voters, KAFKA-15513; a plaintext one would need ``User:ANONYMOUS`` as super user,
+letting any local process grant itself everything). ``StandardAuthorizer`` denies
+by default (``allow.everyone.if.no.acl.found=false``); the super users are the
+brokers, the controller and the provisioning admin (``crb-admin``). Their secrets
+are generated at the first ``up`` into ``<state>/credentials/`` (0600); the broker
+and admin SCRAM users are created by ``kafka-storage format`` from an argument file
+(0600, deleted after), so no secret appears on a command line. ``server.properties``
+holds the brokers' own logins and is 0600 too. Sessions are never re-authenticated
+(``connections.max.reauth.ms=0``): aiokafka cannot.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from adapters.kafka import ADMIN, BROKER, Credential, CredentialStore, KafkaSettings, client_kwargs
 from broker.dev.kafka_local._errors import BrokerStartError, LocalKafkaError
 from broker.dev.kafka_local._jars import ensure_jars, find_java, kafka_version
 from keys import atomic_write
@@ -37,6 +51,7 @@ from keys import atomic_write
 __all__ = ["LocalKafka", "NodeState", "node_properties"]
 
 HOST = "127.0.0.1"
+CONTROLLER = "crb-controller"
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _STATE_FILE = "state.json"
 _LOG4J2 = """\
@@ -97,20 +112,43 @@ class _State:
         return ",".join(n.bootstrap for n in self.nodes)
 
 
-def node_properties(node: NodeState, all_nodes: list[NodeState]) -> dict[str, str]:
+def _jaas(module: str, user: str, password: str, *static_users: tuple[str, str]) -> str:
+    users = "".join(f' user_{u}="{p}"' for u, p in static_users)
+    return f'{module} required username="{user}" password="{password}"{users};'
+
+
+def node_properties(
+    node: NodeState, all_nodes: list[NodeState], *, broker: Credential, controller: Credential
+) -> dict[str, str]:
     """The server.properties of one combined broker+controller node (pure)."""
     count = len(all_nodes)
     min_isr = "2" if count >= 3 else "1"
     voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in all_nodes)
+    broker_pw = broker.password.get_secret_value()
+    controller_pw = controller.password.get_secret_value()
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
     return {
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{HOST}:{node.client_port},CONTROLLER://{HOST}:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{node.client_port}",
+        "listeners": f"CLIENT://{HOST}:{node.client_port},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"CLIENT://{HOST}:{node.client_port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "CLIENT",
+        "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": _jaas(
+            plain, CONTROLLER, controller_pw, (CONTROLLER, controller_pw)
+        ),
+        "listener.name.client.scram-sha-512.sasl.jaas.config": _jaas(scram, BROKER, broker_pw),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{BROKER};User:{CONTROLLER};User:{ADMIN}",
+        "connections.max.reauth.ms": "0",
         "log.dirs": str(node.data_dir),
         # Topics the cluster creates inherit these: replication 3 / min ISR 2 on 3 nodes.
         "default.replication.factor": str(count),
@@ -207,10 +245,12 @@ def _tail(path: Path, lines: int) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
-async def _broker_ids(bootstrap: str, timeout_s: float) -> set[int]:
+async def _broker_ids(settings: KafkaSettings, timeout_s: float) -> set[int]:
     from aiokafka.client import AIOKafkaClient
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    kwargs = client_kwargs(settings)
+    kwargs["request_timeout_ms"] = int(timeout_s * 1000)
+    client = AIOKafkaClient(**kwargs)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
@@ -219,7 +259,7 @@ async def _broker_ids(bootstrap: str, timeout_s: float) -> set[int]:
         await client.close()
 
 
-def broker_ids(bootstrap: str, timeout_s: float = 5.0) -> set[int]:
+def broker_ids(settings: KafkaSettings, timeout_s: float = 5.0) -> set[int]:
     """Ids of the brokers a real metadata request reports; empty if none answers."""
     # aiokafka logs every refused connection while a broker is still starting.
     quiet = logging.getLogger("aiokafka")
@@ -228,7 +268,7 @@ def broker_ids(bootstrap: str, timeout_s: float = 5.0) -> set[int]:
     try:
         # A thread of its own, so that callers inside a running event loop work too.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, _broker_ids(bootstrap, timeout_s)).result()
+            return pool.submit(asyncio.run, _broker_ids(settings, timeout_s)).result()
     except Exception:
         return set()
     finally:
@@ -272,6 +312,28 @@ class LocalKafka:
             raise LocalKafkaError(f"no local Kafka in {self.state_dir}: run `crb kafka up`")
         return state.bootstrap
 
+    @property
+    def credentials(self) -> CredentialStore:
+        """The cluster's own secrets: brokers, controller, provisioning admin (0600)."""
+        return CredentialStore(self.state_dir / "credentials")
+
+    def admin_credential(self) -> Credential:
+        found = self.credentials.load(ADMIN)
+        if found is None:
+            raise LocalKafkaError(f"no admin credential in {self.credentials.folder}")
+        return found
+
+    def _probe_settings(self, state: _State) -> KafkaSettings:
+        """The admin's login; none for a cluster from before the launcher secured it."""
+        admin = self.credentials.load(ADMIN)
+        base = KafkaSettings(bootstrap=state.bootstrap)
+        return admin.apply(base) if admin is not None else base
+
+    def settings(self, credential: Credential | None = None) -> KafkaSettings:
+        """How to reach this cluster as ``credential`` (default: the admin)."""
+        base = KafkaSettings(bootstrap=self.bootstrap)
+        return (credential or self.admin_credential()).apply(base)
+
     def nodes(self) -> list[NodeState]:
         state = self._load()
         return [] if state is None else list(state.nodes)
@@ -282,6 +344,14 @@ class LocalKafka:
         if nodes not in (1, 3):
             raise LocalKafkaError(f"--nodes must be 1 or 3, not {nodes}")
         state = self._load()
+        if state is not None and self.credentials.load(ADMIN) is None:
+            # A cluster from before the launcher secured it: never reuse it unsecured.
+            if any(_is_ours_and_alive(n) for n in state.nodes):
+                raise LocalKafkaError(
+                    f"an unsecured Kafka is running from {self.state_dir}; "
+                    "run `crb kafka down` first"
+                )
+            state = None
         if state is not None:
             if len(state.nodes) != nodes:
                 if any(_is_ours_and_alive(n) for n in state.nodes):
@@ -333,9 +403,15 @@ class LocalKafka:
             for i in range(count)
         ]
         state = _State(kafka_version=kafka_version(), cluster_id=cluster_id, nodes=nodes)
+        store = self.credentials
+        for name in (BROKER, CONTROLLER, ADMIN):
+            store.delete(name)  # a new cluster gets new secrets
+        broker, controller = store.ensure(BROKER), store.ensure(CONTROLLER)
+        store.ensure(ADMIN)
         for node in nodes:
             Path(node.folder).mkdir(parents=True, exist_ok=True)
-            node.properties_file.write_text(_format_properties(node_properties(node, nodes)))
+            props = node_properties(node, nodes, broker=broker, controller=controller)
+            atomic_write(node.properties_file, _format_properties(props).encode(), mode=0o600)
             (Path(node.folder) / "log4j2.yaml").write_text(_LOG4J2)
         self._save(state)
         return state
@@ -362,29 +438,7 @@ class LocalKafka:
             if not _port_is_free(p):
                 raise LocalKafkaError(f"port {p} is already in use on {HOST} (node {node.node_id})")
         if not (node.data_dir / "meta.properties").is_file():
-            fmt = self._java_cmd(
-                java,
-                jars,
-                node,
-                [
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    state.cluster_id,
-                    "-c",
-                    str(node.properties_file),
-                    "--ignore-formatted",
-                ],
-            )
-            proc = subprocess.run(fmt, capture_output=True, text=True, timeout=120, check=False)
-            if proc.returncode != 0:
-                tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-                raise BrokerStartError(
-                    f"formatting KRaft storage of node {node.node_id} failed: "
-                    + (tail[-1] if tail else "no output"),
-                    node_id=node.node_id,
-                    log_tail="\n".join(tail),
-                )
+            self._format(state, node, java, jars)
         with node.log_file.open("ab") as log:
             proc_ = subprocess.Popen(
                 self._java_cmd(java, jars, node, ["kafka.Kafka", str(node.properties_file)]),
@@ -399,6 +453,41 @@ class LocalKafka:
         # broker runs would warn. Brokers outlive the launcher process on purpose.
         _CHILDREN[proc_.pid] = proc_
 
+    def _format(self, state: _State, node: NodeState, java: str, jars: Path) -> None:
+        """``kafka-storage format`` with the broker and admin SCRAM users. Their
+        passwords go through a 0600 argument file (Java's ``@file``), never argv; the
+        tool's output names the salted credentials, so none of it is shown."""
+        args = [
+            "format",
+            "-t",
+            state.cluster_id,
+            "-c",
+            str(node.properties_file),
+            "--ignore-formatted",
+        ]
+        for name in (BROKER, ADMIN):
+            credential = self.credentials.load(name)
+            if credential is None:
+                raise LocalKafkaError(f"no {name} credential in {self.credentials.folder}")
+            secret = credential.password.get_secret_value()
+            args += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={secret}]"]
+        argfile = Path(node.folder) / ".format.args"
+        atomic_write(argfile, ("\n".join(args) + "\n").encode(), mode=0o600)
+        try:
+            cmd = self._java_cmd(java, jars, node, ["kafka.tools.StorageTool", f"@{argfile}"])
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        finally:
+            argfile.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            lines = (proc.stdout + proc.stderr).strip().splitlines()
+            tail = [ln for ln in lines if "Scram" not in ln and "password" not in ln][-5:]
+            raise BrokerStartError(
+                f"formatting KRaft storage of node {node.node_id} failed: "
+                + (tail[-1] if tail else "no output"),
+                node_id=node.node_id,
+                log_tail="\n".join(tail),
+            )
+
     def _wait_ready(self, state: _State, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         wanted = {n.node_id for n in state.nodes}
@@ -412,7 +501,7 @@ class LocalKafka:
                         node_id=node.node_id,
                         log_tail=tail,
                     )
-            if broker_ids(state.bootstrap, timeout_s=3.0) >= wanted:
+            if broker_ids(self._probe_settings(state), timeout_s=3.0) >= wanted:
                 return
             if time.monotonic() > deadline:
                 node = state.nodes[0]
@@ -475,7 +564,7 @@ class LocalKafka:
         state = self._load()
         if state is None:
             return []
-        answering = broker_ids(state.bootstrap, timeout_s=3.0) if state.nodes else set()
+        answering = broker_ids(self._probe_settings(state), timeout_s=3.0) if state.nodes else set()
         return [
             {
                 "node": n.node_id,
