@@ -62,6 +62,7 @@ def plan(directory: Directory, settings: TopicSettings) -> list[TopicSpec]:
     add(names.audit, settings.partitions, **{"retention.ms": str(settings.audit_retention_ms)})
     add(names.status, settings.partitions, **{"cleanup.policy": "compact"})
     add(names.tracker, settings.partitions, **{"cleanup.policy": "compact"})
+    add(names.directory, 1, **{"cleanup.policy": "compact"})
     return specs
 
 

@@ -8,6 +8,8 @@ Names are a convention with a configurable prefix (default ``crb``)::
     <prefix>.audit                  hash-chained decisions (kept forever by default)
     <prefix>.status                 handover status events (compacted)
     <prefix>.tracker                the tracker's own handover state (compacted)
+    <prefix>.directory              the signed directory, every version (compacted by
+                                    federation id; only the federation admin writes)
 
 Records on outboxes and inboxes are keyed by case id (UTF-8 of the UUID), so a
 case stays in one partition, in order.
@@ -47,6 +49,10 @@ class TopicNames:
     @property
     def tracker(self) -> str:
         return f"{self.prefix}.tracker"
+
+    @property
+    def directory(self) -> str:
+        return f"{self.prefix}.directory"
 
     @property
     def outbox_pattern(self) -> str:

@@ -8,7 +8,8 @@ Services (router, tracker) and adapters (outbox, inbox) receive a
 project's client defaults live there, once — and use the thin wrappers it returns:
 :class:`Producer`, :class:`TransactionalProducer` (``commit`` writes records and
 consumed offsets in one transaction), :class:`Consumer`, :class:`Admin`, and
-:class:`TopicReader` / :func:`read_topic` to read a topic to its end. Values are
+:class:`TopicReader` / :func:`read_topic` to read a topic to its end, and
+:class:`SecurityAdmin` for ACLs (:class:`Grant`) and SCRAM users. Values are
 :class:`Record`, :class:`OutRecord` and :class:`Partition`.
 
 No aiokafka exception passes this package: each is translated (and chained)
@@ -55,6 +56,7 @@ from adapters.kafka._errors import (
 )
 from adapters.kafka._reader import TopicReader, read_topic
 from adapters.kafka._records import OutRecord, Partition, Record
+from adapters.kafka._security import Grant, ResourceKind, SecurityAdmin
 from adapters.kafka._settings import KafkaSettings, Section, TopicSettings, client_kwargs
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "CredentialError",
     "CredentialStore",
     "Fenced",
+    "Grant",
     "KafkaClients",
     "KafkaSettings",
     "OutRecord",
@@ -78,7 +81,9 @@ __all__ = [
     "Record",
     "RecordTooLarge",
     "Refused",
+    "ResourceKind",
     "Section",
+    "SecurityAdmin",
     "TopicDescription",
     "TopicMissing",
     "TopicReader",

@@ -16,8 +16,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.kafka._errors import AccessDenied, TopicMissing, Unavailable, kafka_errors
+from adapters.kafka._errors import (
+    AccessDenied,
+    TopicMissing,
+    Unavailable,
+    kafka_errors,
+    translate,
+)
 from adapters.kafka._records import OutRecord, Partition, Record
+from adapters.kafka._security import SecurityAdmin
 from adapters.kafka._settings import KafkaSettings, client_kwargs
 
 __all__ = [
@@ -166,12 +173,24 @@ class Consumer(_Client):
     async def poll(
         self, *partitions: Partition, timeout_ms: int, max_records: int | None = None
     ) -> dict[Partition, list[Record]]:
-        """Records fetched since the last call, by partition (empty after the timeout)."""
+        """Records fetched since the last call, by partition (empty after the timeout).
+
+        A topic the ACLs do not let us read raises ``AccessDenied``: aiokafka would
+        only return nothing, forever, and log a line."""
         with kafka_errors():
             batch = await self._raw.getmany(
                 *(_tp(p) for p in partitions), timeout_ms=timeout_ms, max_records=max_records
             )
+        self._refuse_unauthorized()
         return {_ours(tp): [Record.of(r) for r in rs] for tp, rs in batch.items() if rs}
+
+    def _refuse_unauthorized(self) -> None:
+        denied = set(getattr(self._raw._client.cluster, "unauthorized_topics", ()))
+        if not denied:
+            return
+        ours = {tp.topic for tp in self._raw.assignment()} | set(self._raw.subscription())
+        if hit := sorted(denied & ours):
+            raise AccessDenied(f"not allowed to read {', '.join(hit)}")
 
     async def commit(self, offsets: Mapping[Partition, int]) -> None:
         """Commit the next offsets to read (``last offset + 1``) for the group."""
@@ -296,6 +315,29 @@ class Admin(_Client):
                 problems.append((topic, f"error {code} {rest[0] if rest else ''}".strip()))
         return problems
 
+    async def delete_topics(self, names: Iterable[str]) -> None:
+        with kafka_errors():
+            response = await self._raw.delete_topics(list(names))
+        for topic, code, *_ in response.topic_error_codes:
+            if code != 0:
+                from aiokafka.errors import for_code
+
+                raise translate(for_code(code)(topic))
+
+    async def alter_topic_config(self, topic: str, config: Mapping[str, str]) -> None:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        with kafka_errors():
+            responses = await self._raw.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, dict(config))]
+            )
+        for response in responses:
+            for code, message, *_ in response.resources:
+                if code != 0:
+                    from aiokafka.errors import for_code
+
+                    raise translate(for_code(code)(message or topic))
+
 
 class KafkaClients:
     """Builds producers, consumers and admin clients from one :class:`KafkaSettings`."""
@@ -376,6 +418,10 @@ class KafkaClients:
             self._probe,
         )
 
+    def security(self) -> SecurityAdmin:
+        """ACLs and SCRAM users (kafka-python: aiokafka has no API for them)."""
+        return SecurityAdmin(self.settings)
+
     def admin(self) -> Admin:
         from aiokafka.admin import AIOKafkaAdminClient
 
@@ -425,18 +471,26 @@ class KafkaClients:
             if k in ("bootstrap_servers", "security_protocol", "ssl_context", "request_timeout_ms")
             or k.startswith("sasl_")
         }
+        from aiokafka.cluster import ClusterMetadata
+
         client = AIOKafkaClient(**wanted)
+        metadata = ClusterMetadata()
         try:
             with kafka_errors():
                 try:
                     await client.bootstrap()
-                    metadata = await client.fetch_all_metadata()
+                    # Ask for this topic by name: only then does the broker say when it
+                    # exists but may not be described, instead of leaving it out.
+                    if not await client._metadata_update(metadata, [topic]):
+                        raise Unavailable(f"no broker answered a metadata request for {topic}")
                 finally:
                     await client.close()
         except Unavailable:
             if self._probe is not None:
                 await self._probe()
             raise
+        if topic in metadata.unauthorized_topics:
+            raise AccessDenied(f"not allowed to describe {topic}")
         found = sorted(metadata.partitions_for_topic(topic) or ())
         if not found:
             raise TopicMissing(topic)

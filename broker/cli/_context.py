@@ -190,6 +190,36 @@ class Context:
             self._clients = KafkaClients(self.login(ADMIN))
         return self._clients
 
+    @property
+    def credentials(self) -> CredentialStore:
+        """The principals' Kafka credentials this operator provisions (0600 files)."""
+        return CredentialStore(self.home / "credentials")
+
+    @property
+    def kafka_configured(self) -> bool:
+        """Whether a Kafka is named: ``--bootstrap``, ``CRB_KAFKA__BOOTSTRAP``, or a local
+        Kafka started by ``crb kafka up``."""
+        return (
+            self._options.get("bootstrap") is not None
+            or "CRB_KAFKA__BOOTSTRAP" in os.environ
+            or _local_bootstrap(self.home) is not None
+        )
+
+    def record(self, action: str, **fields: object) -> None:
+        """Append an operator action to ``$CRB_HOME/operator.log`` (JSON lines, 0600)."""
+        import getpass
+        import json
+
+        entry = {"at": utcnow().isoformat(), "action": action, "by": getpass.getuser(), **fields}
+        path = self.home / "operator.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with errors():
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as log:
+                log.write(json.dumps(entry, default=str) + "\n")
+                log.flush()
+                os.fsync(log.fileno())
+
     def credential_stores(self) -> list[CredentialStore]:
         """Where principals' credentials are looked up: ``$CRB_HOME/credentials``, then
         the local Kafka's own (its admin)."""

@@ -15,11 +15,15 @@ from broker import topics as topics_mod
 from broker.cli._common import CliError, errors, run
 from broker.cli._context import KAFKA, TRUST, Context, uses
 from broker.logs import configure_logging
+from schemas import utcnow
 
 __all__ = ["register", "stop_on_signals"]
 
 topics_app = typer.Typer(help="Create the topics the directory implies.", no_args_is_help=True)
 router_app = typer.Typer(help="The routing service.", no_args_is_help=True)
+acl_app = typer.Typer(
+    help="Kafka users and least-privilege ACLs derived from the directory.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 
 
@@ -66,6 +70,48 @@ def topics_plan(ctx: Context) -> None:
         typer.echo(
             f"{spec.name}  partitions={spec.partitions} replication={spec.replication} {cfg}"
         )
+
+
+def _acl(ctx: Context, *, dry_run: bool) -> None:
+    from broker import acls
+
+    with errors():
+        d = ctx.directory()
+    report = run(
+        acls.apply(d, ctx.settings, ctx.clients, ctx.credentials, now=utcnow(), dry_run=dry_run)
+    )
+    verb = ("grant", "revoke") if dry_run else ("granted", "revoked")
+    for g in report.created:
+        typer.echo(f"{verb[0]:8} {g}")
+    for g in report.removed:
+        typer.echo(f"{verb[1]:8} {g}")
+    for u in report.users_created:
+        typer.echo(f"user +   {u}")
+    for u in report.users_removed:
+        typer.echo(f"user -   {u}")
+    for u in report.missing_credentials:
+        typer.echo(f"missing  {u}: no credential in {ctx.credentials.folder}", err=True)
+    typer.echo(
+        f"{len(report.created)} to grant, {len(report.removed)} to revoke, "
+        f"{report.foreign} outside this federation"
+        if dry_run
+        else f"{len(report.created)} granted, {len(report.removed)} revoked, "
+        f"users +{len(report.users_created)} -{len(report.users_removed)}"
+    )
+
+
+@acl_app.command("plan")
+@uses(KAFKA, TRUST)
+def acl_plan(ctx: Context) -> None:
+    """Show what ``crb acl apply`` would change (the drift), without changing it."""
+    _acl(ctx, dry_run=True)
+
+
+@acl_app.command("apply")
+@uses(KAFKA, TRUST)
+def acl_apply(ctx: Context) -> None:
+    """Create the users and ACLs the directory grants; remove what it no longer grants."""
+    _acl(ctx, dry_run=False)
 
 
 @router_app.command("run")
@@ -135,4 +181,5 @@ def audit_verify(
 def register(app: typer.Typer) -> None:
     app.add_typer(topics_app, name="topics")
     app.add_typer(router_app, name="router")
+    app.add_typer(acl_app, name="acl")
     app.add_typer(audit_app, name="audit")

@@ -23,12 +23,15 @@ from typing import Annotated
 import typer
 
 import keys
-from broker.cli._common import CliError, errors
-from broker.cli._context import TRUST, Context, uses
+from adapters.kafka import ROUTER, TRACKER, Credential
+from broker.cli._common import CliError, errors, run
+from broker.cli._context import KAFKA, TRUST, Context, uses
 from schemas import (
     Category,
     Directory,
+    KeyKind,
     Participant,
+    ParticipantStatus,
     Referral,
     Role,
     RoutingRules,
@@ -49,6 +52,21 @@ directory_app = typer.Typer(help="Show and verify the signed directory.", no_arg
 ValidityOpt = Annotated[int, typer.Option("--validity-days", min=1, help="Lifetime of new keys.")]
 
 
+def _propagate(ctx: Context, directory: Directory) -> None:
+    """Make the Kafka follow a directory change: SCRAM users and ACLs (``crb acl
+    apply``). Without a Kafka configured, say how to do it later."""
+    from broker import acls
+
+    if not ctx.kafka_configured:
+        typer.echo("no Kafka configured: run `crb acl apply` once there is one", err=True)
+        return
+    report = run(acls.apply(directory, ctx.settings, ctx.clients, ctx.credentials, now=utcnow()))
+    typer.echo(
+        f"kafka: {len(report.created)} ACLs granted, {len(report.removed)} removed; "
+        f"users +{len(report.users_created)} -{len(report.users_removed)}"
+    )
+
+
 def _new_keys(
     store: keys.Keystore, participant_id: str, kem: keys.Kem
 ) -> tuple[keys.SigningKey, keys.OpeningKey]:
@@ -62,7 +80,7 @@ def _new_keys(
 
 
 @federation_app.command("init")
-@uses(TRUST)
+@uses(KAFKA, TRUST)
 def federation_init(
     ctx: Context,
     *,
@@ -105,16 +123,19 @@ def federation_init(
             rules=RoutingRules(coordinator=coordinator, escalation_recipient=coordinator),
         )
         ctx.publish(d)
+        for principal in (ROUTER, TRACKER, coordinator):
+            ctx.credentials.ensure(principal)
     typer.echo(
         f"federation {federation_id}: root key {root.key_id}, directory {ctx.directory_path}"
     )
+    _propagate(ctx, d)
 
 
 # --- participants -------------------------------------------------------------------
 
 
 @participant_app.command("add")
-@uses(TRUST)
+@uses(KAFKA, TRUST)
 def participant_add(
     ctx: Context,
     participant_id: Annotated[str, typer.Argument(help="e.g. nl.hotline")],
@@ -158,13 +179,15 @@ def participant_add(
         )
         new = keys.add_participant(d, p, now=now)
         ctx.publish(new)
+        ctx.credentials.ensure(participant_id)
     typer.echo(
         f"{participant_id}: signing {sig.key_id}, encryption {enc.key_id}; version {new.version}"
     )
+    _propagate(ctx, new)
 
 
 @participant_app.command("rotate")
-@uses(TRUST)
+@uses(KAFKA, TRUST)
 def participant_rotate(
     ctx: Context,
     participant_id: Annotated[str, typer.Argument()],
@@ -177,13 +200,21 @@ def participant_rotate(
     ] = 30,
     validity_days: ValidityOpt = 365,
 ) -> None:
-    """New signing and encryption keys; the old ones verify/decrypt until the grace ends."""
+    """New signing and encryption keys and a new Kafka password; the old keys
+    verify/decrypt until the grace ends. Refused for a revoked or suspended
+    participant (see ``crb participant reinstate``)."""
     with errors():
         d = ctx.directory()
         p = d.participant(participant_id)
         if p is None:
             raise CliError(f"no participant {participant_id}", exit_code=2)
         now = utcnow()
+        if not p.active or not p.keys_valid_at(KeyKind.SIGNING, now):
+            raise CliError(
+                f"{participant_id} is revoked or suspended: rotation would reinstate it; "
+                f"run `crb participant reinstate {participant_id}` if that is meant",
+                exit_code=2,
+            )
         current = keys.current_sealing_key(p, now)
         chosen = kem or (current.kem if current is not None else keys.Kem.X25519)
         sig, enc = _new_keys(ctx.store, participant_id, chosen)
@@ -199,10 +230,58 @@ def participant_rotate(
     typer.echo(
         f"{participant_id}: signing {sig.key_id}, encryption {enc.key_id}; version {new.version}"
     )
+    _new_password(ctx, participant_id)
+    _propagate(ctx, new)
+
+
+def _new_password(ctx: Context, participant_id: str) -> None:
+    """A new Kafka password for the participant, set on the cluster when there is one."""
+    credential = Credential.generate(participant_id)
+    with errors():
+        ctx.credentials.save(credential)
+    if ctx.kafka_configured:
+        run(ctx.clients.security().upsert_users([credential]))
+    typer.echo(f"{participant_id}: new Kafka password in {ctx.credentials.path(participant_id)}")
+
+
+@participant_app.command("reinstate")
+@uses(KAFKA, TRUST)
+def participant_reinstate(
+    ctx: Context,
+    participant_id: Annotated[str, typer.Argument()],
+    *,
+    kem: Annotated[keys.Kem, typer.Option(help="KEM of the new encryption key.")] = keys.Kem.X25519,
+    validity_days: ValidityOpt = 365,
+) -> None:
+    """Give a revoked or suspended participant new keys and a new Kafka password and
+    make it active again — an explicit, logged decision (``$CRB_HOME/operator.log``)."""
+    with errors():
+        d = ctx.directory()
+        p = d.participant(participant_id)
+        if p is None:
+            raise CliError(f"no participant {participant_id}", exit_code=2)
+        now = utcnow()
+        sig, enc = _new_keys(ctx.store, participant_id, kem)
+        rotated = keys.rotate(
+            d,
+            participant_id,
+            new_keys=(sig.verify_key, enc.sealing_key),
+            now=now,
+            validity=timedelta(days=validity_days),
+            grace=timedelta(0),
+        )
+        new = keys.set_status(rotated, participant_id, ParticipantStatus.ACTIVE, now=now)
+        ctx.publish(new)
+        ctx.record("reinstate", participant=participant_id, version=new.version)
+    typer.echo(
+        f"{participant_id}: reinstated with {sig.key_id}, {enc.key_id}; version {new.version}"
+    )
+    _new_password(ctx, participant_id)
+    _propagate(ctx, new)
 
 
 @participant_app.command("revoke")
-@uses(TRUST)
+@uses(KAFKA, TRUST)
 def participant_revoke(
     ctx: Context,
     participant_id: Annotated[str, typer.Argument()],
@@ -211,14 +290,20 @@ def participant_revoke(
         str | None, typer.Option(help="Only this key (default: all its keys).")
     ] = None,
 ) -> None:
-    """Revoke now: envelopes signed by (or sealed to) the key are refused from now on."""
+    """Revoke now: envelopes signed by (or sealed to) the key are refused from now on.
+    Without ``--key-id`` the participant is also suspended and loses Kafka access."""
     with errors():
         d = ctx.directory()
+        now = utcnow()
         new = keys.revoke(
-            d, participant_id, key_id=None if key_id is None else keys.KeyId(key_id), now=utcnow()
+            d, participant_id, key_id=None if key_id is None else keys.KeyId(key_id), now=now
         )
+        if key_id is None:
+            new = keys.set_status(new, participant_id, ParticipantStatus.SUSPENDED, now=now)
         ctx.publish(new)
+        ctx.record("revoke", participant=participant_id, key_id=key_id, version=new.version)
     typer.echo(f"{participant_id}: revoked {key_id or 'all keys'}; version {new.version}")
+    _propagate(ctx, new)
 
 
 # --- directory ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,8 +37,18 @@ from adapters import (
     StateStore,
     Submission,
 )
-from adapters.kafka import KafkaClients, KafkaSettings, OutRecord, Record, TopicSettings, read_topic
-from broker import topics
+from adapters.kafka import (
+    ROUTER,
+    TRACKER,
+    CredentialStore,
+    KafkaClients,
+    KafkaSettings,
+    OutRecord,
+    Record,
+    TopicSettings,
+    read_topic,
+)
+from broker import acls, topics
 from broker.router import Router
 from broker.settings import RouterSettings, Settings
 from broker.tracker import Tracker, route_stats
@@ -46,6 +56,7 @@ from keys.testing import Federation, MemberSpec, synthetic_referral
 from schemas import (
     Category,
     DeliveryRule,
+    Directory,
     Priority,
     Referral,
     Role,
@@ -172,32 +183,36 @@ async def run_demo(
     fed.write(config.folder)
     directory = fed.directory()
     settings = _settings(config)
-    clients = KafkaClients(settings.kafka)
+    clients = KafkaClients(settings.kafka)  # the provisioning admin
     names = TopicNames(settings.topics.prefix)
     await topics.apply(directory, clients, settings.topics)
+    as_principal = await _provision(
+        directory, settings, clients, config.folder, (ROUTER, TRACKER, *fed.members), now
+    )
 
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
-    router = Router(settings, directory, clients=clients)
-    tracker = Tracker(settings, directory, clients=clients)
+    router = Router(as_principal(ROUTER), directory)
+    tracker = Tracker(as_principal(TRACKER), directory)
     tasks.append(asyncio.create_task(router.run(stop), name="router"))
     tasks.append(asyncio.create_task(tracker.run(stop), name="tracker"))
     identities = {
         pid: Identity(pid, m.signing, (m.opening,), directory) for pid, m in fed.members.items()
     }
-    outboxes = {pid: Outbox.of(clients, names, pid, settings.adapter) for pid in identities}
+    own = {pid: KafkaClients(as_principal(pid).kafka) for pid in identities}
+    outboxes = {pid: Outbox.of(own[pid], names, pid, settings.adapter) for pid in identities}
     senders = {pid: Sender(identities[pid], outboxes[pid]) for pid in identities}
     stores = []
     for pid in identities:
         store = StateStore(config.folder / "adapters" / pid)
         stores.append(store)
         sink = FolderSink(config.folder / "inbox" / pid)
-        receiver = Receiver(clients, names, settings.adapter, senders[pid], sink, store)
+        receiver = Receiver(own[pid], names, settings.adapter, senders[pid], sink, store)
         tasks.append(asyncio.create_task(receiver.run(stop), name=f"receiver {pid}"))
 
     try:
         await _wait_ready(router, tracker, tasks)
-        sent = await _push(config, rng, senders, clients, progress)
+        sent = await _push(config, rng, senders, own, progress)
         valid_ids = {str(s.message_id) for _, s in sent}
         routed, missing, dead = await _await_receipts(config, tracker, clients, valid_ids, progress)
         received = sum(1 for h in routed if h.received_at is not None)
@@ -238,11 +253,33 @@ async def run_demo(
             store.close()
 
 
+async def _provision(
+    directory: Directory,
+    settings: Settings,
+    admin: KafkaClients,
+    folder: Path,
+    principals: Iterable[str],
+    now: datetime,
+) -> Callable[[str], Settings]:
+    """A credential per principal (in ``folder/credentials``, 0600), SCRAM users and
+    exactly the ACLs the directory implies; returns each principal's settings."""
+    logins = CredentialStore(folder / "credentials")
+    for principal in principals:
+        logins.ensure(principal)
+    await acls.apply(directory, settings, admin, logins, now=now)
+
+    def as_principal(principal: str) -> Settings:
+        credential = logins.ensure(principal)
+        return settings.model_copy(update={"kafka": credential.apply(settings.kafka)})
+
+    return as_principal
+
+
 async def _push(
     config: DemoConfig,
     rng: random.Random,
     senders: dict[str, Sender],
-    clients: KafkaClients,
+    own: dict[str, KafkaClients],
     progress: Callable[[str, int, int], None],
 ) -> list[tuple[str, Any]]:
     """Send the referrals, then the two hostile envelopes; returns what was sent."""
@@ -264,14 +301,14 @@ async def _push(
     # The two hostile cases: the first envelope again (a duplicate), and a fresh
     # envelope with one flipped byte (tampered in transit).
     dup_sender, dup = sent[0]
-    await _raw_send(clients, names.outbox(dup_sender), dup.envelope)
+    await _raw_send(own[dup_sender], names.outbox(dup_sender), dup.envelope)
     bad_sender = sent[1][0]
     fresh = senders[bad_sender].seal_referral(
         Submission(synthetic_demo_referral(rng, bad_sender, "NL", False), "NL")
     )
     tampered = bytearray(fresh.envelope)
     tampered[len(tampered) // 2] ^= 0x01
-    await _raw_send(clients, names.outbox(bad_sender), bytes(tampered))
+    await _raw_send(own[bad_sender], names.outbox(bad_sender), bytes(tampered))
 
     return sent
 

@@ -15,8 +15,9 @@ from tests._fed import make_referral
 def home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Path:
+    home = federation_home(tmp_path, monkeypatch, capsys, [DE_HOTLINE, NL_HOTLINE])
     monkeypatch.setenv("CRB_KAFKA__BOOTSTRAP", "127.0.0.1:1")  # never reached in these tests
-    return federation_home(tmp_path, monkeypatch, capsys, [DE_HOTLINE, NL_HOTLINE])
+    return home
 
 
 def test_send_refuses_missing_and_invalid_files_before_anything_else(

@@ -50,7 +50,8 @@ def test_directory_signed_by_another_root_is_refused(tmp_path: Path) -> None:
 
 
 def test_topics_plan_lists_what_the_directory_implies(tmp_path: Path) -> None:
-    """Every participant gets an outbox and an inbox; plus dlq, audit, status, tracker."""
+    """Every participant gets an outbox and an inbox; plus dlq, audit, status, tracker
+    and the directory topic."""
     fed = LiveFederation()
     directory, root = fed.write(tmp_path / "fed")
     result = _crb(
@@ -63,8 +64,8 @@ def test_topics_plan_lists_what_the_directory_implies(tmp_path: Path) -> None:
         f"x.{kind}.{p}" for p in ("de.hotline", "nl.hotline") for kind in ("outbox", "inbox")
     }
     assert expected <= names
-    assert {"x.dlq", "x.audit", "x.status", "x.tracker"} <= names
-    assert len(names) == 2 * 6 + 4
+    assert {"x.dlq", "x.audit", "x.status", "x.tracker", "x.directory"} <= names
+    assert len(names) == 2 * 6 + 5
 
 
 def test_audit_verify_without_kafka_is_one_line(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -80,15 +81,57 @@ def test_wrong_recipient_is_one_line_with_reason(
 def test_rotation_keeps_old_mail_readable_and_revocation_refuses(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """After rotate the old envelope still opens; after revoking the sender it is refused."""
+    """After rotate the old envelope still opens; after revoking the sender's signing
+    key it is refused as key_revoked; revoking the whole participant suspends it."""
     env = home / "env.bin"
     _seal_example(capsys, env)
+    signing = json.loads(crb(capsys, "directory", "show", "--json")[1])
+    (old_key,) = [
+        k["key_id"]
+        for p in signing["participants"]
+        if p["participant_id"] == "de.hotline"
+        for k in p["keys"]
+        if k["kind"] == "signing"
+    ]
     assert crb(capsys, "participant", "rotate", "nl.hotline")[0] == 0
     assert crb(capsys, "participant", "rotate", "de.hotline")[0] == 0
     assert crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))[0] == 0
-    assert crb(capsys, "participant", "revoke", "de.hotline")[0] == 0
+    assert crb(capsys, "participant", "revoke", "de.hotline", "--key-id", old_key)[0] == 0
     code, _, err = crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))
     assert (code, one_line_error(err)) == (1, "crb: error: envelope refused (key_revoked)")
+    assert crb(capsys, "participant", "revoke", "de.hotline")[0] == 0
+    code, _, err = crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))
+    assert (code, one_line_error(err)) == (1, "crb: error: envelope refused (sender_suspended)")
+
+
+def test_rotation_never_reinstates_a_revoked_participant(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rotate after revoke is refused (it would give a revoked participant valid keys);
+    reinstate does it explicitly, with new keys and password, and logs the decision."""
+    assert crb(capsys, "participant", "revoke", "nl.hotline")[0] == 0
+    code, _, err = crb(capsys, "participant", "rotate", "nl.hotline")
+    assert 2 == code
+    assert "participant reinstate nl.hotline" in one_line_error(err)
+    before = (home / "credentials" / "nl.hotline.json").read_bytes()
+    code, out, _ = crb(capsys, "participant", "reinstate", "nl.hotline")
+    assert 0 == code
+    assert "reinstated" in out
+    assert before != (home / "credentials" / "nl.hotline.json").read_bytes()
+    shown = json.loads(crb(capsys, "directory", "show", "--json")[1])
+    (nl,) = [p for p in shown["participants"] if p["participant_id"] == "nl.hotline"]
+    assert "active" == nl["status"]
+    actions = [json.loads(line) for line in (home / "operator.log").read_text().splitlines()]
+    assert ["revoke", "reinstate"] == [a["action"] for a in actions]
+    assert {"nl.hotline"} == {a["participant"] for a in actions}
+
+
+def test_credentials_are_made_with_the_keys(home: Path) -> None:
+    """Every participant and both services have a Kafka credential, 0600 each."""
+    folder = home / "credentials"
+    names = {p.stem for p in folder.glob("*.json")}
+    assert {"crb-router", "crb-tracker", "int.coordinator", "de.hotline", "nl.hotline"} <= names
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.glob("*.json"))
 
 
 def test_rolled_back_directory_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -55,11 +55,12 @@ SURFACE: dict[str, set[str]] = {
     },
     "adapters.kafka": {
         "ADMIN", "AccessDenied", "Admin", "BROKER", "Consumer", "Credential", "CredentialError",
-        "CredentialStore", "Fenced", "KafkaClients", "KafkaSettings", "OutRecord", "Partition",
-        "Producer", "ROUTER", "Record", "RecordTooLarge", "Refused", "SERVICE_PRINCIPALS",
-        "Section", "TRACKER", "TopicDescription", "TopicMissing", "TopicReader",
-        "TopicSettings", "TransactionalProducer", "TransportError", "Unavailable",
-        "client_kwargs", "kafka_errors", "read_topic", "translate"
+        "CredentialStore", "Fenced", "Grant", "KafkaClients", "KafkaSettings", "OutRecord",
+        "Partition", "Producer", "ROUTER", "Record", "RecordTooLarge", "Refused",
+        "ResourceKind", "SERVICE_PRINCIPALS", "Section", "SecurityAdmin", "TRACKER",
+        "TopicDescription", "TopicMissing", "TopicReader", "TopicSettings",
+        "TransactionalProducer", "TransportError", "Unavailable", "client_kwargs",
+        "kafka_errors", "read_topic", "translate"
     },
     "broker.router": {
         "Batch", "BatchView", "REFERRAL_SENDER_ROLES", "RETRY_AFTER_CATCH_UP", "Router",
