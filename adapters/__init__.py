@@ -26,6 +26,7 @@ Errors (see ``adapters._errors``)::
 """
 
 from adapters._csv import CSV_COLUMNS, REQUIRED_COLUMNS, CsvBatch, RowError, parse_csv
+from adapters._directory import DirectoryFollower, publish_directory
 from adapters._dropfolder import (
     TRANSITIONS,
     CorruptSidecar,
@@ -71,6 +72,7 @@ __all__ = [
     "Delivered",
     "Delivery",
     "DeliveryError",
+    "DirectoryFollower",
     "DropFolder",
     "FileEvent",
     "FileResult",
@@ -106,6 +108,7 @@ __all__ = [
     "opening_time",
     "parse_csv",
     "parse_submission",
+    "publish_directory",
     "receipt_for",
     "recovered_state",
     "referral_draft",

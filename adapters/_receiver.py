@@ -17,6 +17,10 @@ Per inbox record, in this order (:meth:`Receiver.handle`):
 5. Record the id (and the header facts ``crb ack`` needs) in the state store.
 6. For a referral: seal and produce the signed ``received`` receipt (SHA-256 of
    the exact envelope bytes; derived id) and wait for Kafka's ack; mark it sent.
+   If the directory (followed live) says the sender can no longer be answered —
+   revoked or suspended after it sent — no receipt can be sealed: record that
+   (``sender_revoked``) instead and go on. The message itself was verified at the
+   time the router forwarded it (``opening_time``), so a key valid then opens it.
 7. Commit the record's offset (the loop in :meth:`Receiver.run`).
 
 A crash anywhere before 7 makes Kafka deliver the record again; steps 1/3 make
@@ -47,7 +51,7 @@ from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, Sink
 from adapters._state import Delivered, StateStore
 from adapters.kafka import Consumer, Partition, Record
-from keys import EnvelopeError, Parsed, parse
+from keys import EnvelopeError, Parsed, answerable, parse
 from keys import open as open_envelope
 from schemas import Clock, MessageType, Reason, TopicNames, utcnow
 
@@ -143,6 +147,7 @@ class Receiver:
                 opening_keys=self.identity.opening_keys,
                 directory=self.identity.directory,
                 now=opening_time(now, _time_of(record), self.settings.max_inbox_lag),
+                check_sender_status=False,  # the router admitted it; keys checked then
             )
         except EnvelopeError as exc:
             return self._quarantine(record, value, claimed, exc.reason)
@@ -177,7 +182,21 @@ class Receiver:
 
     async def _ensure_receipt(self, known: Delivered) -> None:
         m = known.message
-        if m.message_type is not MessageType.REFERRAL or known.receipt_sent_at is not None:
+        if m.message_type is not MessageType.REFERRAL or known.receipt_done:
+            return
+        now = self.clock()
+        if not answerable(self.identity.directory, m.sender, now):
+            # Revoked or suspended since it sent this: no key to seal the receipt to,
+            # and the router would refuse it. Delivered is delivered: record why no
+            # receipt follows and move on (the tracker closes the handover with the
+            # same reason) instead of blocking the inbox partition.
+            self.store.mark_receipt_unanswerable(m.message_id, Reason.SENDER_REVOKED, at=now)
+            log.warning(
+                "receipt_not_sent",
+                reason=Reason.SENDER_REVOKED.value,
+                message_id=str(m.message_id),
+                sender=m.sender,
+            )
             return
         sealed = self.sender.seal_receipt(m, received_at=known.delivered_at)
         await self.sender.send(sealed)

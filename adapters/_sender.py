@@ -16,12 +16,13 @@ so even then a copy the router already forwarded is refused as a duplicate.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 import pydantic
+import structlog
 
 from adapters._errors import InputError, SendError, StateError
 from adapters._model import (
@@ -37,6 +38,7 @@ from keys import (
     Draft,
     Keystore,
     KeystoreError,
+    LiveDirectory,
     OpeningKey,
     SealError,
     SigningKey,
@@ -48,22 +50,53 @@ from schemas import Clock, Decision, Directory, Referral, utcnow, uuid7
 
 __all__ = ["Identity", "Sealed", "Sender"]
 
+log = structlog.get_logger("crb.adapter")
 
-@dataclass(frozen=True, slots=True)
+
 class Identity:
-    """Who this adapter is: participant id, its private keys, the verified directory."""
+    """Who this adapter is: participant id, its private keys, and the directory it
+    follows (a :class:`keys.LiveDirectory`, or a fixed :class:`Directory`).
 
-    participant: str
-    signing_key: SigningKey = field(repr=False)
-    opening_keys: tuple[OpeningKey, ...] = field(repr=False)
-    directory: Directory = field(repr=False)
+    Loaded from a keystore (:meth:`load`), the keys follow the directory: when a
+    newer version names another current signing key (a rotation), the next
+    envelope is signed with it, and opening keys are re-read from the keystore so
+    messages sealed to a new encryption key open. A key the keystore does not
+    have is logged and the previous one kept.
+    """
+
+    __slots__ = ("_keys_version", "_opening", "_signing", "_store", "live", "participant")
+
+    def __init__(
+        self,
+        participant: str,
+        signing_key: SigningKey,
+        opening_keys: Iterable[OpeningKey],
+        directory: Directory | LiveDirectory,
+        *,
+        store: Keystore | None = None,
+    ) -> None:
+        self.participant = participant
+        self._signing = signing_key
+        self._opening = tuple(opening_keys)
+        self.live = directory if isinstance(directory, LiveDirectory) else LiveDirectory(directory)
+        self._store = store
+        self._keys_version = self.live.version
+
+    def __repr__(self) -> str:
+        return f"Identity({self.participant!r}, directory v{self.live.version})"
 
     @classmethod
     def load(
-        cls, store: Keystore, participant: str, directory: Directory, *, now: datetime
+        cls,
+        store: Keystore,
+        participant: str,
+        directory: Directory | LiveDirectory,
+        *,
+        now: datetime,
     ) -> Identity:
         """The participant's current signing key (per the directory) and all opening keys."""
-        p = directory.participant(participant)
+        current = directory.current if isinstance(directory, LiveDirectory) else directory
+        p = current.participant(participant)
         if p is None:
             raise StateError(f"{participant} is not in the directory")
         record = current_signing_record(p, now)
@@ -74,7 +107,37 @@ class Identity:
             opening = tuple(store.opening_keys(participant).values())
         except KeystoreError as exc:
             raise StateError(str(exc)) from exc
-        return cls(participant, signing, opening, directory)
+        return cls(participant, signing, opening, directory, store=store)
+
+    @property
+    def directory(self) -> Directory:
+        """The current directory (take it once per envelope)."""
+        return self.live.current
+
+    @property
+    def signing_key(self) -> SigningKey:
+        self._follow()
+        return self._signing
+
+    @property
+    def opening_keys(self) -> tuple[OpeningKey, ...]:
+        self._follow()
+        return self._opening
+
+    def _follow(self) -> None:
+        store = self._store
+        if store is None or self.live.version == self._keys_version:
+            return
+        self._keys_version = self.live.version
+        p = self.live.current.participant(self.participant)
+        record = current_signing_record(p, utcnow()) if p is not None else None
+        try:
+            if record is not None and record.key_id != self._signing.key_id:
+                self._signing = store.signing_key(self.participant, KeyIdType(record.key_id))
+                log.info("signing_key_switched", participant=self.participant, key_id=record.key_id)
+            self._opening = tuple(store.opening_keys(self.participant).values())
+        except KeystoreError as exc:
+            log.warning("keys_not_followed", participant=self.participant, error=str(exc))
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,9 +49,11 @@ CREATE TABLE IF NOT EXISTS delivered (
     in_reply_to     TEXT,
     delivered_at    TEXT NOT NULL,
     receipt_id      TEXT,
-    receipt_sent_at TEXT
+    receipt_sent_at TEXT,
+    receipt_note    TEXT
 )
 """
+_MIGRATIONS = {"receipt_note": "ALTER TABLE delivered ADD COLUMN receipt_note TEXT"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,13 @@ class Delivered:
     delivered_at: datetime
     receipt_id: UUID | None
     receipt_sent_at: datetime | None
+    receipt_note: str | None = None
+    """Why no receipt was sent (``sender_revoked``), if none will be."""
+
+    @property
+    def receipt_done(self) -> bool:
+        """Sent, or recorded as impossible: nothing more to do for the receipt."""
+        return self.receipt_sent_at is not None or self.receipt_note is not None
 
 
 class StateStore:
@@ -75,6 +84,10 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(delivered)")}
+            for column, ddl in _MIGRATIONS.items():
+                if column not in have:
+                    self._db.execute(ddl)
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"{folder}: cannot use the adapter state: {exc}") from exc
 
@@ -99,7 +112,7 @@ class StateStore:
         if row is None:
             return None
         (mid, mtype, sender, recipient, case_id, jur, cat, prio, hcode, digest, reply) = row[:11]
-        delivered_at, receipt_id, receipt_at = row[11:]
+        delivered_at, receipt_id, receipt_at, receipt_note = row[11:15]
         return Delivered(
             message=ReceivedMessage(
                 message_id=UUID(mid),
@@ -117,6 +130,7 @@ class StateStore:
             delivered_at=datetime.fromisoformat(delivered_at),
             receipt_id=UUID(receipt_id) if receipt_id else None,
             receipt_sent_at=datetime.fromisoformat(receipt_at) if receipt_at else None,
+            receipt_note=receipt_note,
         )
 
     def received(self, message_id: UUID) -> ReceivedMessage:
@@ -129,7 +143,7 @@ class StateStore:
     def record_delivered(self, m: ReceivedMessage, *, at: datetime) -> None:
         try:
             self._db.execute(
-                "INSERT OR IGNORE INTO delivered VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
+                "INSERT OR IGNORE INTO delivered VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,NULL)",
                 (
                     str(m.message_id),
                     m.message_type.value,
@@ -153,6 +167,17 @@ class StateStore:
             self._db.execute(
                 "UPDATE delivered SET receipt_id = ?, receipt_sent_at = ? WHERE message_id = ?",
                 (str(receipt_id), at.astimezone(UTC).isoformat(), str(message_id)),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot record a receipt: {exc}") from exc
+
+    def mark_receipt_unanswerable(self, message_id: UUID, reason: Reason, *, at: datetime) -> None:
+        """Record that no receipt will be sent for ``message_id``, and why."""
+        note = f"{reason.value} at {at.astimezone(UTC).isoformat()}"
+        try:
+            self._db.execute(
+                "UPDATE delivered SET receipt_note = ? WHERE message_id = ?",
+                (note, str(message_id)),
             )
         except sqlite3.Error as exc:
             raise StateError(f"cannot record a receipt: {exc}") from exc

@@ -91,3 +91,6 @@ class Settings(BaseSettings):
     adapter: AdapterSettings = AdapterSettings()
     router: RouterSettings = RouterSettings()
     tracker: TrackerSettings = TrackerSettings()
+    directory_refresh_s: float = Field(default=1.0, gt=0, le=300)
+    """How often the services and adapters look for a newer signed directory on the
+    directory topic (they also look before refusing an unknown participant)."""

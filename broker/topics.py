@@ -10,10 +10,11 @@ that is no longer in the directory).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from adapters.kafka import KafkaClients, TopicDescription, TopicSettings
+from adapters.kafka import KafkaClients, TopicDescription, TopicMissing, TopicSettings
 from schemas import Directory, TopicNames
 
 __all__ = [
@@ -109,4 +110,22 @@ async def apply(
     if problems:
         topic, problem = problems[0]
         raise TopicError(f"cannot create {topic}: {problem}")
+    for spec in missing:
+        await _visible(clients, spec.name)
     return [s.name for s in missing], drift
+
+
+async def _visible(clients: KafkaClients, topic: str, timeout_s: float = 30.0) -> None:
+    """Wait until the metadata names ``topic``: a topic is created by the controller
+    and reaches the brokers' metadata a moment later; whoever uses it next (the
+    directory's publication, a service starting) should not see it missing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            await clients.partitions(topic)
+            return
+        except TopicMissing:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.05)  # polling a condition, bounded by the deadline

@@ -56,6 +56,7 @@ from keys._errors import (
 from keys._files import atomic_write, fsync_dir
 from keys._keys import Kem, KeyId, OpeningKey, SealingKey, SigningKey, VerifyKey
 from keys._keystore import FEDERATION_OWNER, Keystore
+from keys._live import LiveDirectory, Offer, OfferOutcome, answerable
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -73,6 +74,9 @@ __all__ = [
     "Keystore",
     "KeystoreError",
     "Limits",
+    "LiveDirectory",
+    "Offer",
+    "OfferOutcome",
     "Opened",
     "OpeningKey",
     "Parsed",
@@ -86,6 +90,7 @@ __all__ = [
     "VerifyKey",
     "WrappedKey",
     "add_participant",
+    "answerable",
     "atomic_write",
     "current_sealing_key",
     "current_signing_record",

@@ -514,12 +514,14 @@ def verify(
     now: datetime,
     limits: Limits = DEFAULT_LIMITS,
     expected_sender: str | None = None,
+    check_sender_status: bool = True,
 ) -> VerifiedEnvelope:
     """Check everything that needs no private key (the router's view).
 
     ``expected_sender``: the participant the transport says sent the envelope (the
     owner of the outbox it came from); another signed sender is ``wrong_outbox``.
-    Raises ``EnvelopeError``; its ``.reason`` says why.
+    ``check_sender_status=False`` skips the sender's ``active`` check (see
+    :func:`open_envelope`). Raises ``EnvelopeError``; its ``.reason`` says why.
     """
     parsed = parse(envelope, limits=limits)
     header = parsed.header
@@ -527,7 +529,7 @@ def verify(
     sender = _participant(directory, header.sender)
     if sender is None:
         raise EnvelopeError(Reason.UNKNOWN_SENDER)
-    if not sender.active:
+    if check_sender_status and not sender.active:
         raise EnvelopeError(Reason.SENDER_SUSPENDED)
     if expected_sender is not None and header.sender != expected_sender:
         raise EnvelopeError(Reason.WRONG_OUTBOX)
@@ -578,13 +580,26 @@ def open_envelope(
     directory: Directory,
     now: datetime,
     limits: Limits = DEFAULT_LIMITS,
+    check_sender_status: bool = True,
 ) -> Opened:
     """Verify, then decrypt as ``recipient`` with one of ``opening_keys``; the payload
     must be a valid instance of the header's message type (``schema_invalid``) that
     agrees with the header (``payload_mismatch``). Raises ``EnvelopeError``.
     (Exported as ``keys.open``.)
+
+    A receiving adapter opens an inbox record at the time the router forwarded it
+    and passes ``check_sender_status=False``: the sender's status was the router's
+    admission check at that time, while keys carry their own revocation times and
+    are still checked — so a message forwarded before its sender was suspended and
+    revoked opens, and one forwarded after the revocation does not.
     """
-    v = verify(envelope, directory=directory, now=now, limits=limits)
+    v = verify(
+        envelope,
+        directory=directory,
+        now=now,
+        limits=limits,
+        check_sender_status=check_sender_status,
+    )
     parsed = v.parsed
     header = parsed.header
     wrapped = next((w for w in parsed.wrapped_keys if w.recipient == recipient), None)

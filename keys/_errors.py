@@ -73,6 +73,8 @@ class DirectoryReason(enum.StrEnum):
     """Same version as one already accepted, different content."""
     INVALID = "invalid"
     """Signed and fresh, but inconsistent (e.g. a key id that does not match its key)."""
+    OTHER_FEDERATION = "other_federation"
+    """Validly signed, but for another federation than the one being followed."""
 
 
 class DirectoryError(KeysError):

@@ -10,7 +10,8 @@ is a member of :class:`Reason`. Each stage may produce only its named subset::
     DEAD_LETTER_REASONS  the router: VERIFY | ROUTING | its memory's checks
     QUARANTINE_REASONS   a receiving adapter: OPEN | the local system refused it
     STATUS_REASONS       a status event: the router's refusals of a verified header,
-                         orphan, and the SLA timers
+                         orphan, the SLA timers, and a handover closed because its
+                         sender was revoked
 
 The string values are a public contract (dead-letter headers, quarantine notes,
 status events, metrics): they never change; members may be added. A test shows
@@ -104,6 +105,9 @@ class Reason(StrEnum):
     """No signed receipt within the priority's deadline (overdue, then escalated)."""
     RETRIES_EXHAUSTED = "retries_exhausted"
     """Still no receipt after escalation: the handover failed."""
+    SENDER_REVOKED = "sender_revoked"
+    """The sender was revoked or suspended after it sent: no receipt can be returned
+    to it, so the tracker closes the handover (and the recipient records it)."""
 
 
 R = Reason
@@ -151,6 +155,7 @@ STATUS_REASONS: Final = (DEAD_LETTER_REASONS - VERIFY_REASONS - {R.DUPLICATE_MES
     R.ORPHAN,
     R.RECEIPT_OVERDUE,
     R.RETRIES_EXHAUSTED,
+    R.SENDER_REVOKED,
 }
 """A dead-letter reason reaches the status stream only for a header whose signature
 verified (an unverified header could name any message id) and never for a duplicate

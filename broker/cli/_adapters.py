@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
+T = TypeVar("T")
+
 
 AsOpt = Annotated[str, typer.Option("--as", help="Participant id this adapter acts as.")]
 StateOpt = Annotated[
@@ -43,14 +46,23 @@ StateOpt = Annotated[
 
 
 class _Adapter:
-    """One participant's identity, state folder and outbox, from the common options."""
+    """One participant's identity, state folder and outbox, from the common options.
+
+    Logged in to Kafka as the participant itself. The identity follows the
+    directory topic: :meth:`following` reads it to its end before the command's
+    work (a participant added a moment ago is known) and keeps following while a
+    long-running command (inbox, drop folder) runs."""
 
     def __init__(self, ctx: Context, participant: str, state: Path | None) -> None:
         self.ctx = ctx
         self.state = ctx.adapter_state(participant, state)
-        with errors():
-            self.identity: Identity = ctx.identity(participant)
         self.clients = ctx.clients_as(participant)
+        with errors():
+            self.live, self.follower = ctx.follow(self.clients)
+            self.identity: Identity = ctx.identity(participant, self.live)
+
+    def following(self, work: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+        return self.follower.alongside(work)
 
     def outbox(self) -> Outbox:
         from adapters import Outbox
@@ -104,7 +116,7 @@ def send_cmd(
                 atomic_write(dest, data)
             return await folder.run_once()
 
-    results = run(main())
+    results = run(adapter.following(main()))
     failed = 0
     for r in results:
         if r.state is FileState.SENT:
@@ -152,7 +164,7 @@ def dropfolder_cmd(
             stop_on_signals(stop)
             await drop.run(stop, interval_s=interval)
 
-    run(main())
+    run(adapter.following(main()))
 
 
 # --- inbox --------------------------------------------------------------------------------
@@ -198,7 +210,9 @@ def inbox_cmd(
             sink = FolderSink(folder or adapter.state / "inbox")
         with StateStore(adapter.state) as store:
             async with adapter.outbox() as outbox:
-                receiver = Receiver(ctx.clients, ctx.names, a, adapter.sender(outbox), sink, store)
+                receiver = Receiver(
+                    adapter.clients, ctx.names, a, adapter.sender(outbox), sink, store
+                )
                 stop = asyncio.Event()
                 stop_on_signals(stop)
                 try:
@@ -207,7 +221,7 @@ def inbox_cmd(
                     if isinstance(sink, HttpSink):
                         await sink.aclose()
 
-    stats = run(main())
+    stats = run(adapter.following(main()))
     typer.echo(
         f"delivered {stats.delivered}, duplicates {stats.duplicates}, "
         f"quarantined {stats.quarantined}"
@@ -308,28 +322,30 @@ def ack_cmd(
     adapter = _Adapter(ctx, participant, state)
     from adapters import StateStore
 
-    outbox = adapter.outbox()  # connects on the first send
-    sender = adapter.sender(outbox)
     with errors(), StateStore(adapter.state) as store:
         original = store.received(message_id)
-        forwarded = None
+        moved = None
         if kind is AckKind.MOVE:
             assert to is not None
             path = referral or adapter.state / "inbox" / f"{message_id}.json"
             doc = json.loads(path.read_bytes())
             payload = doc.get("referral", doc) if isinstance(doc, dict) else doc
-            forwarded, ack = sender.seal_move(
-                original, Referral.model_validate(payload), to_jurisdiction=to, detail=detail
-            )
-        else:
-            ack = sender.seal_case_ack(original, decision)
+            moved = Referral.model_validate(payload)
 
     async def main() -> list[UUID]:
-        async with outbox:
-            sent = [] if forwarded is None else [await sender.send(forwarded)]
-            return [*sent, await sender.send(ack)]
+        # Sealed once the directory is read to its end: with the keys it names now.
+        async with adapter.outbox() as outbox:
+            sender = adapter.sender(outbox)
+            with errors():
+                if moved is not None:
+                    assert to is not None
+                    forwarded, ack = sender.seal_move(
+                        original, moved, to_jurisdiction=to, detail=detail
+                    )
+                    return [await sender.send(forwarded), await sender.send(ack)]
+                return [await sender.send(sender.seal_case_ack(original, decision))]
 
-    for mid in run(main()):
+    for mid in run(adapter.following(main())):
         typer.echo(str(mid))
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 import pydantic
+import structlog
 import typer
 
 import keys
@@ -39,9 +40,11 @@ from broker.settings import Settings
 from schemas import Directory, TopicNames, first_error, utcnow
 
 if TYPE_CHECKING:
-    from adapters import Identity
+    from adapters import DirectoryFollower, Identity
 
 __all__ = ["KAFKA", "TRUST", "Context", "uses"]
+
+log = structlog.get_logger("crb.cli")
 
 DEFAULT_PASSPHRASE_ENV = "CRB_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
 
@@ -301,6 +304,38 @@ class Context:
         keys.atomic_write(self.directory_path, signed.to_json(), mode=0o644)
         self._directory = directory
 
+    def signed_directory(self) -> keys.SignedDirectory:
+        """The signed directory file as it is (after :meth:`directory` verified it)."""
+        self.directory()
+        with errors():
+            return keys.SignedDirectory.model_validate_json(self.directory_path.read_bytes())
+
+    def follow(self, clients: KafkaClients) -> tuple[keys.LiveDirectory, DirectoryFollower]:
+        """The live directory (from the file) and a follower of the directory topic
+        that keeps it current; each newer version is also kept in the directory
+        file and the trust store, so the next start begins from it."""
+        from adapters import DirectoryFollower
+
+        live = keys.LiveDirectory(self.directory(), root=self.root_verify_key())
+        trust = keys.TrustStore(self.trust_path)
+        path = self.directory_path
+
+        def keep(directory: Directory, signed: bytes) -> None:
+            try:
+                trust.accept(directory)
+                keys.atomic_write(path, signed, mode=0o644)
+            except (keys.KeysError, OSError) as exc:  # another process kept a newer one
+                log.info("directory_not_kept", version=directory.version, reason=str(exc))
+
+        follower = DirectoryFollower(
+            clients,
+            self.names.directory,
+            live,
+            interval_s=self.settings.directory_refresh_s,
+            on_update=keep,
+        )
+        return live, follower
+
     # -- a participant's adapter ------------------------------------------------------
     def adapter_state(self, participant: str, state: Path | None = None) -> Path:
         """``--state``, else ``CRB_ADAPTER__STATE_DIR/<id>``, else ``$CRB_HOME/adapters/<id>``."""
@@ -308,10 +343,11 @@ class Context:
             return state
         return (self.settings.adapter.state_dir or self.home / "adapters") / participant
 
-    def identity(self, participant: str) -> Identity:
+    def identity(self, participant: str, directory: keys.LiveDirectory | None = None) -> Identity:
+        """The participant's keys, following ``directory`` (else the file's version)."""
         from adapters import Identity
 
-        return Identity.load(self.store, participant, self.directory(), now=utcnow())
+        return Identity.load(self.store, participant, directory or self.directory(), now=utcnow())
 
 
 def uses(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from adapters.kafka import ROUTER, Record, read_topic
+from adapters.kafka import ROUTER, KafkaClients, Record, read_topic
 from broker import audit as audit_mod
 from broker import topics as topics_mod
 from broker.cli._common import CliError, errors, run
@@ -46,7 +46,10 @@ def topics_apply(
     partitions: Annotated[int | None, typer.Option(help="Partitions per topic.")] = None,
     replication: Annotated[int | None, typer.Option(help="Replication factor.")] = None,
 ) -> None:
-    """Create every topic the directory implies (idempotent); report drift."""
+    """Create every topic the directory implies (idempotent); report drift; publish
+    the signed directory on the directory topic (the services follow it)."""
+    from broker.cli._trust import publish_live
+
     given = {"partitions": partitions, "replication": replication}
     settings = ctx.build_settings(topics={k: v for k, v in given.items() if v})
     with errors():
@@ -57,6 +60,7 @@ def topics_apply(
     for item in drift:
         typer.echo(f"drift   {item.topic}: {item.problem}")
     typer.echo(f"{len(created)} created, {len(drift)} drift")
+    publish_live(ctx)
 
 
 @topics_app.command("plan")
@@ -136,8 +140,9 @@ def router_run(
         configure_logging(log_level)
     except KeyError as exc:
         raise CliError(f"unknown --log-level {log_level!r}", exit_code=2) from exc
+    clients = KafkaClients(settings.kafka)
     with errors():
-        d = ctx.directory()
+        live, follower = ctx.follow(clients)
     metrics = RouterMetrics()
     port = metrics_port or settings.router.metrics_port
     if port:
@@ -146,7 +151,8 @@ def router_run(
     async def main() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        await Router(settings, d, metrics=metrics).run(stop)
+        router = Router(settings, live, clients=clients, metrics=metrics, follower=follower)
+        await follower.alongside(router.run(stop))
 
     run(main())
 

@@ -16,8 +16,8 @@ from uuid import UUID
 
 import typer
 
-from adapters.kafka import TRACKER
-from broker.cli._common import CliError, run
+from adapters.kafka import TRACKER, KafkaClients
+from broker.cli._common import CliError, errors, run
 from broker.cli._context import KAFKA, TRUST, Context, uses
 from broker.cli._router import stop_on_signals
 from broker.logs import configure_logging
@@ -107,20 +107,23 @@ def tracker_run(
     from broker.tracker import Tracker, create_app, serve
 
     settings = ctx.settings.model_copy(update={"kafka": ctx.login(TRACKER)})
-    escalation = escalate_to or ctx.directory().rules.escalation_recipient
+    clients = KafkaClients(settings.kafka)
+    with errors():
+        live, follower = ctx.follow(clients)
+    escalation = escalate_to or live.current.rules.escalation_recipient
     port = http_port or settings.tracker.http_port
     configure_logging()
 
     async def main() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        tracker = Tracker(settings, escalation)
+        tracker = Tracker(settings, escalation, clients=clients, directory=live)
         api = None
         if port:
             app = create_app(tracker.snapshot, ready=tracker.ready.is_set)
             api = asyncio.create_task(serve(app, settings.tracker.http_host, port, stop))
         try:
-            await tracker.run(stop)
+            await follower.alongside(tracker.run(stop))
         finally:
             stop.set()
             if api is not None:

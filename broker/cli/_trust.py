@@ -14,6 +14,7 @@ environment variable named by ``--passphrase-env`` (default
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from datetime import timedelta
@@ -52,14 +53,43 @@ directory_app = typer.Typer(help="Show and verify the signed directory.", no_arg
 ValidityOpt = Annotated[int, typer.Option("--validity-days", min=1, help="Lifetime of new keys.")]
 
 
+def publish_live(ctx: Context) -> bool:
+    """Publish the signed directory file to the directory topic (services follow it);
+    ``False`` (with a hint on stderr) while the topic does not exist yet."""
+    from adapters import publish_directory
+    from adapters.kafka import TopicMissing
+
+    signed = ctx.signed_directory()
+    try:
+        with errors():
+            asyncio.run(publish_directory(ctx.clients, ctx.names.directory, signed))
+    except CliError as exc:
+        if not isinstance(exc.__cause__, TopicMissing):
+            raise
+        typer.echo(
+            f"{ctx.names.directory} does not exist yet: `crb topics apply` creates it "
+            "and publishes the directory",
+            err=True,
+        )
+        return False
+    typer.echo(f"published directory version {signed.directory.version} to {ctx.names.directory}")
+    return True
+
+
 def _propagate(ctx: Context, directory: Directory) -> None:
-    """Make the Kafka follow a directory change: SCRAM users and ACLs (``crb acl
-    apply``). Without a Kafka configured, say how to do it later."""
+    """Make the running federation follow a directory change: publish it on the
+    directory topic (the services switch within one refresh), then converge the
+    Kafka users and ACLs (``crb acl apply``). Without a Kafka configured, say how
+    to do it later."""
     from broker import acls
 
     if not ctx.kafka_configured:
-        typer.echo("no Kafka configured: run `crb acl apply` once there is one", err=True)
+        typer.echo(
+            "no Kafka configured: run `crb topics apply` and `crb acl apply` once there is one",
+            err=True,
+        )
         return
+    publish_live(ctx)
     report = run(acls.apply(directory, ctx.settings, ctx.clients, ctx.credentials, now=utcnow()))
     typer.echo(
         f"kafka: {len(report.created)} ACLs granted, {len(report.removed)} removed; "
@@ -353,6 +383,18 @@ def directory_verify(ctx: Context) -> None:
     with errors():
         d = ctx.directory()
     typer.echo(f"ok: {d.federation_id} version {d.version}, {len(d.participants)} participants")
+
+
+@directory_app.command("publish")
+@uses(KAFKA, TRUST)
+def directory_publish(ctx: Context) -> None:
+    """Publish the signed directory to the directory topic (as the admin): running
+    routers, trackers and adapters switch to it within one refresh. Participant
+    commands do this themselves; use it after restoring or copying a directory."""
+    with errors():
+        ctx.directory()
+    if not publish_live(ctx):
+        raise typer.Exit(1)
 
 
 # --- seal / open ----------------------------------------------------------------------

@@ -22,13 +22,14 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from adapters import (
+    DirectoryFollower,
     FolderSink,
     Identity,
     Outbox,
@@ -36,6 +37,7 @@ from adapters import (
     Sender,
     StateStore,
     Submission,
+    publish_directory,
 )
 from adapters.kafka import (
     ROUTER,
@@ -52,11 +54,11 @@ from broker import acls, topics
 from broker.router import Router
 from broker.settings import RouterSettings, Settings
 from broker.tracker import Tracker, route_stats
+from keys import LiveDirectory
 from keys.testing import Federation, MemberSpec, synthetic_referral
 from schemas import (
     Category,
     DeliveryRule,
-    Directory,
     Priority,
     Referral,
     Role,
@@ -185,16 +187,17 @@ async def run_demo(
     settings = _settings(config)
     clients = KafkaClients(settings.kafka)  # the provisioning admin
     names = TopicNames(settings.topics.prefix)
-    await topics.apply(directory, clients, settings.topics)
-    as_principal = await _provision(
-        directory, settings, clients, config.folder, (ROUTER, TRACKER, *fed.members), now
-    )
+    as_principal = await _provision(fed, settings, clients, config.folder, now)
 
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
-    router = Router(as_principal(ROUTER), directory)
-    tracker = Tracker(as_principal(TRACKER), directory)
-    tasks.append(asyncio.create_task(router.run(stop), name="router"))
+    # The services follow the directory topic, as `crb router run` / `crb tracker run` do.
+    router_clients = KafkaClients(as_principal(ROUTER).kafka)
+    live = LiveDirectory(directory, root=fed.root.verify_key)
+    follower = DirectoryFollower(router_clients, names.directory, live)
+    router = Router(as_principal(ROUTER), live, clients=router_clients, follower=follower)
+    tracker = Tracker(as_principal(TRACKER), directory, directory=live)
+    tasks.append(asyncio.create_task(follower.alongside(router.run(stop)), name="router"))
     tasks.append(asyncio.create_task(tracker.run(stop), name="tracker"))
     identities = {
         pid: Identity(pid, m.signing, (m.opening,), directory) for pid, m in fed.members.items()
@@ -254,17 +257,20 @@ async def run_demo(
 
 
 async def _provision(
-    directory: Directory,
+    fed: Federation,
     settings: Settings,
     admin: KafkaClients,
     folder: Path,
-    principals: Iterable[str],
     now: datetime,
 ) -> Callable[[str], Settings]:
-    """A credential per principal (in ``folder/credentials``, 0600), SCRAM users and
-    exactly the ACLs the directory implies; returns each principal's settings."""
+    """The topics, the signed directory published on its topic, a credential per
+    principal (in ``folder/credentials``, 0600), SCRAM users and exactly the ACLs the
+    directory implies; returns each principal's settings."""
+    directory = fed.directory()
+    await topics.apply(directory, admin, settings.topics)
+    await publish_directory(admin, TopicNames(settings.topics.prefix).directory, fed.signed())
     logins = CredentialStore(folder / "credentials")
-    for principal in principals:
+    for principal in (ROUTER, TRACKER, *fed.members):
         logins.ensure(principal)
     await acls.apply(directory, settings, admin, logins, now=now)
 

@@ -36,11 +36,33 @@ from broker.router._core import RoutingDecision, SeenMessage, decide
 from keys import Limits
 from schemas import Directory, MessageType, Reason, TopicNames
 
-__all__ = ["RETRY_AFTER_CATCH_UP", "Batch", "BatchView", "RouterMemory", "decide_batch"]
+__all__ = [
+    "RETRY_AFTER_CATCH_UP",
+    "RETRY_AFTER_REFRESH",
+    "Batch",
+    "BatchView",
+    "RouterMemory",
+    "decide_batch",
+]
 
 RETRY_AFTER_CATCH_UP = frozenset({Reason.UNKNOWN_ORIGINAL, Reason.DUPLICATE_MESSAGE})
 """Refusals that depend on what other router instances forwarded: worth deciding
 again after reading the audit topic to its end."""
+
+RETRY_AFTER_REFRESH = frozenset(
+    {
+        Reason.UNKNOWN_SENDER,
+        Reason.UNKNOWN_KEY,
+        Reason.SENDER_SUSPENDED,
+        Reason.UNKNOWN_RECIPIENT,
+        Reason.RECIPIENT_SUSPENDED,
+        Reason.RECIPIENT_MISMATCH,
+        Reason.NO_RECIPIENT,
+    }
+)
+"""Refusals a newer directory could turn into a forward (a participant added,
+reinstated or rotated after the router last looked): worth deciding again after
+reading the directory topic to its end."""
 
 
 class RouterMemory:
@@ -117,6 +139,10 @@ class Batch:
     @property
     def needs_catch_up(self) -> bool:
         return any(d.reason in RETRY_AFTER_CATCH_UP for _, d, _ in self.decided)
+
+    @property
+    def needs_refresh(self) -> bool:
+        return any(d.reason in RETRY_AFTER_REFRESH for _, d, _ in self.decided)
 
 
 def decide_batch(

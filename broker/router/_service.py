@@ -29,6 +29,14 @@ Failures, by the plumbing's error tree:
 - anything else: the same, logged as an error (a record the broker refuses outright
   must not stop every other partition).
 
+The directory is live: each batch is decided with the newest valid version the
+follower (``adapters.DirectoryFollower``, run beside the router) has taken. A
+batch with a refusal that a newer directory could lift (``RETRY_AFTER_REFRESH``:
+an unknown sender or key, a suspended participant) makes the router read the
+directory topic to its end first and, if that found a newer version, decide the
+batch again — so revocation takes effect within one refresh, and a participant
+added and published before its first referral is never refused as unknown.
+
 A record already covered by its chain head (offset <= head's source offset) was
 decided in a committed transaction and is skipped, not re-forwarded.
 """
@@ -43,7 +51,7 @@ from typing import Any
 
 import structlog
 
-from adapters import RetryPolicy
+from adapters import DirectoryFollower, RetryPolicy
 from adapters.kafka import (
     Consumer,
     Fenced,
@@ -60,7 +68,7 @@ from broker.router._core import RoutingDecision
 from broker.router._memory import Batch, RouterMemory, decide_batch
 from broker.router._metrics import RouterMetrics
 from broker.settings import Settings
-from keys import Limits
+from keys import Limits, LiveDirectory
 from schemas import Clock, Directory, TopicNames, utcnow
 
 __all__ = ["Router"]
@@ -86,14 +94,16 @@ class Router:
     def __init__(
         self,
         settings: Settings,
-        directory: Directory,
+        directory: Directory | LiveDirectory,
         *,
         clients: KafkaClients | None = None,
         clock: Clock = utcnow,
         metrics: RouterMetrics | None = None,
+        follower: DirectoryFollower | None = None,
     ) -> None:
         self.settings = settings
-        self.directory = directory
+        self.live = directory if isinstance(directory, LiveDirectory) else LiveDirectory(directory)
+        self.follower = follower
         self.clients = clients or KafkaClients(settings.kafka)
         self.clock = clock
         self.metrics = metrics or RouterMetrics()
@@ -106,6 +116,11 @@ class Router:
         self._owned: dict[Partition, _Owned] = {}
         self._lock = asyncio.Lock()
         self.ready = asyncio.Event()
+
+    @property
+    def directory(self) -> Directory:
+        """The directory the next batch is decided with."""
+        return self.live.current
 
     # -- the audit trail ----------------------------------------------------------
     async def catch_up(self) -> int:
@@ -272,6 +287,10 @@ class Router:
             # Another router instance may have just forwarded the original (or the
             # same id): read the audit topic to its end and decide again.
             await self.catch_up()
+            batch = await self._decide(owned.tp, records)
+        if batch.needs_refresh and self.follower is not None and await self.follower.refresh():
+            # A newer directory was published since the last refresh (a participant
+            # added or reinstated before its first message): decide again with it.
             batch = await self._decide(owned.tp, records)
         outputs: list[OutRecord] = []
         for _rec, decision, audit in batch.decided:

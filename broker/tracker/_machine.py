@@ -30,7 +30,10 @@ escalation recipient the routing rules name; ``fail_after * SLA`` after that →
 previous one was *raised*, not from its due time, so a tracker that was down does
 not raise overdue, escalated and failed in one go: the escalation recipient
 always gets its full window. With no escalation recipient, overdue is followed by
-failed after both graces. A receipt at any time stops the timers.
+failed after both graces. A receipt at any time stops the timers. A handover
+whose sender the directory says can no longer be answered (revoked or suspended)
+is closed instead (reason ``sender_revoked``): the recipient cannot seal a
+receipt to it, and records the same reason on its side.
 
 Redelivery is not driven from here: Kafka keeps the record, so redelivery is the
 recipient adapter's consumer retrying. A ``redelivered`` event from elsewhere is
@@ -40,7 +43,7 @@ visible and to escalate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -464,26 +467,44 @@ _TIMER_REASONS: Mapping[HandoverState, Reason] = {
 }
 
 
-def tick(h: Handover, now: datetime, policy: Policy) -> tuple[Handover, list[StatusEvent]]:
-    """Raise the timer events due at ``now`` (each at ``now``); apply them to ``h``."""
+def tick(
+    h: Handover, now: datetime, policy: Policy, *, sender_revoked: bool = False
+) -> tuple[Handover, list[StatusEvent]]:
+    """Raise the timer events due at ``now`` (each at ``now``); apply them to ``h``.
+
+    ``sender_revoked``: the directory says the sender can no longer be answered
+    (revoked or suspended). A handover still waiting for its receipt is then closed
+    (reason ``sender_revoked``) instead of going overdue: no receipt can come, and
+    that is not the recipient's failure."""
     events: list[StatusEvent] = []
+    if sender_revoked and next_deadline(h, policy) is not None:
+        event = _timer_event(h, S.CLOSED, now, Reason.SENDER_REVOKED, None)
+        h, _ = apply(h, event, policy)
+        return h, [event]
     while (nd := next_deadline(h, policy)) is not None and now >= nd[0]:
         state = nd[1]
-        event = StatusEvent(
-            message_id=h.message_id,
-            case_id=h.case_id,
-            sender=h.sender,
-            recipient=h.recipient,
-            state=state,
-            at=now,
-            reason=_TIMER_REASONS[state],
-            escalated_to=policy.escalation_recipient if state is S.ESCALATED else None,
-            priority=h.priority,
-            jurisdiction=h.jurisdiction,
-        )
+        escalated_to = policy.escalation_recipient if state is S.ESCALATED else None
+        event = _timer_event(h, state, now, _TIMER_REASONS[state], escalated_to)
         h, _ = apply(h, event, policy)
         events.append(event)
     return h, events
+
+
+def _timer_event(
+    h: Handover, state: HandoverState, now: datetime, reason: Reason, escalated_to: str | None
+) -> StatusEvent:
+    return StatusEvent(
+        message_id=h.message_id,
+        case_id=h.case_id,
+        sender=h.sender,
+        recipient=h.recipient,
+        state=state,
+        at=now,
+        reason=reason,
+        escalated_to=escalated_to,
+        priority=h.priority,
+        jurisdiction=h.jurisdiction,
+    )
 
 
 # ----------------------------------------------------------------------- ledger
@@ -510,6 +531,7 @@ class Ledger:
         self.policy = policy
         self.handovers: dict[str, Handover] = {}
         self._due: dict[str, datetime] = {}
+        self._due_by_sender: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self.handovers)
@@ -523,14 +545,30 @@ class Ledger:
             self.handovers[key] = h
             if h.due_at is not None:
                 self._due[key] = h.due_at
+                self._due_by_sender.setdefault(h.sender, set()).add(key)
             else:
                 self._due.pop(key, None)
+                waiting = self._due_by_sender.get(h.sender)
+                if waiting is not None:
+                    waiting.discard(key)
+                    if not waiting:
+                        del self._due_by_sender[h.sender]
 
     def load(self, h: Handover) -> None:
         """Take a stored handover (rebuild), re-deriving its deadline from the policy."""
         self.commit([_with_deadline(h, self.policy)])
 
-    def step(self, events: Iterable[StatusEvent], now: datetime) -> Step:
+    def step(
+        self,
+        events: Iterable[StatusEvent],
+        now: datetime,
+        *,
+        answerable: Callable[[str], bool] | None = None,
+    ) -> Step:
+        """Fold ``events``, then tick every handover due at ``now``. ``answerable``
+        (a sender id → whether it can still be answered, from the live directory)
+        makes every waiting handover of a sender that cannot be closed
+        (see :func:`tick`); it is asked once per sender with waiting handovers."""
         changed: dict[str, Handover] = {}
         dispositions: list[tuple[str, Disposition]] = []
         for event in events:
@@ -543,9 +581,20 @@ class Ledger:
         emitted: list[StatusEvent] = []
         due = {k: d for k, d in self._due.items() if d <= now}
         due |= {k: h.due_at for k, h in changed.items() if h.due_at is not None and h.due_at <= now}
+        revoked: set[str] = set()
+        if answerable is not None:
+            waiting = {h.sender for h in changed.values() if h.due_at is not None}
+            revoked = {x for x in waiting | self._due_by_sender.keys() if not answerable(x)}
+            for sender in revoked:
+                due |= dict.fromkeys(self._due_by_sender.get(sender, ()), now)
+            due |= {
+                k: now for k, h in changed.items() if h.sender in revoked and h.due_at is not None
+            }
         for key in sorted(due):
             current = changed[key] if key in changed else self.handovers[key]
-            new, events_out = tick(current, now, self.policy)
+            new, events_out = tick(
+                current, now, self.policy, sender_revoked=current.sender in revoked
+            )
             if events_out:
                 changed[key] = new
                 emitted.extend(events_out)

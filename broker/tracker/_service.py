@@ -17,6 +17,10 @@ the tracker topic and the committed offsets always agree, and a restarted tracke
 rebuilds exactly the state the previous one had committed. On a failed
 transaction: abort, new producer, rewind to the committed offsets, fold again.
 
+With a live directory (``directory=``), a waiting handover whose sender can no
+longer be answered (revoked, suspended) is closed with reason ``sender_revoked``
+at the next poll after the directory says so.
+
 The tracker reads its own timer events back from the status topic; they are
 already in the handover's history, so they fold as duplicates (no write).
 
@@ -31,7 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 
 import structlog
 from pydantic import ValidationError
@@ -50,6 +55,7 @@ from adapters.kafka import (
 )
 from broker.settings import Settings, TrackerSettings
 from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
+from keys import LiveDirectory, answerable
 from schemas import Clock, Directory, Priority, RoutingRules, StatusEvent, TopicNames, utcnow
 
 __all__ = ["Tracker", "policy_from", "read_state"]
@@ -110,8 +116,11 @@ class Tracker:
         *,
         clients: KafkaClients | None = None,
         clock: Clock = utcnow,
+        directory: LiveDirectory | None = None,
     ) -> None:
         self.settings = settings
+        self.directory = directory
+        """Followed for who can still be answered (see ``Ledger.step``); optional."""
         self.clients = clients or KafkaClients(settings.kafka)
         self.names = TopicNames(settings.topics.prefix)
         self.policy = policy_from(settings.tracker, escalation)
@@ -165,7 +174,8 @@ class Tracker:
             while not stop.is_set():
                 batch = await consumer.poll(*tps, timeout_ms=t.poll_timeout_ms)
                 events, offsets = self._parse(batch)
-                step = self.ledger.step(events, self.clock())
+                now = self.clock()
+                step = self.ledger.step(events, now, answerable=self._answerable(now))
                 if (step.changed or step.emitted or offsets) and not await self._commit(
                     step, offsets
                 ):
@@ -177,6 +187,13 @@ class Tracker:
                     await consumer.stop()
             await self._drop_producer()
             log.info("tracker_stopped")
+
+    def _answerable(self, now: datetime) -> Callable[[str], bool] | None:
+        live = self.directory
+        if live is None:
+            return None
+        current = live.current
+        return lambda sender: answerable(current, sender, now)
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None

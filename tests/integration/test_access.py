@@ -25,7 +25,6 @@ from adapters.kafka import (
     TRACKER,
     AccessDenied,
     Credential,
-    CredentialStore,
     Grant,
     KafkaClients,
     KafkaSettings,
@@ -35,13 +34,11 @@ from adapters.kafka import (
     Unavailable,
     read_topic,
 )
-from broker import acls, topics
-from broker.settings import Settings
+from broker import acls
 from keys import set_status
-from keys.testing import Federation, MemberSpec
-from schemas import ParticipantStatus, Role, TopicNames, utcnow
-from tests._fed import settings_for, unique_prefix
+from schemas import ParticipantStatus, TopicNames, utcnow
 from tests.conftest import KafkaEndpoint
+from tests.integration._secured import Cluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -85,50 +82,11 @@ class Matrix:
             self.wrong.append(f"{who} {what}: {'allowed' if ok else 'refused'}")
 
 
-class Cluster:
-    """A federation provisioned on the session's Kafka, and each principal's clients."""
-
-    def __init__(self, kafka: KafkaEndpoint, tmp: Path) -> None:
-        now = utcnow()
-        self.fed = Federation(
-            [
-                MemberSpec("de.a", "DE", (Role.HOTLINE,)),
-                MemberSpec("de.ab", "DE", (Role.POLICE,)),
-                MemberSpec("nl.hotline", "NL", (Role.HOTLINE,)),
-                MemberSpec("int.coordinator", None, (Role.COORDINATOR,)),
-            ],
-            not_before=now,
-            not_after=now.replace(year=now.year + 1),
-        )
-        self.settings: Settings = settings_for(kafka.bootstrap, unique_prefix(), partitions=1)
-        self.names = TopicNames(self.settings.topics.prefix)
-        self.admin = KafkaClients(kafka.settings)
-        self.store = CredentialStore(tmp / "credentials")
-        for principal in (ROUTER, TRACKER, *self.fed.members):
-            self.store.ensure(principal)
-
-    async def provision(self) -> None:
-        directory = self.fed.directory()
-        await topics.apply(directory, self.admin, self.settings.topics)
-        await acls.apply(directory, self.settings, self.admin, self.store, now=utcnow())
-        shared = [self.names.audit, self.names.dlq, self.names.status, self.names.tracker]
-        seeds = [self.names.outbox(p) for p in PARTICIPANTS]
-        seeds += [self.names.inbox(p) for p in PARTICIPANTS] + shared + [self.names.directory]
-        producer = self.admin.producer()
-        await producer.start()
-        try:
-            for topic in seeds:
-                await producer.send_and_wait(OutRecord(topic, b"k", b"seed"))
-        finally:
-            await producer.stop()
-
-    def login(self, principal: str) -> KafkaSettings:
-        credential = self.store.load(principal)
-        assert credential is not None
-        return credential.apply(self.settings.kafka)
-
-    def clients(self, principal: str) -> KafkaClients:
-        return KafkaClients(self.login(principal))
+def _seeds(n: TopicNames) -> list[str]:
+    """A record on every topic a consume attempt reads, so an allowed read is never
+    vacuous (the directory topic already holds the published directory)."""
+    shared = [n.audit, n.dlq, n.status, n.tracker]
+    return [n.outbox(p) for p in PARTICIPANTS] + [n.inbox(p) for p in PARTICIPANTS] + shared
 
 
 async def _produce(clients: KafkaClients, topic: str) -> None:
@@ -201,7 +159,7 @@ async def test_access_matrix_generated_from_the_directory(
     if not kafka.secured:
         pytest.skip("this cluster has no authentication (CRB_KAFKA=docker runs it plain)")
     c = Cluster(kafka, tmp_path)
-    await c.provision()
+    await c.provision(seed=_seeds(c.names))
     n = c.names
     m = Matrix()
     s = c.settings
@@ -307,7 +265,7 @@ async def test_access_subset_on_three_brokers(kafka_cluster: KafkaEndpoint, tmp_
     c.settings = c.settings.model_copy(
         update={"topics": c.settings.topics.model_copy(update={"replication": 3})}
     )
-    await c.provision()
+    await c.provision(seed=_seeds(c.names))
     n, m = c.names, Matrix()
     a = c.clients("de.a")
     await m.attempt("de.a", "produce own outbox", True, _produce(a, n.outbox("de.a")))

@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID
 
 import httpx
@@ -517,15 +518,17 @@ async def test_end_to_end_with_the_real_router(kafka: KafkaEndpoint) -> None:
         await asyncio.wait_for(router_task, 60)
 
 
-def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(kafka: KafkaEndpoint) -> None:
+def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(
+    kafka: KafkaEndpoint, tmp_path: Path
+) -> None:
     """The real ``crb tracker run --http-port`` executable: folds the status topic,
     serves /handovers and /routes over HTTP on 127.0.0.1, and exits 0 on SIGTERM."""
     import signal
     import subprocess
     import sys
-    from pathlib import Path
 
     settings = asyncio.run(_setup(kafka))
+    LiveFederation().fed.write(tmp_path)  # the directory it follows, and its root key
     m, c = mid(), mid()
     asyncio.run(
         publish(
@@ -542,7 +545,7 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(kafka: KafkaEndpoin
         **os.environ,
         **login_env(kafka.bootstrap),
         "CRB_TRACKER__GROUP_ID": f"{settings.topics.prefix}-tracker",
-        "CRB_HOME": str(Path(__file__).parent / "no-such-home"),
+        "CRB_HOME": str(tmp_path),
     }
     proc = subprocess.Popen(
         [

@@ -16,20 +16,32 @@ from uuid import UUID
 import httpx
 import pytest
 
+import keys
 from adapters import (
     Delivery,
     DeliveryError,
     FolderSink,
     HttpSink,
+    Identity,
+    Outbox,
     Outcome,
     ReceivedMessage,
     Receiver,
+    Sender,
     StateStore,
 )
 from adapters.kafka import Record
+from keys import LiveDirectory, OfferOutcome, parse
 from keys import open as open_envelope
-from keys import parse
-from schemas import Category, HandlingCode, MessageType, Priority, Receipt, uuid7
+from schemas import (
+    Category,
+    HandlingCode,
+    MessageType,
+    ParticipantStatus,
+    Priority,
+    Receipt,
+    uuid7,
+)
 from tests._fed import LiveFederation, now
 from tests.unit._adapter_kit import NAMES, FakeKafka, sender, settings
 
@@ -380,3 +392,79 @@ async def test_old_inbox_record_opens_at_its_kafka_time(tmp_path: Path) -> None:
     rec = _record(env, 1, at=t + timedelta(seconds=1))
     assert Outcome.DELIVERED == await receiver.handle(rec)
     store.close()
+
+
+# --- a sender revoked while its message was in flight -----------------------------------
+
+
+def _outbox(kafka: FakeKafka, participant: str) -> Outbox:
+    return Outbox(kafka, NAMES.outbox(participant), deadline_s=5.0)
+
+
+def _revoked_meanwhile(fed: LiveFederation, revoked_at: datetime) -> tuple[LiveDirectory, Identity]:
+    """nl.hotline following a live directory in which de.hotline was then revoked
+    (every key) and suspended, as ``crb participant revoke`` publishes it."""
+    live = LiveDirectory(fed.directory(), root=fed.root.verify_key)
+    me = Identity("nl.hotline", fed.signing["nl.hotline"], (fed.opening["nl.hotline"],), live)
+    revoked = keys.revoke(fed.directory(), "de.hotline", key_id=None, now=revoked_at)
+    revoked = keys.set_status(revoked, "de.hotline", ParticipantStatus.SUSPENDED, now=revoked_at)
+    assert live.offer(fed.fed.signed(revoked).to_json()).outcome is OfferOutcome.ACCEPTED
+    return live, me
+
+
+async def test_a_message_forwarded_before_its_sender_was_revoked_is_delivered_unanswered(
+    tmp_path: Path,
+) -> None:
+    """The router forwarded it while the key was valid (the inbox record's time), so it
+    opens and is delivered; no receipt can be sealed to a revoked sender, so none is
+    sent — recorded as ``sender_revoked`` — and the record is done (not retried)."""
+    fed = LiveFederation()
+    t = now()
+    _, me = _revoked_meanwhile(fed, t - timedelta(minutes=1))
+    env = fed.referral(at=t - timedelta(minutes=3))
+    forwarded_ms = int((t - timedelta(minutes=2)).timestamp() * 1000)
+    kafka = FakeKafka()
+    with StateStore(tmp_path / "state") as store:
+        receiver = Receiver(
+            kafka,
+            NAMES,
+            settings(),
+            Sender(me, _outbox(kafka, "nl.hotline")),
+            FolderSink(tmp_path / "inbox"),
+            store,
+        )
+        record = Record(NAMES.inbox("nl.hotline"), 0, 0, None, env, timestamp_ms=forwarded_ms)
+        assert Outcome.DELIVERED is await receiver.handle(record)
+        assert Outcome.DUPLICATE is await receiver.handle(record)
+        mid = parse(env).header.message_id
+        known = store.get(mid)
+        assert known is not None
+        assert known.receipt_sent_at is None
+        assert (known.receipt_note or "").startswith("sender_revoked at ")
+    assert [] == kafka.sent, "no receipt to a revoked sender"
+    assert (tmp_path / "inbox" / f"{mid}.json").exists()
+
+
+async def test_a_message_forwarded_after_the_revocation_is_quarantined(tmp_path: Path) -> None:
+    """Forwarded by a router that had not yet seen the revocation: the key was no longer
+    valid then, so the recipient refuses it (quarantine, reason recorded) and moves on."""
+    fed = LiveFederation()
+    t = now()
+    _, me = _revoked_meanwhile(fed, t - timedelta(minutes=2))
+    env = fed.referral(at=t - timedelta(minutes=3))
+    forwarded_ms = int((t - timedelta(minutes=1)).timestamp() * 1000)
+    kafka = FakeKafka()
+    with StateStore(tmp_path / "state") as store:
+        receiver = Receiver(
+            kafka,
+            NAMES,
+            settings(),
+            Sender(me, _outbox(kafka, "nl.hotline")),
+            FolderSink(tmp_path / "inbox"),
+            store,
+        )
+        record = Record(NAMES.inbox("nl.hotline"), 0, 0, None, env, timestamp_ms=forwarded_ms)
+        assert Outcome.QUARANTINED is await receiver.handle(record)
+        (note,) = store.quarantined()
+    assert note["reason"] in {"key_revoked", "sender_suspended"}
+    assert [] == kafka.sent

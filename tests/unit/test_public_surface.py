@@ -33,25 +33,25 @@ SURFACE: dict[str, set[str]] = {
     "keys": {
         "DEFAULT_LIMITS", "DIRECTORY_SIGNATURE_CONTEXT", "DirectoryError", "DirectoryReason",
         "Draft", "EnvelopeError", "FEDERATION_OWNER", "FORMAT_VERSION", "Kem", "KeyId",
-        "KeysError", "Keystore", "KeystoreError", "Limits", "MAGIC", "Opened", "OpeningKey",
-        "Parsed", "Rng", "SealError", "SealingKey", "SignedDirectory", "SigningKey",
-        "TrustStore", "VerifiedEnvelope", "VerifyKey", "WrappedKey", "add_participant",
-        "atomic_write", "current_sealing_key", "current_signing_record", "fsync_dir",
-        "load_directory", "open", "parse", "record_for", "revoke", "rotate", "seal",
-        "sealing_key_of", "set_status", "sign_directory", "verify", "verify_directory",
-        "verify_key_of"
+        "KeysError", "Keystore", "KeystoreError", "Limits", "LiveDirectory", "MAGIC", "Offer",
+        "OfferOutcome", "Opened", "OpeningKey", "Parsed", "Rng", "SealError", "SealingKey",
+        "SignedDirectory", "SigningKey", "TrustStore", "VerifiedEnvelope", "VerifyKey",
+        "WrappedKey", "add_participant", "answerable", "atomic_write", "current_sealing_key",
+        "current_signing_record", "fsync_dir", "load_directory", "open", "parse", "record_for",
+        "revoke", "rotate", "seal", "sealing_key_of", "set_status", "sign_directory", "verify",
+        "verify_directory", "verify_key_of"
     },
     "adapters": {
         "AdapterError", "AdapterSettings", "CSV_COLUMNS", "ConsumerFactory", "CorruptSidecar",
-        "CsvBatch", "Delivered", "Delivery", "DeliveryError", "DropFolder", "FileEvent",
-        "FileResult", "FileState", "FolderSink", "HttpSink", "Identity", "IllegalTransition",
-        "InputError", "Outbox", "Outcome", "ProducerFactory", "ProducerLike",
-        "REQUIRED_COLUMNS", "ReceivedMessage", "Receiver", "ReceiverStats", "RetryPolicy",
-        "RowError", "Sealed", "SendError", "Sender", "Sink", "StateError", "StateStore",
-        "Submission", "TRANSITIONS", "advance", "case_ack_for", "derived_message_id",
-        "is_retriable", "jurisdiction_of", "load_submissions", "moved_referral_draft",
-        "opening_time", "parse_csv", "parse_submission", "receipt_for", "recovered_state",
-        "referral_draft"
+        "CsvBatch", "Delivered", "Delivery", "DeliveryError", "DirectoryFollower", "DropFolder",
+        "FileEvent", "FileResult", "FileState", "FolderSink", "HttpSink", "Identity",
+        "IllegalTransition", "InputError", "Outbox", "Outcome", "ProducerFactory",
+        "ProducerLike", "REQUIRED_COLUMNS", "ReceivedMessage", "Receiver", "ReceiverStats",
+        "RetryPolicy", "RowError", "Sealed", "SendError", "Sender", "Sink", "StateError",
+        "StateStore", "Submission", "TRANSITIONS", "advance", "case_ack_for",
+        "derived_message_id", "is_retriable", "jurisdiction_of", "load_submissions",
+        "moved_referral_draft", "opening_time", "parse_csv", "parse_submission",
+        "publish_directory", "receipt_for", "recovered_state", "referral_draft"
     },
     "adapters.kafka": {
         "ADMIN", "AccessDenied", "Admin", "BROKER", "Consumer", "Credential", "CredentialError",

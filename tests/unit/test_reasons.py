@@ -20,7 +20,7 @@ import schemas as s
 from adapters import DeliveryError, FolderSink, Receiver, StateStore
 from adapters.kafka import Record
 from broker.router import SeenMessage, decide
-from broker.tracker import Handover, Policy, tick
+from broker.tracker import Handover, Ledger, Policy, tick
 from keys import EnvelopeError, Limits
 from schemas import Reason as R
 from tests._fed import LiveFederation
@@ -186,6 +186,29 @@ def _timer(ticks: int) -> R:
     return reason
 
 
+def _sender_revoked() -> R:
+    """The tracker, told by the directory that the sender was revoked, closes its
+    handover still waiting for a receipt."""
+    h = Handover(
+        message_id=s.uuid7(NOW),
+        recipient="nl.hotline",
+        case_id=s.uuid7(NOW),
+        sender="de.hotline",
+        state=s.HandoverState.ROUTED,
+        routed_at=NOW,
+        updated_at=NOW,
+    )
+    ledger = Ledger(Policy())
+    ledger.load(h)
+    revoked = keys.revoke(DIRECTORY, "de.hotline", key_id=None, now=NOW)
+    later = NOW + timedelta(minutes=1)
+    step = ledger.step([], later, answerable=lambda p: keys.answerable(revoked, p, later))
+    (event,) = step.emitted
+    assert event.state is s.HandoverState.CLOSED
+    assert event.reason is not None
+    return event.reason
+
+
 def _suspended() -> s.Directory:
     return keys.set_status(DIRECTORY, "de.hotline", s.ParticipantStatus.SUSPENDED, now=NOW)
 
@@ -243,6 +266,7 @@ PRODUCERS: dict[R, Callable[[], R]] = {
     R.ORPHAN: _orphan,
     R.RECEIPT_OVERDUE: lambda: _timer(1),
     R.RETRIES_EXHAUSTED: lambda: _timer(2),
+    R.SENDER_REVOKED: _sender_revoked,
 }
 
 

@@ -652,6 +652,52 @@ def test_ledger_step_ticks_handovers_changed_in_the_same_batch() -> None:
     assert 2 == len(step.changed)
 
 
+def test_ledger_closes_waiting_handovers_of_a_sender_that_cannot_be_answered() -> None:
+    """Once the directory says a sender is revoked, its handovers still waiting for a
+    receipt close (``sender_revoked``) — not overdue, not failed; its handovers with a
+    receipt, and every other sender's, are untouched; nothing is raised twice."""
+    ledger = Ledger(POLICY)
+    waiting, overdue, receipted, other = mid(), mid(), mid(), mid()
+    first = ledger.step(
+        [
+            ev(S.ROUTED, T0, message_id=waiting),
+            ev(S.ROUTED, T0, message_id=overdue, priority=Priority.URGENT),
+            ev(S.ROUTED, T0, message_id=receipted),
+            ev(S.RECEIVED, T0 + timedelta(minutes=1), message_id=receipted),
+            ev(S.ROUTED, T0, message_id=other, sender="nl.hotline", recipient="de.hotline"),
+        ],
+        T0 + timedelta(minutes=6),
+    )
+    ledger.commit(first.changed.values())
+    assert [S.OVERDUE] == [e.state for e in first.emitted]
+    revoked_at = T0 + timedelta(minutes=7)
+    asked: list[str] = []
+
+    def answerable(sender: str) -> bool:
+        asked.append(sender)
+        return sender != "de.hotline"
+
+    step = ledger.step([], revoked_at, answerable=answerable)
+    closed = {e.message_id: e for e in step.emitted}
+    assert {waiting, overdue} == set(closed)
+    for e in closed.values():
+        assert (e.state, e.reason, e.at) == (S.CLOSED, Reason.SENDER_REVOKED, revoked_at)
+    assert sorted(asked) == ["de.hotline", "nl.hotline"], "asked once per waiting sender"
+    ledger.commit(step.changed.values())
+    assert S.RECEIVED is ledger.handovers[f"{receipted}/nl.hotline"].state
+    assert S.ROUTED is ledger.handovers[f"{other}/de.hotline"].state
+    again = ledger.step(step.emitted, revoked_at + timedelta(minutes=1), answerable=answerable)
+    assert ([], {}) == (again.emitted, again.changed)
+
+
+def test_a_handover_routed_after_its_sender_was_revoked_closes_in_the_same_step() -> None:
+    """The router forwarded just before the revocation; the routed event arrives after."""
+    ledger = Ledger(POLICY)
+    step = ledger.step([ev(S.ROUTED, T0)], T0, answerable=lambda _sender: False)
+    assert [(S.CLOSED, Reason.SENDER_REVOKED)] == [(e.state, e.reason) for e in step.emitted]
+    assert S.CLOSED is next(iter(step.changed.values())).state
+
+
 # ------------------------------------------------------------------------ views
 
 
