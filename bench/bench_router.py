@@ -50,7 +50,7 @@ from broker.logs import configure_logging
 from broker.router import Router
 from broker.settings import RouterSettings, Settings
 from keys.testing import Federation, MemberSpec, synthetic_referral
-from schemas import Role, TopicNames, utcnow
+from schemas import Role, ServiceRole, TopicNames, utcnow
 
 SIZES = (1024, 16 * 1024)
 PARTITIONS = 3
@@ -278,7 +278,7 @@ async def run(kafka: KafkaSettings, count: int) -> dict[str, Any]:
         settings = _settings(kafka, f"bench{os.getpid()}r{size}")
         await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
         names = TopicNames(settings.topics.prefix)
-        router = Router(settings, fed.directory())
+        router = Router(settings, fed.directory(), signer=fed.signer(ServiceRole.ROUTER))
         routed = await _measure(
             kafka,
             names.outbox("de.hotline"),

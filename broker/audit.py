@@ -6,17 +6,24 @@ owns that partition writes to its chain (a transactional id per input partition
 fences any other), so a chain is strictly sequential even with several routers.
 The audit topic is keyed by chain id, so a chain lives in one partition, in order.
 
-``hash = SHA-256(canonical JSON of the record without "hash")`` (the same
-canonical JSON as every signature: ``schemas.canonical_json``) and ``prev`` is
-the previous record's hash (64 zeros for the first), ``seq`` counts from 0.
-:func:`verify_chains` recomputes everything and names the first broken link per
-chain. Pure; the Kafka read is in :func:`read_audit`.
+``hash = SHA-256(canonical JSON of the record without "hash", "signer" and
+"signature")`` (the same canonical JSON as every signature:
+``schemas.canonical_json``) and ``prev`` is the previous record's hash (64 zeros
+for the first), ``seq`` counts from 0.
+
+A chain proves order and completeness, not authorship: anyone able to write the
+topic could append a well-formed link. So the router signs each record's hash
+with its service key (``signature`` by key ``signer``, context
+``keys.AUDIT_CONTEXT``; see ``keys._services``) and readers trust only records
+whose signature verifies with a router key of the directory (:func:`authentic`).
+:func:`verify_chains` reports every unauthenticated record, leaves it out of its
+chain, and names the first broken link per chain among the authentic ones. Pure.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -24,7 +31,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import canonical_json, canonical_json_of
+from keys import AUDIT_CONTEXT, RecordSigner, verify_record
+from schemas import Directory, ServiceRole, canonical_json, canonical_json_of
 
 __all__ = [
     "GENESIS",
@@ -32,6 +40,7 @@ __all__ = [
     "AuditEntry",
     "AuditRecord",
     "Verdict",
+    "authentic",
     "chain_next",
     "verify_chains",
 ]
@@ -65,16 +74,27 @@ class AuditEntry(BaseModel):
 
 
 class AuditRecord(AuditEntry):
-    """An entry placed in its chain."""
+    """An entry placed in its chain (and, once written, signed by the router)."""
 
     version: Literal[1] = 1
     chain: str
     seq: int = Field(ge=0)
     prev: str = Field(pattern=r"^[0-9a-f]{64}$")
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signer: str | None = None
+    """Key id of the router key that signed ``hash``."""
+    signature: str | None = None
+    """Base64 Ed25519 signature over ``keys.AUDIT_CONTEXT || hash``."""
 
     def body_bytes(self) -> bytes:
-        return canonical_json_of(self.model_dump(mode="json", exclude={"hash"}))
+        return canonical_json_of(
+            self.model_dump(mode="json", exclude={"hash", "signer", "signature"})
+        )
+
+    def signed(self, signer: RecordSigner) -> AuditRecord:
+        """This record with the router's signature over its hash."""
+        signature = signer.sign(AUDIT_CONTEXT, self.hash.encode("ascii"))
+        return self.model_copy(update={"signer": signer.key_id, "signature": signature})
 
     def computed_hash(self) -> str:
         return hashlib.sha256(self.body_bytes()).hexdigest()
@@ -103,6 +123,23 @@ def chain_next(prev: AuditRecord | None, entry: AuditEntry) -> AuditRecord:
     return draft.model_copy(update={"hash": draft.computed_hash()})
 
 
+def authentic(record: AuditRecord, directory: Directory) -> bool:
+    """Whether ``record`` is as the router wrote it: its content matches its hash and
+    a router key of ``directory``, valid when the record was decided, signed that
+    hash. Never raises."""
+    if record.computed_hash() != record.hash:
+        return False
+    return verify_record(
+        directory,
+        ServiceRole.ROUTER,
+        AUDIT_CONTEXT,
+        record.hash.encode("ascii"),
+        key_id=record.signer,
+        signature=record.signature,
+        at=record.decided_at,
+    )
+
+
 @dataclass(frozen=True)
 class AuditBreak:
     chain: str
@@ -115,23 +152,36 @@ class AuditBreak:
 
 def verify_chains(
     records: Iterable[tuple[str, bytes]],
+    authentic: Callable[[AuditRecord], bool],
 ) -> tuple[dict[str, int], list[AuditBreak]]:
     """Check every chain; ``records`` are (kafka coordinates, value bytes) in log order.
 
-    Returns (records per chain, first break per broken chain).
+    A record that does not parse, or that ``authentic`` refuses, is reported and
+    left out of its chain (the router ignores it too). Returns (authentic records
+    per chain, every such record and the first break per broken chain).
     """
     counts: dict[str, int] = {}
     last: dict[str, AuditRecord] = {}
     broken: dict[str, AuditBreak] = {}
+    foreign: list[AuditBreak] = []
     for where, raw in records:
         try:
             record = AuditRecord.model_validate_json(raw)
         except ValueError:
-            key = f"(unparsable at {where})"
-            broken.setdefault(key, AuditBreak(key, 0, where, "record does not parse"))
+            foreign.append(AuditBreak(f"(unparsable at {where})", 0, where, "does not parse"))
             continue
         chain = record.chain
         position = counts.get(chain, 0)
+        if not authentic(record):
+            foreign.append(
+                AuditBreak(
+                    chain,
+                    position,
+                    where,
+                    f"seq {record.seq}: not signed by a router key (forged or altered; ignored)",
+                )
+            )
+            continue
         counts[chain] = position + 1
         if chain in broken:
             continue
@@ -140,7 +190,7 @@ def verify_chains(
         if problem:
             broken[chain] = AuditBreak(chain, position, where, problem)
         last[chain] = record
-    return counts, sorted(broken.values(), key=lambda b: b.chain)
+    return counts, foreign + sorted(broken.values(), key=lambda b: b.chain)
 
 
 def _check_link(prev: AuditRecord | None, record: AuditRecord) -> str | None:

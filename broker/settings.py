@@ -39,6 +39,10 @@ class RouterSettings(Section):
     max_batch: int = Field(default=500, ge=1)
     poll_timeout_ms: int = 200
     max_envelope_bytes: int = Field(default=1 << 20, ge=1024)
+    max_dead_letter_bytes: int = Field(default=(1 << 20) + (512 << 10), ge=8192)
+    """The largest dead letter kept as is; a larger record is dead-lettered as its
+    size, SHA-256 and first 4 KiB (must fit the dead-letter topic's
+    ``max.message.bytes`` and ``kafka.max_message_bytes``)."""
     max_age: timedelta = timedelta(hours=24)
     max_skew: timedelta = timedelta(minutes=5)
     transaction_timeout_ms: int = 60_000

@@ -6,6 +6,10 @@ plan with what the cluster has (pure); :func:`apply` is the thin I/O shell that
 creates what is missing and reports drift it will not fix by itself (a topic with
 fewer partitions or other config than planned, or an outbox/inbox of a participant
 that is no longer in the directory).
+
+Sizes are explicit: outboxes and inboxes take a 1 MiB envelope with headroom, the
+dead-letter topic more (any outbox record fits as is), so a size limit raised on
+one topic shows as drift. Only the admin principal may change topic configs (ACLs).
 """
 
 from __future__ import annotations
@@ -56,14 +60,29 @@ def plan(directory: Directory, settings: TopicSettings) -> list[TopicSpec]:
     def add(name: str, partitions: int, **config: str) -> None:
         specs.append(TopicSpec(name, partitions, settings.replication, {**base, **config}))
 
+    sized = {"max.message.bytes": str(settings.message_max_bytes)}
     for p in sorted(directory.participants, key=lambda p: p.participant_id):
-        add(names.outbox(p.participant_id), settings.partitions)
-        add(names.inbox(p.participant_id), settings.partitions)
-    add(names.dlq, settings.partitions, **{"retention.ms": str(settings.dlq_retention_ms)})
+        add(names.outbox(p.participant_id), settings.partitions, **sized)
+        add(names.inbox(p.participant_id), settings.partitions, **sized)
+    add(
+        names.dlq,
+        settings.partitions,
+        **{
+            "retention.ms": str(settings.dlq_retention_ms),
+            "max.message.bytes": str(settings.dlq_message_max_bytes),
+        },
+    )
     add(names.audit, settings.partitions, **{"retention.ms": str(settings.audit_retention_ms)})
     add(names.status, settings.partitions, **{"cleanup.policy": "compact"})
     add(names.tracker, settings.partitions, **{"cleanup.policy": "compact"})
-    add(names.directory, 1, **{"cleanup.policy": "compact"})
+    add(
+        names.directory,
+        1,
+        **{
+            "cleanup.policy": "compact",
+            "max.message.bytes": str(settings.directory_message_max_bytes),
+        },
+    )
     return specs
 
 

@@ -57,13 +57,26 @@ from keys._files import atomic_write, fsync_dir
 from keys._keys import Kem, KeyId, OpeningKey, SealingKey, SigningKey, VerifyKey
 from keys._keystore import FEDERATION_OWNER, Keystore
 from keys._live import LiveDirectory, Offer, OfferOutcome, answerable
+from keys._services import (
+    AUDIT_CONTEXT,
+    STATUS_CONTEXT,
+    TRACKER_STATE_CONTEXT,
+    RecordSigner,
+    service_owner,
+    service_signing_key,
+    set_service_key,
+    verify_record,
+)
 
 __all__ = [
+    "AUDIT_CONTEXT",
     "DEFAULT_LIMITS",
     "DIRECTORY_SIGNATURE_CONTEXT",
     "FEDERATION_OWNER",
     "FORMAT_VERSION",
     "MAGIC",
+    "STATUS_CONTEXT",
+    "TRACKER_STATE_CONTEXT",
     "DirectoryError",
     "DirectoryReason",
     "Draft",
@@ -80,6 +93,7 @@ __all__ = [
     "Opened",
     "OpeningKey",
     "Parsed",
+    "RecordSigner",
     "Rng",
     "SealError",
     "SealingKey",
@@ -103,9 +117,13 @@ __all__ = [
     "rotate",
     "seal",
     "sealing_key_of",
+    "service_owner",
+    "service_signing_key",
+    "set_service_key",
     "set_status",
     "sign_directory",
     "verify",
     "verify_directory",
     "verify_key_of",
+    "verify_record",
 ]

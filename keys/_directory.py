@@ -196,15 +196,16 @@ def current_sealing_key(participant: Participant, now: datetime) -> SealingKey |
 
 
 def _check_keys(directory: Directory) -> None:
-    for participant in directory.participants:
-        for record in participant.keys:
+    owners = [(p.participant_id, p.keys) for p in directory.participants]
+    owners += [(f"the {s.role.value}", s.keys) for s in directory.services]
+    for owner, records in owners:
+        for record in records:
             try:
                 _decoded(record)
             except (P.CryptoFailure, ValueError, binascii.Error) as exc:
                 raise DirectoryError(
                     DirectoryReason.INVALID,
-                    f"key {record.key_id} of {participant.participant_id} is not a valid key "
-                    "with that id",
+                    f"key {record.key_id} of {owner} is not a valid key with that id",
                 ) from exc
 
 

@@ -63,6 +63,8 @@ class Keystore:
     def owner_dir(self, owner: str) -> Path:
         if owner == FEDERATION_OWNER:
             return self.root / FEDERATION_OWNER
+        if owner.startswith("service.") and owner[8:].isidentifier():
+            return self.root / "services" / owner[8:]
         if not owner or "/" in owner or owner.startswith("."):
             raise KeystoreError(f"not a usable participant id: {owner!r}")
         return self.root / "participants" / owner

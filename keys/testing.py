@@ -34,6 +34,7 @@ from keys._envelope import Draft, seal
 from keys._files import atomic_write
 from keys._keys import Kem, OpeningKey, SigningKey
 from keys._keystore import FEDERATION_OWNER, Keystore
+from keys._services import RecordSigner, service_owner
 from schemas import (
     Category,
     Directory,
@@ -44,6 +45,8 @@ from schemas import (
     Referral,
     Role,
     RoutingRules,
+    Service,
+    ServiceRole,
     uuid7,
 )
 
@@ -122,13 +125,21 @@ class Federation:
     """Defaults to ``not_before``."""
     keys: KeyMaker = random_keys
     root: SigningKey = field(default_factory=SigningKey.generate)
+    services: Iterable[ServiceRole] = tuple(ServiceRole)
+    """Services given a signing identity (generated; ``()`` for none)."""
     members: dict[str, Member] = field(init=False)
+    service_keys: dict[ServiceRole, SigningKey] = field(init=False)
 
     def __post_init__(self) -> None:
         self.members = {}
         for spec in self.specs:
             signing, opening = self.keys(spec)
             self.members[spec.participant_id] = Member(spec, signing, opening)
+        self.service_keys = {role: SigningKey.generate() for role in self.services}
+
+    def signer(self, role: ServiceRole) -> RecordSigner:
+        """The ``role`` service's signing identity (as its keystore would give it)."""
+        return RecordSigner(role, self.service_keys[role])
 
     def signing(self, participant_id: str) -> SigningKey:
         return self.members[participant_id].signing
@@ -166,6 +177,17 @@ class Federation:
             root_key_id=self.root.key_id,
             participants=tuple(self.participant(p) for p in self.members if p not in skip),
             rules=self.rules,
+            services=tuple(
+                Service(
+                    role=role,
+                    keys=(
+                        record_for(
+                            key.verify_key, not_before=self.not_before, not_after=self.not_after
+                        ),
+                    ),
+                )
+                for role, key in self.service_keys.items()
+            ),
         )
 
     def signed(self, directory: Directory | None = None) -> SignedDirectory:
@@ -183,6 +205,8 @@ class Federation:
         )
         store = Keystore(files.keystore, passphrase)
         store.save_signing_key(FEDERATION_OWNER, self.root)
+        for role, key in self.service_keys.items():
+            store.save_signing_key(service_owner(role), key)
         for m in self.members.values():
             store.save_signing_key(m.participant_id, m.signing)
             store.save_opening_key(m.participant_id, m.opening)

@@ -66,6 +66,8 @@ from ._directory import (
     PublicKeyRecord,
     Role,
     RoutingRules,
+    Service,
+    ServiceRole,
     StandingCopy,
 )
 from ._envelope import MAX_RECIPIENTS, EnvelopeHeader, NonCanonicalHeaderError
@@ -204,6 +206,8 @@ __all__ = [
     "RoutingInput",
     "RoutingRequest",
     "RoutingRules",
+    "Service",
+    "ServiceRole",
     "Sha256Hex",
     "SiteType",
     "SourceReliability",

@@ -211,6 +211,44 @@ class Participant(FrozenModel):
         return tuple(k for k in self.keys if k.kind is kind and k.is_valid_at(when))
 
 
+class ServiceRole(StrEnum):
+    """A federation service with its own signing identity. Every instance of a
+    service signs with the same identity (its key is in each instance's keystore)."""
+
+    ROUTER = "router"
+    """Signs its audit records and the status events it publishes."""
+    TRACKER = "tracker"
+    """Signs the status events it raises (SLA timers) and its state records."""
+
+
+class Service(FrozenModel):
+    """A service's published signing keys: what makes the records it writes to the
+    audit, status and tracker topics verifiable by anyone holding the directory —
+    a Kafka principal allowed to write those topics still cannot forge them."""
+
+    role: ServiceRole
+    keys: Annotated[
+        tuple[PublicKeyRecord, ...],
+        Field(min_length=1, max_length=MAX_KEYS_PER_PARTICIPANT),
+    ]
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        ids = [k.key_id for k in self.keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate key_id")
+        if any(k.kind is not KeyKind.SIGNING for k in self.keys):
+            raise ValueError("a service publishes signing keys only")
+        return self
+
+    def key(self, key_id: str) -> PublicKeyRecord | None:
+        """The key record with ``key_id``, if this service has it."""
+        return next((k for k in self.keys if k.key_id == key_id), None)
+
+    def keys_valid_at(self, when: datetime) -> tuple[PublicKeyRecord, ...]:
+        return tuple(k for k in self.keys if k.is_valid_at(when))
+
+
 _Categories = Annotated[
     tuple[Category, ...] | None,
     AfterValidator(lambda v: None if v is None else unique_sorted(v)),
@@ -318,6 +356,12 @@ class Directory(FrozenModel):
         AfterValidator(lambda v: tuple(sorted(v, key=lambda p: p.participant_id))),
     ]
     rules: RoutingRules
+    services: Annotated[
+        tuple[Service, ...],
+        Field(max_length=len(ServiceRole)),
+        AfterValidator(lambda v: tuple(sorted(v, key=lambda s: s.role.value))),
+    ] = ()
+    """The services' signing identities (one per role)."""
 
     # Lookup index; rebuilt if ``participants`` is swapped under it (model_copy).
     _by_id: dict[str, Participant] = PrivateAttr(default_factory=dict)
@@ -330,10 +374,14 @@ class Directory(FrozenModel):
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate participant_id")
         key_ids = [k.key_id for p in self.participants for k in p.keys]
+        key_ids += [k.key_id for s in self.services for k in s.keys]
         if len(set(key_ids)) != len(key_ids):
-            raise ValueError("duplicate key_id across participants")
+            raise ValueError("duplicate key_id across participants and services")
         if self.root_key_id in key_ids:
-            raise ValueError("root_key_id must not be a participant key")
+            raise ValueError("root_key_id must not be a participant or service key")
+        roles = [s.role for s in self.services]
+        if len(set(roles)) != len(roles):
+            raise ValueError("one service entry per role")
         known = set(ids)
         named = {self.rules.coordinator, self.rules.escalation_recipient}
         named |= {c.recipient for c in self.rules.standing_copies}
@@ -351,6 +399,10 @@ class Directory(FrozenModel):
         if self._indexed is not self.participants:
             self._reindex()
         return self._by_id.get(participant_id)
+
+    def service(self, role: ServiceRole) -> Service | None:
+        """The signing identity of the service with ``role``, or ``None``."""
+        return next((s for s in self.services if s.role is role), None)
 
     def _reindex(self) -> None:
         self._by_id = {p.participant_id: p for p in self.participants}
@@ -376,5 +428,7 @@ __all__ = [
     "PublicKeyRecord",
     "Role",
     "RoutingRules",
+    "Service",
+    "ServiceRole",
     "StandingCopy",
 ]

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from adapters import ReceivedMessage, receipt_for
 from adapters.kafka import TopicSettings
+from broker.audit import AuditRecord
+from broker.audit import authentic as audit_authentic
 from broker.settings import RouterSettings, Settings
-from keys import OpeningKey, SigningKey, parse, seal
+from keys import OpeningKey, RecordSigner, SigningKey, parse, seal
 from keys.testing import Federation, MemberSpec, synthetic_referral
 from schemas import (
     Category,
@@ -27,6 +29,7 @@ from schemas import (
     Referral,
     Role,
     RoutingRules,
+    ServiceRole,
     utcnow,
 )
 from tests._kafka import kafka_settings
@@ -71,14 +74,22 @@ class LiveFederation:
     def directory(self, *, without: tuple[str, ...] = ()) -> Directory:
         return self.fed.directory(without=without)
 
+    def signer(self, role: ServiceRole) -> RecordSigner:
+        """The router's or the tracker's signing identity."""
+        return self.fed.signer(role)
+
+    def authentic(self, record: AuditRecord) -> bool:
+        """Whether this federation's router signed ``record`` (``crb audit verify``)."""
+        return audit_authentic(record, self.directory())
+
     def write(self, folder: Path) -> tuple[Path, Path]:
-        """Signed directory and root public key as files, for the CLI."""
-        folder.mkdir(parents=True, exist_ok=True)
-        directory = folder / "directory.json"
-        directory.write_bytes(self.fed.signed().to_json())
+        """The CLI's files under ``folder``: ``keys/`` (every private key, the
+        services' too), ``directory.json``, ``trust.json``, and the root public key
+        as ``root.pub.pem``; returns (directory, root public key)."""
+        files = self.fed.write(folder)
         root = folder / "root.pub.pem"
         root.write_bytes(self.root.verify_key.to_pem())
-        return directory, root
+        return files.directory, root
 
     def receipt(self, original: bytes, *, by: str, at: datetime | None = None) -> bytes:
         """The signed receipt ``by`` (a recipient of ``original``) sends back for it,

@@ -44,6 +44,16 @@ class TopicSettings(Section):
     audit_retention_ms: int = -1
     """Audit records are kept forever by default: the chain must stay verifiable."""
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+    message_max_bytes: int = Field(default=(1 << 20) + (64 << 10), ge=1024)
+    """``max.message.bytes`` of outboxes and inboxes: a 1 MiB envelope (the router's
+    limit) plus headers and batch overhead."""
+    dlq_message_max_bytes: int = Field(default=2 << 20, ge=1024)
+    """``max.message.bytes`` of the dead-letter topic: room for any outbox record as
+    is (the router dead-letters a larger one in a truncated form that fits)."""
+    directory_message_max_bytes: int = Field(default=2 << 20, ge=1024)
+    """``max.message.bytes`` of the directory topic: one signed version per record
+    (2 MiB holds several hundred participants with hybrid keys; raise it together
+    with ``kafka.max_message_bytes``)."""
 
 
 def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:

@@ -37,7 +37,7 @@ import keys
 from adapters.kafka import ADMIN, CredentialStore, KafkaClients, KafkaSettings
 from broker.cli._common import CliError, errors
 from broker.settings import Settings
-from schemas import Directory, TopicNames, first_error, utcnow
+from schemas import Directory, ServiceRole, TopicNames, first_error, utcnow
 
 if TYPE_CHECKING:
     from adapters import DirectoryFollower, Identity
@@ -335,6 +335,11 @@ class Context:
             on_update=keep,
         )
         return live, follower
+
+    def signer(self, role: ServiceRole) -> keys.RecordSigner:
+        """The ``role`` service's current signing key (keystore owner ``service.<role>``)."""
+        with errors():
+            return keys.service_signing_key(self.store, self.directory(), role, utcnow())
 
     # -- a participant's adapter ------------------------------------------------------
     def adapter_state(self, participant: str, state: Path | None = None) -> Path:

@@ -15,7 +15,7 @@ from broker import topics as topics_mod
 from broker.cli._common import CliError, errors, run
 from broker.cli._context import KAFKA, TRUST, Context, uses
 from broker.logs import configure_logging
-from schemas import utcnow
+from schemas import ServiceRole, utcnow
 
 __all__ = ["register", "stop_on_signals"]
 
@@ -143,6 +143,7 @@ def router_run(
     clients = KafkaClients(settings.kafka)
     with errors():
         live, follower = ctx.follow(clients)
+        signer = ctx.signer(ServiceRole.ROUTER)
     metrics = RouterMetrics()
     port = metrics_port or settings.router.metrics_port
     if port:
@@ -151,27 +152,34 @@ def router_run(
     async def main() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        router = Router(settings, live, clients=clients, metrics=metrics, follower=follower)
+        router = Router(
+            settings, live, signer=signer, clients=clients, metrics=metrics, follower=follower
+        )
         await follower.alongside(router.run(stop))
 
     run(main())
 
 
 @audit_app.command("verify")
-@uses(KAFKA)
+@uses(KAFKA, TRUST)
 def audit_verify(
     ctx: Context,
     *,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Check every audit chain; name the first broken link. Exit 1 if any is broken."""
+    """Check every audit chain and that the router signed every record; name the first
+    broken link and every unauthenticated record. Exit 1 if any."""
     rows: list[tuple[str, bytes]] = []
 
     def take(r: Record) -> None:
         rows.append((r.where, r.value or b""))
 
     run(read_topic(ctx.clients, ctx.names.audit, take))
-    counts, breaks = audit_mod.verify_chains(rows)
+    with errors():
+        directory = ctx.directory()
+    counts, breaks = audit_mod.verify_chains(
+        rows, authentic=lambda record: audit_mod.authentic(record, directory)
+    )
     if as_json:
         typer.echo(json.dumps({"chains": counts, "breaks": [b.__dict__ for b in breaks]}))
     else:

@@ -21,7 +21,7 @@ from broker.cli._common import CliError, errors, run
 from broker.cli._context import KAFKA, TRUST, Context, uses
 from broker.cli._router import stop_on_signals
 from broker.logs import configure_logging
-from schemas import ISO_3166_ALPHA2, HandoverState
+from schemas import ISO_3166_ALPHA2, HandoverState, ServiceRole
 
 if TYPE_CHECKING:
     from broker.tracker import Handover
@@ -78,7 +78,9 @@ def _load(ctx: Context) -> list[Handover]:
     from broker.tracker import read_state
 
     configure_logging(logging.WARNING)  # warnings to stderr: stdout stays parseable
-    return list(run(read_state(ctx.clients, ctx.names.tracker)).values())
+    with errors():
+        directory = ctx.directory()
+    return list(run(read_state(ctx.clients, ctx.names.tracker, directory)).values())
 
 
 def _dump(items: Iterable[Handover]) -> list[dict[str, object]]:
@@ -110,6 +112,7 @@ def tracker_run(
     clients = KafkaClients(settings.kafka)
     with errors():
         live, follower = ctx.follow(clients)
+        signer = ctx.signer(ServiceRole.TRACKER)
     escalation = escalate_to or live.current.rules.escalation_recipient
     port = http_port or settings.tracker.http_port
     configure_logging()
@@ -117,7 +120,7 @@ def tracker_run(
     async def main() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        tracker = Tracker(settings, escalation, clients=clients, directory=live)
+        tracker = Tracker(settings, escalation, clients=clients, directory=live, signer=signer)
         api = None
         if port:
             app = create_app(tracker.snapshot, ready=tracker.ready.is_set)
@@ -132,7 +135,7 @@ def tracker_run(
     run(main())
 
 
-@uses(KAFKA)
+@uses(KAFKA, TRUST)
 def status(
     ctx: Context,
     some_id: Annotated[str, typer.Argument(metavar="CASE_OR_MESSAGE_ID")],
@@ -161,7 +164,7 @@ def status(
         raise typer.Exit(1)
 
 
-@uses(KAFKA)
+@uses(KAFKA, TRUST)
 def handovers(
     ctx: Context,
     *,

@@ -33,9 +33,12 @@ from schemas import (
     KeyKind,
     Participant,
     ParticipantStatus,
+    PublicKeyRecord,
     Referral,
     Role,
     RoutingRules,
+    Service,
+    ServiceRole,
     utcnow,
     uuid7,
 )
@@ -49,6 +52,9 @@ participant_app = typer.Typer(
     help="Add participants, rotate and revoke their keys.", no_args_is_help=True
 )
 directory_app = typer.Typer(help="Show and verify the signed directory.", no_args_is_help=True)
+service_app = typer.Typer(
+    help="The router's and the tracker's signing identities.", no_args_is_help=True
+)
 
 ValidityOpt = Annotated[int, typer.Option("--validity-days", min=1, help="Lifetime of new keys.")]
 
@@ -106,6 +112,14 @@ def _new_keys(
     return sig, enc
 
 
+def _new_service_keys(store: keys.Keystore) -> dict[ServiceRole, keys.SigningKey]:
+    """A signing key per service (router, tracker), saved to the keystore."""
+    made = {role: keys.SigningKey.generate() for role in ServiceRole}
+    for role, key in made.items():
+        store.save_signing_key(keys.service_owner(role), key)
+    return made
+
+
 # --- federation --------------------------------------------------------------------
 
 
@@ -151,6 +165,13 @@ def federation_init(
                 ),
             ),
             rules=RoutingRules(coordinator=coordinator, escalation_recipient=coordinator),
+            services=tuple(
+                Service(
+                    role=role,
+                    keys=(keys.record_for(key.verify_key, not_before=now, not_after=until),),
+                )
+                for role, key in _new_service_keys(ctx.store).items()
+            ),
         )
         ctx.publish(d)
         for principal in (ROUTER, TRACKER, coordinator):
@@ -336,6 +357,33 @@ def participant_revoke(
     _propagate(ctx, new)
 
 
+# --- services ----------------------------------------------------------------------
+
+
+@service_app.command("rotate")
+@uses(KAFKA, TRUST)
+def service_rotate(
+    ctx: Context,
+    role: Annotated[ServiceRole, typer.Argument(help="The service: router or tracker.")],
+    *,
+    validity_days: ValidityOpt = 365,
+) -> None:
+    """Give the router or the tracker a new signing key (its old keys stay valid for
+    30 days, so what they signed stays verifiable). Copy the new private key
+    (keystore services/<role>/) to every instance, then restart them."""
+    with errors():
+        d = ctx.directory()
+        key = keys.SigningKey.generate()
+        ctx.store.save_signing_key(keys.service_owner(role), key)
+        new = keys.set_service_key(
+            d, role, key.verify_key, now=utcnow(), validity=timedelta(days=validity_days)
+        )
+        ctx.publish(new)
+        ctx.record("service_rotate", role=role.value, key_id=key.key_id, version=new.version)
+    typer.echo(f"{role.value}: signing key {key.key_id}; version {new.version}")
+    _propagate(ctx, new)
+
+
 # --- directory ---------------------------------------------------------------------
 
 
@@ -358,10 +406,9 @@ def directory_show(
     typer.echo(
         f"federation {d.federation_id} version {d.version} issued {d.issued_at:%Y-%m-%d %H:%M}Z"
     )
-    for p in d.participants:
-        roles = ",".join(r.value for r in p.roles)
-        typer.echo(f"{p.participant_id:24} {p.jurisdiction or '--'}  {p.status.value:9} {roles}")
-        for k in p.keys:
+
+    def key_lines(records: tuple[PublicKeyRecord, ...]) -> None:
+        for k in records:
             state = (
                 "revoked"
                 if k.revoked_at is not None and k.revoked_at <= now
@@ -374,6 +421,14 @@ def directory_show(
             typer.echo(
                 f"    {k.kind.value:10} {k.key_id:34} {state:13} until {k.not_after:%Y-%m-%d}"
             )
+
+    for p in d.participants:
+        roles = ",".join(r.value for r in p.roles)
+        typer.echo(f"{p.participant_id:24} {p.jurisdiction or '--'}  {p.status.value:9} {roles}")
+        key_lines(p.keys)
+    for svc in d.services:
+        typer.echo(f"service {svc.role.value}")
+        key_lines(svc.keys)
 
 
 @directory_app.command("verify")
@@ -477,5 +532,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(federation_app, name="federation")
     app.add_typer(participant_app, name="participant")
     app.add_typer(directory_app, name="directory")
+    app.add_typer(service_app, name="service")
     app.command("seal")(seal_cmd)
     app.command("open")(open_cmd)

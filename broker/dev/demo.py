@@ -63,6 +63,7 @@ from schemas import (
     Referral,
     Role,
     RoutingRules,
+    ServiceRole,
     StandingCopy,
     TopicNames,
     utcnow,
@@ -195,8 +196,16 @@ async def run_demo(
     router_clients = KafkaClients(as_principal(ROUTER).kafka)
     live = LiveDirectory(directory, root=fed.root.verify_key)
     follower = DirectoryFollower(router_clients, names.directory, live)
-    router = Router(as_principal(ROUTER), live, clients=router_clients, follower=follower)
-    tracker = Tracker(as_principal(TRACKER), directory, directory=live)
+    router = Router(
+        as_principal(ROUTER),
+        live,
+        signer=fed.signer(ServiceRole.ROUTER),
+        clients=router_clients,
+        follower=follower,
+    )
+    tracker = Tracker(
+        as_principal(TRACKER), directory, directory=live, signer=fed.signer(ServiceRole.TRACKER)
+    )
     tasks.append(asyncio.create_task(follower.alongside(router.run(stop)), name="router"))
     tasks.append(asyncio.create_task(tracker.run(stop), name="tracker"))
     identities = {

@@ -7,7 +7,14 @@ and commits through the injected Kafka clients. See ``_core``, ``_memory``,
 ``_service``.
 """
 
-from broker.router._core import REFERRAL_SENDER_ROLES, RoutingDecision, SeenMessage, decide
+from broker.router._core import (
+    DEAD_LETTER_MAX,
+    REFERRAL_SENDER_ROLES,
+    RoutingDecision,
+    SeenMessage,
+    dead_letter_value,
+    decide,
+)
 from broker.router._memory import (
     RETRY_AFTER_CATCH_UP,
     Batch,
@@ -19,6 +26,7 @@ from broker.router._metrics import RouterMetrics
 from broker.router._service import Router
 
 __all__ = [
+    "DEAD_LETTER_MAX",
     "REFERRAL_SENDER_ROLES",
     "RETRY_AFTER_CATCH_UP",
     "Batch",
@@ -28,6 +36,7 @@ __all__ = [
     "RouterMetrics",
     "RoutingDecision",
     "SeenMessage",
+    "dead_letter_value",
     "decide",
     "decide_batch",
 ]

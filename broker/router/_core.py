@@ -27,6 +27,7 @@ or rebuilt it from the audit trail after a restart.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,15 +48,24 @@ from schemas import (
     RoutingError,
     StatusEvent,
     TopicNames,
+    canonical_json_of,
     check_routing,
 )
 
 __all__ = [
+    "DEAD_LETTER_HEAD",
+    "DEAD_LETTER_MAX",
     "REFERRAL_SENDER_ROLES",
     "RoutingDecision",
     "SeenMessage",
+    "dead_letter_value",
     "decide",
 ]
+
+DEAD_LETTER_MAX = (1 << 20) + (512 << 10)
+"""Default largest dead letter kept as is (1.5 MiB: any record an outbox accepts)."""
+DEAD_LETTER_HEAD = 4096
+"""How many leading bytes a truncated dead letter keeps."""
 
 #: Roles allowed to originate a referral. Replies may come from any active participant
 #: that received the original.
@@ -152,6 +162,18 @@ def _audit(
     )
 
 
+def dead_letter_value(value: bytes, digest: str, max_bytes: int) -> tuple[bytes, bool]:
+    """What the dead-letter record carries: the exact bytes when they fit in
+    ``max_bytes``, else a truncated form that always fits — size, SHA-256 and the first
+    :data:`DEAD_LETTER_HEAD` bytes (base64) as canonical JSON — so one oversized record
+    can never make the partition's transaction fail for ever. Returns (value, truncated)."""
+    if len(value) <= max_bytes:
+        return value, False
+    head = base64.b64encode(value[:DEAD_LETTER_HEAD]).decode("ascii")
+    doc = {"truncated": True, "size": len(value), "sha256": digest, "head_base64": head}
+    return canonical_json_of(doc), True
+
+
 def _reject(
     record: Record,
     reason: Reason,
@@ -160,11 +182,14 @@ def _reject(
     names: TopicNames,
     digest: str,
     header: EnvelopeHeader | None,
+    dead_letter_max: int,
 ) -> RoutingDecision:
+    original = record.value or b""
+    value, truncated = dead_letter_value(original, digest, dead_letter_max)
     dead = OutRecord(
         topic=names.dlq,
         key=record.key,
-        value=record.value or b"",
+        value=value,
         headers=(
             ("crb-reason", reason.value.encode()),
             ("crb-source-topic", record.topic.encode()),
@@ -172,6 +197,11 @@ def _reject(
             ("crb-source-offset", str(record.offset).encode()),
             ("crb-rejected-at", now.isoformat().encode()),
             *((("crb-message-id", str(header.message_id).encode()),) if header else ()),
+            *(
+                (("crb-truncated", b"1"), ("crb-original-size", str(len(original)).encode()))
+                if truncated
+                else ()
+            ),
         ),
     )
     status: tuple[OutRecord, ...] = ()
@@ -198,8 +228,10 @@ def decide(
     names: TopicNames,
     seen: Mapping[UUID, SeenMessage],
     limits: Limits,
+    dead_letter_max: int = DEAD_LETTER_MAX,
 ) -> RoutingDecision:
-    """Decide what happens to one outbox record (see the module docstring)."""
+    """Decide what happens to one outbox record (see the module docstring).
+    ``dead_letter_max``: the largest dead letter kept as is (:func:`dead_letter_value`)."""
     value = record.value or b""
     # 1-8: keys.verify, which parses and hashes the envelope once.
     try:
@@ -212,11 +244,27 @@ def decide(
         )
     except EnvelopeError as exc:
         digest = hashlib.sha256(value).hexdigest()
-        return _reject(record, exc.reason, now=now, names=names, digest=digest, header=None)
+        return _reject(
+            record,
+            exc.reason,
+            now=now,
+            names=names,
+            digest=digest,
+            header=None,
+            dead_letter_max=dead_letter_max,
+        )
     header = verified.header
 
     def reject(reason: Reason, header: EnvelopeHeader) -> RoutingDecision:
-        return _reject(record, reason, now=now, names=names, digest=verified.digest, header=header)
+        return _reject(
+            record,
+            reason,
+            now=now,
+            names=names,
+            digest=verified.digest,
+            header=header,
+            dead_letter_max=dead_letter_max,
+        )
 
     # 9: duplicate message id.
     if header.message_id in seen:

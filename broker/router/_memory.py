@@ -32,7 +32,7 @@ from uuid import UUID
 
 from adapters.kafka import Record
 from broker.audit import AuditRecord, Verdict, chain_next
-from broker.router._core import RoutingDecision, SeenMessage, decide
+from broker.router._core import DEAD_LETTER_MAX, RoutingDecision, SeenMessage, decide
 from keys import Limits
 from schemas import Directory, MessageType, Reason, TopicNames
 
@@ -154,6 +154,7 @@ def decide_batch(
     directory: Directory,
     names: TopicNames,
     limits: Limits,
+    dead_letter_max: int = DEAD_LETTER_MAX,
 ) -> Batch:
     """Decisions and chained audit records for one partition's records, in order.
 
@@ -165,7 +166,15 @@ def decide_batch(
     for rec in records:
         if head is not None and rec.offset <= head.source_offset:
             continue
-        decision = decide(rec, now=now, directory=directory, names=names, seen=view, limits=limits)
+        decision = decide(
+            rec,
+            now=now,
+            directory=directory,
+            names=names,
+            seen=view,
+            limits=limits,
+            dead_letter_max=dead_letter_max,
+        )
         if decision.remember is not None:
             view.add(*decision.remember)
         head = chain_next(head, decision.audit)

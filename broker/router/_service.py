@@ -13,7 +13,10 @@ committed decision.
 
 Per input partition and poll batch: decide (in a worker thread: signature checks of
 concurrent partitions overlap), then one transaction with the forwards, dead letters,
-status events, chained audit records and the input offsets. Memory changes only
+status events, chained audit records and the input offsets. Status events and audit
+records are signed with the router's service key (``signer``); reading the audit
+topic back, the router takes only records a router key signed — never skipping
+input, nor believing a message forwarded, on the word of a forged record. Memory changes only
 after the commit succeeds. Partitions of one poll commit concurrently; a duplicate
 message id arriving on two partitions in the same poll is then caught by the
 adapters' dedupe (the second line), not by the router.
@@ -63,13 +66,14 @@ from adapters.kafka import (
     TransactionalProducer,
     TransportError,
 )
-from broker.audit import AuditRecord, Verdict, chain_id
+from broker.audit import AuditRecord, Verdict, authentic, chain_id
 from broker.router._core import RoutingDecision
 from broker.router._memory import Batch, RouterMemory, decide_batch
 from broker.router._metrics import RouterMetrics
 from broker.settings import Settings
-from keys import Limits, LiveDirectory
-from schemas import Clock, Directory, TopicNames, utcnow
+from broker.signing import sign
+from keys import STATUS_CONTEXT, Limits, LiveDirectory, RecordSigner
+from schemas import Clock, Directory, ServiceRole, TopicNames, utcnow
 
 __all__ = ["Router"]
 
@@ -96,6 +100,7 @@ class Router:
         settings: Settings,
         directory: Directory | LiveDirectory,
         *,
+        signer: RecordSigner,
         clients: KafkaClients | None = None,
         clock: Clock = utcnow,
         metrics: RouterMetrics | None = None,
@@ -104,6 +109,11 @@ class Router:
         self.settings = settings
         self.live = directory if isinstance(directory, LiveDirectory) else LiveDirectory(directory)
         self.follower = follower
+        if signer.role is not ServiceRole.ROUTER:
+            raise ValueError(f"the router signs with a router key, not a {signer.role} key")
+        self.signer = signer
+        self.unauthenticated = 0
+        """Audit records read back that no router key signed (ignored, logged)."""
         self.clients = clients or KafkaClients(settings.kafka)
         self.clock = clock
         self.metrics = metrics or RouterMetrics()
@@ -127,6 +137,8 @@ class Router:
         """Read the audit topic to its end into the memory; returns records applied."""
         applied = 0
 
+        directory = self.directory
+
         def take(r: Record) -> None:
             nonlocal applied
             if r.value is None:
@@ -134,7 +146,13 @@ class Router:
             try:
                 record = AuditRecord.model_validate_json(r.value)
             except ValueError:
-                return  # `crb audit verify` reports it; the router goes on
+                record = None
+            if record is None or not authentic(record, directory):
+                # Never skip input, nor take a message as forwarded, on the word of a
+                # record no router key signed. `crb audit verify` reports it too.
+                self.unauthenticated += 1
+                log.error("audit_record_unauthenticated", source=r.where)
+                return
             self.memory.apply(record)
             applied += 1
 
@@ -293,12 +311,14 @@ class Router:
             # added or reinstated before its first message): decide again with it.
             batch = await self._decide(owned.tp, records)
         outputs: list[OutRecord] = []
+        signer = self.signer
         for _rec, decision, audit in batch.decided:
             outputs.extend(decision.forwards)
             if decision.dead_letter is not None:
                 outputs.append(decision.dead_letter)
-            outputs.extend(decision.status)
-            outputs.append(OutRecord(self.names.audit, audit.chain.encode(), audit.to_bytes()))
+            outputs.extend(sign(s, signer, STATUS_CONTEXT) for s in decision.status)
+            signed = audit.signed(signer)
+            outputs.append(OutRecord(self.names.audit, audit.chain.encode(), signed.to_bytes()))
         await producer.commit(
             outputs,
             offsets={owned.tp: records[-1].offset + 1},
@@ -320,6 +340,7 @@ class Router:
             directory=self.directory,
             names=self.names,
             limits=self.limits,
+            dead_letter_max=self.settings.router.max_dead_letter_bytes,
         )
 
     def _observe(self, decision: RoutingDecision, rec: Record, done: float) -> None:

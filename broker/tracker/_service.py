@@ -17,9 +17,12 @@ the tracker topic and the committed offsets always agree, and a restarted tracke
 rebuilds exactly the state the previous one had committed. On a failed
 transaction: abort, new producer, rewind to the committed offsets, fold again.
 
-With a live directory (``directory=``), a waiting handover whose sender can no
-longer be answered (revoked, suspended) is closed with reason ``sender_revoked``
-at the next poll after the directory says so.
+The tracker believes only signed records: a status event counts if a router or
+tracker key of the directory signed it, a state record if a tracker key did (see
+``broker.signing``); anything else is logged (``status_event_unauthenticated``,
+``state_record_unauthenticated``), counted and ignored. It signs what it writes.
+A waiting handover whose sender the (live) directory says can no longer be
+answered (revoked, suspended) is closed with reason ``sender_revoked``.
 
 The tracker reads its own timer events back from the status topic; they are
 already in the handover's history, so they fold as duplicates (no write).
@@ -54,9 +57,25 @@ from adapters.kafka import (
     read_topic,
 )
 from broker.settings import Settings, TrackerSettings
+from broker.signing import sign, signed_by
 from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
-from keys import LiveDirectory, answerable
-from schemas import Clock, Directory, Priority, RoutingRules, StatusEvent, TopicNames, utcnow
+from keys import (
+    STATUS_CONTEXT,
+    TRACKER_STATE_CONTEXT,
+    LiveDirectory,
+    RecordSigner,
+    answerable,
+)
+from schemas import (
+    Clock,
+    Directory,
+    Priority,
+    RoutingRules,
+    ServiceRole,
+    StatusEvent,
+    TopicNames,
+    utcnow,
+)
 
 __all__ = ["Tracker", "policy_from", "read_state"]
 
@@ -84,25 +103,34 @@ def policy_from(settings: TrackerSettings, escalation: Escalation) -> Policy:
     return Policy(sla=sla, escalation_recipient=escalation, max_history=settings.max_history)
 
 
-async def read_state(clients: KafkaClients, topic: str) -> dict[str, Handover]:
-    """The committed handovers on a tracker topic, by key (a tombstone deletes)."""
+async def read_state(
+    clients: KafkaClients, topic: str, directory: Directory
+) -> dict[str, Handover]:
+    """The committed handovers on a tracker topic, by key (a tombstone deletes). Only
+    records the tracker signed count; anything else is reported and ignored."""
     state: dict[str, Handover] = {}
 
     def take(r: Record) -> None:
-        if r.key is None:
-            return
-        if r.value is None:
-            state.pop(r.key.decode(errors="replace"), None)
-            return
+        if r.key is None or r.value is None:
+            return  # the tracker never deletes a handover; a tombstone is not its own
         try:
             h = Handover.model_validate_json(r.value)
         except ValidationError:
             log.warning("bad_state_record", source=r.where)
             return
+        if h.key.encode() != r.key or not signed_by(
+            r, directory, _TRACKER, TRACKER_STATE_CONTEXT, at=h.updated_at
+        ):
+            log.error("state_record_unauthenticated", source=r.where)
+            return
         state[h.key] = h
 
     await read_topic(clients, topic, take)
     return state
+
+
+_TRACKER = (ServiceRole.TRACKER,)
+_STATUS_WRITERS = (ServiceRole.ROUTER, ServiceRole.TRACKER)
 
 
 class Tracker:
@@ -114,13 +142,19 @@ class Tracker:
         settings: Settings,
         escalation: Escalation,
         *,
+        directory: Directory | LiveDirectory,
+        signer: RecordSigner,
         clients: KafkaClients | None = None,
         clock: Clock = utcnow,
-        directory: LiveDirectory | None = None,
     ) -> None:
         self.settings = settings
-        self.directory = directory
-        """Followed for who can still be answered (see ``Ledger.step``); optional."""
+        self.live = directory if isinstance(directory, LiveDirectory) else LiveDirectory(directory)
+        """Who signs status events, and who can still be answered (``Ledger.step``)."""
+        if signer.role is not ServiceRole.TRACKER:
+            raise ValueError(f"the tracker signs with a tracker key, not a {signer.role} key")
+        self.signer = signer
+        self.unauthenticated = 0
+        """Status events no router or tracker key signed (ignored, logged)."""
         self.clients = clients or KafkaClients(settings.kafka)
         self.names = TopicNames(settings.topics.prefix)
         self.policy = policy_from(settings.tracker, escalation)
@@ -148,7 +182,7 @@ class Tracker:
 
     async def rebuild(self) -> int:
         """Replace the ledger with the committed state of the tracker topic."""
-        state = await read_state(self.clients, self.names.tracker)
+        state = await read_state(self.clients, self.names.tracker, self.live.current)
         self.ledger = Ledger(self.policy)
         for h in state.values():
             self.ledger.load(h)
@@ -188,11 +222,8 @@ class Tracker:
             await self._drop_producer()
             log.info("tracker_stopped")
 
-    def _answerable(self, now: datetime) -> Callable[[str], bool] | None:
-        live = self.directory
-        if live is None:
-            return None
-        current = live.current
+    def _answerable(self, now: datetime) -> Callable[[str], bool]:
+        current = self.live.current
         return lambda sender: answerable(current, sender, now)
 
     async def _drop_producer(self) -> None:
@@ -234,41 +265,62 @@ class Tracker:
             )
         return True
 
-    @staticmethod
     def _parse(
-        batch: Mapping[Partition, list[Record]],
+        self, batch: Mapping[Partition, list[Record]]
     ) -> tuple[list[StatusEvent], dict[Partition, int]]:
+        """The status events of ``batch`` the router or the tracker signed; anything
+        else is logged and skipped (its offset still commits: it is read once)."""
         events: list[StatusEvent] = []
         offsets: dict[Partition, int] = {}
+        directory = self.live.current
         for tp, records in batch.items():
             for r in records:
                 offsets[tp] = r.offset + 1
                 if r.value is None:
                     continue  # a tombstone on the status topic: nothing to fold
                 try:
-                    events.append(StatusEvent.model_validate_json(r.value))
+                    event = StatusEvent.model_validate_json(r.value)
                 except ValidationError:
                     log.warning("bad_status_event", source=r.where)
+                    continue
+                if not signed_by(r, directory, _STATUS_WRITERS, STATUS_CONTEXT, at=event.at):
+                    self.unauthenticated += 1
+                    log.error(
+                        "status_event_unauthenticated",
+                        source=r.where,
+                        claimed_state=event.state.value,
+                        message_id=str(event.message_id),
+                    )
+                    continue
+                events.append(event)
         return events, offsets
 
     async def _transaction(
         self, producer: TransactionalProducer, step: Step, offsets: dict[Partition, int]
     ) -> None:
         records = [
-            OutRecord(
-                self.names.tracker,
-                key.encode(),
-                h.model_dump_json().encode(),
-                (("crb-state", h.state.value.encode()),),
+            sign(
+                OutRecord(
+                    self.names.tracker,
+                    key.encode(),
+                    h.model_dump_json().encode(),
+                    (("crb-state", h.state.value.encode()),),
+                ),
+                self.signer,
+                TRACKER_STATE_CONTEXT,
             )
             for key, h in step.changed.items()
         ]
         records += [
-            OutRecord(
-                self.names.status,
-                e.key().encode(),
-                e.model_dump_json().encode(),
-                (("crb-state", e.state.value.encode()), ("crb-source", b"tracker")),
+            sign(
+                OutRecord(
+                    self.names.status,
+                    e.key().encode(),
+                    e.model_dump_json().encode(),
+                    (("crb-state", e.state.value.encode()), ("crb-source", b"tracker")),
+                ),
+                self.signer,
+                STATUS_CONTEXT,
             )
             for e in step.emitted
         ]

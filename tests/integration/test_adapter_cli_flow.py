@@ -15,7 +15,7 @@ import pytest
 from broker.cli._context import Context
 from broker.router import Router
 from broker.settings import Settings
-from schemas import TopicNames
+from schemas import ServiceRole, TopicNames
 from tests._cli import crb
 from tests._fed import make_referral, settings_for, unique_prefix
 from tests._kafka import login_env
@@ -27,7 +27,8 @@ pytestmark = pytest.mark.kafka
 
 @contextlib.asynccontextmanager
 async def _router(settings: Settings) -> AsyncIterator[None]:
-    router = Router(settings, Context({}).directory())
+    ctx = Context({})
+    router = Router(settings, ctx.directory(), signer=ctx.signer(ServiceRole.ROUTER))
     stop = asyncio.Event()
     task = asyncio.create_task(router.run(stop))
     try:

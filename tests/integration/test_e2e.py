@@ -17,7 +17,7 @@ from broker.dev.demo import DemoConfig, run_demo
 from broker.router import Router
 from broker.settings import TrackerSettings
 from broker.tracker import Tracker
-from schemas import HandoverState, Priority, StatusEvent, TopicNames
+from schemas import HandoverState, Priority, ServiceRole, StatusEvent, TopicNames
 from tests._fed import LiveFederation, settings_for, unique_prefix
 from tests._kafka import kafka_kwargs
 from tests.conftest import KafkaEndpoint
@@ -101,8 +101,13 @@ async def test_overdue_urgent_handover_escalates_to_the_fallback(kafka: KafkaEnd
     await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
     names = TopicNames(prefix)
     stop = asyncio.Event()
-    router = Router(settings, fed.directory())
-    tracker = Tracker(settings, fed.directory())
+    router = Router(settings, fed.directory(), signer=fed.signer(ServiceRole.ROUTER))
+    tracker = Tracker(
+        settings,
+        fed.directory(),
+        directory=fed.directory(),
+        signer=fed.signer(ServiceRole.TRACKER),
+    )
     tasks = [asyncio.create_task(router.run(stop)), asyncio.create_task(tracker.run(stop))]
     try:
         urgent = fed.referral(priority=Priority.URGENT)

@@ -54,6 +54,7 @@ from schemas import (
     Reason,
     Role,
     RoutingRules,
+    ServiceRole,
     utcnow,
 )
 from tests._fed import make_referral
@@ -126,11 +127,23 @@ async def test_revocation_reaches_the_running_router_and_kafka_within_a_refresh(
     router_clients = c.clients(ROUTER)
     router_live = LiveDirectory(v1, root=fed.root.verify_key)
     follower = DirectoryFollower(router_clients, n.directory, router_live)
-    router = Router(c.settings_as(ROUTER), router_live, clients=router_clients, follower=follower)
+    router = Router(
+        c.settings_as(ROUTER),
+        router_live,
+        signer=fed.signer(ServiceRole.ROUTER),
+        clients=router_clients,
+        follower=follower,
+    )
     tracker_clients = c.clients(TRACKER)
     tracker_live = LiveDirectory(v1, root=fed.root.verify_key)
     tracker_follower = DirectoryFollower(tracker_clients, n.directory, tracker_live)
-    tracker = Tracker(c.settings_as(TRACKER), v1, clients=tracker_clients, directory=tracker_live)
+    tracker = Tracker(
+        c.settings_as(TRACKER),
+        v1,
+        clients=tracker_clients,
+        directory=tracker_live,
+        signer=fed.signer(ServiceRole.TRACKER),
+    )
 
     def run_router(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
         return follower.alongside(router.run(stop))
@@ -251,7 +264,13 @@ async def test_a_participant_added_while_the_router_runs_is_routed_at_once(
     clients = c.clients(ROUTER)
     live = LiveDirectory(v1, root=fed.root.verify_key)
     follower = DirectoryFollower(clients, n.directory, live, interval_s=300)
-    router = Router(c.settings_as(ROUTER), live, clients=clients, follower=follower)
+    router = Router(
+        c.settings_as(ROUTER),
+        live,
+        signer=fed.signer(ServiceRole.ROUTER),
+        clients=clients,
+        follower=follower,
+    )
 
     def run_router(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
         return follower.alongside(router.run(stop))

@@ -15,7 +15,7 @@ from broker import topics
 from broker.audit import AuditRecord, chain_next, verify_chains
 from broker.router import Router
 from broker.settings import Settings
-from schemas import Priority, StatusEvent, TopicNames
+from schemas import Priority, ServiceRole, StatusEvent, TopicNames
 from tests._fed import LiveFederation, now, settings_for, unique_prefix
 from tests._kafka import kafka_kwargs
 from tests.conftest import KafkaEndpoint
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.kafka
 async def running_router(
     settings: Settings, fed: LiveFederation, *, without: tuple[str, ...] = ()
 ) -> AsyncIterator[Router]:
-    router = Router(settings, fed.directory(without=without))
+    router = Router(settings, fed.directory(without=without), signer=fed.signer(ServiceRole.ROUTER))
     async with running(router.run, router.ready, "router (partitions assigned)"):
         yield router
 
@@ -112,7 +112,7 @@ async def test_single_fanout_urgent_and_orphan_delivery(kafka: KafkaEndpoint) ->
     audit_rows = [
         (str(r.offset), r.value or b"") for r in await drain(kafka.bootstrap, names.audit, expect=3)
     ]
-    counts, breaks = verify_chains(audit_rows)
+    counts, breaks = verify_chains(audit_rows, authentic=fed.authentic)
     assert sum(counts.values()) == 3
     assert breaks == []
 
@@ -182,11 +182,15 @@ async def test_every_rejection_lands_in_the_dlq_and_never_in_an_inbox(
         assert [r.value for r in leaked if r.value != valid] == []
 
 
-async def test_receipt_flows_back_to_the_sender_and_tampered_audit_is_found(
+async def test_receipt_flows_back_to_the_sender_and_a_forged_audit_link_is_ignored(
     kafka: KafkaEndpoint,
 ) -> None:
     """A receipt from the NL hotline reaches de.hotline's inbox through the same
-    checks; then a forged record appended to the audit topic breaks its chain."""
+    checks. Then a well-formed forged audit link — next seq, right previous hash,
+    valid hash, claiming source offset 99 — is appended: ``verify_chains`` names it as
+    unsigned, and a restarted router does not take its word: the next genuine
+    referral on that partition (offset 1) is forwarded, not skipped, and its audit
+    record links to the last authentic one."""
     settings, fed = await _setup(kafka)
     names = TopicNames(settings.topics.prefix)
     original = fed.referral()
@@ -199,17 +203,33 @@ async def test_receipt_flows_back_to_the_sender_and_tampered_audit_is_found(
         back = await drain(kafka.bootstrap, names.inbox("de.hotline"), expect=1)
     assert [r.value for r in back] == [receipt]
 
-    rows = [(str(r.offset), r.value or b"") for r in await read_all(kafka.bootstrap, names.audit)]
-    assert verify_chains(rows)[1] == []
-    last = AuditRecord.model_validate_json(rows[0][1])
-    forged = chain_next(last, last.model_copy(update={"source_offset": 99}))
-    forged = forged.model_copy(update={"recipients": ("de.police",)})  # hash now stale
+    async def audit_rows() -> list[tuple[str, bytes]]:
+        return [(r.where, r.value or b"") for r in await read_all(kafka.bootstrap, names.audit)]
+
+    rows = await audit_rows()
+    assert verify_chains(rows, authentic=fed.authentic)[1] == []
+    first = next(
+        AuditRecord.model_validate_json(v)
+        for _, v in rows
+        if AuditRecord.model_validate_json(v).source_topic == names.outbox("de.hotline")
+    )
+    forged = chain_next(first, first.model_copy(update={"source_offset": 99}))
+    assert forged.computed_hash() == forged.hash
+    assert forged.prev == first.hash
     await _produce(kafka.bootstrap, [(names.audit, forged.to_bytes())])
-    rows = [(str(r.offset), r.value or b"") for r in await read_all(kafka.bootstrap, names.audit)]
-    _, breaks = verify_chains(rows)
-    assert len(breaks) == 1
-    assert breaks[0].chain == last.chain
-    assert "altered" in breaks[0].problem
+    _, breaks = verify_chains(await audit_rows(), authentic=fed.authentic)
+    assert [first.chain] == [b.chain for b in breaks]
+    assert "not signed by a router key" in breaks[0].problem
+
+    second = fed.referral()
+    async with running_router(settings, fed) as router:
+        await _produce(kafka.bootstrap, [(names.outbox("de.hotline"), second)])
+        inbox = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=2)
+    assert [original, second] == [r.value for r in inbox]
+    assert 1 == router.unauthenticated
+    counts, breaks = verify_chains(await audit_rows(), authentic=fed.authentic)
+    assert 1 == len(breaks), "only the forged record; the genuine chain goes on"
+    assert 2 == counts[first.chain]
 
 
 async def test_two_routers_in_one_group_forward_exactly_once(kafka: KafkaEndpoint) -> None:
@@ -257,3 +277,43 @@ async def test_two_routers_in_one_group_forward_exactly_once(kafka: KafkaEndpoin
     ids = Counter(_ids(inbox))
     assert len(ids) == 300
     assert max(ids.values()) == 1
+
+
+@pytest.mark.timeout(180)
+async def test_an_oversized_record_is_dead_lettered_truncated_and_the_partition_goes_on(
+    kafka: KafkaEndpoint,
+) -> None:
+    """An outbox whose size limit was raised (only the admin may) lets a 3 MiB record
+    in, more than the dead-letter topic takes: the router dead-letters it as size,
+    digest and first bytes, and the valid referral behind it on the same partition
+    is forwarded — the partition is not wedged."""
+    import hashlib
+    import json
+
+    settings, fed = await _setup(kafka)
+    names = TopicNames(settings.topics.prefix)
+    outbox = names.outbox("de.hotline")
+    async with KafkaClients(kafka.settings).admin() as admin:
+        await admin.alter_topic_config(outbox, {"max.message.bytes": str(4 << 20)})
+    huge = bytes(range(256)) * (3 * 4096)  # 3 MiB
+    valid = fed.referral()
+    producer = AIOKafkaProducer(
+        **kafka_kwargs(kafka.bootstrap), acks="all", max_request_size=4 << 20
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(outbox, huge, key=b"k")
+        await producer.send_and_wait(outbox, valid, key=b"k")
+    finally:
+        await producer.stop()
+    async with running_router(settings, fed):
+        (delivered,) = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=1)
+        await wait_group_caught_up(
+            kafka.bootstrap, settings.router.group_id, outbox, what="both records decided"
+        )
+    assert valid == delivered.value
+    (dead,) = await read_all(kafka.bootstrap, names.dlq)
+    assert dead.header("crb-truncated") == b"1"
+    assert dead.header("crb-reason") == b"too_large"
+    doc = json.loads(dead.value or b"")
+    assert (doc["size"], doc["sha256"]) == (len(huge), hashlib.sha256(huge).hexdigest())

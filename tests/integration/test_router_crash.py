@@ -54,6 +54,8 @@ def _start_router(
                 str(root),
                 "--trust-store",
                 str(files / "trust.json"),
+                "--keystore",
+                str(files / "keys"),
                 "--group",
                 group,
             ],

@@ -33,7 +33,7 @@ from broker import topics
 from broker.router import Router
 from broker.settings import RouterSettings
 from keys import parse
-from schemas import TopicNames
+from schemas import ServiceRole, TopicNames
 from tests._fed import LiveFederation, settings_for, unique_prefix
 from tests._kafka import login_env
 from tests.conftest import KafkaEndpoint
@@ -134,6 +134,8 @@ class _Federation:
             sys.executable, "-m", "broker.cli", "router", "run", "--bootstrap", self.bootstrap,
             "--prefix", self.prefix, "--group", f"{self.prefix}-router",
             "--directory", str(directory), "--root-key", str(root),
+            "--keystore", str(directory.parent / "keys"),
+            "--trust-store", str(directory.parent / "trust.json"),
         ]  # fmt: skip
         with log.open("wb") as out:
             return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -151,7 +153,12 @@ async def test_frozen_router_is_replaced_and_resumes_without_duplicates_or_ping_
     directory, root = f.fed.write(tmp_path / "fed")
     log_a = tmp_path / "router-a.log"
     a = f.router_process(log_a, tmp_path / "home", directory, root)
-    b = Router(f.settings, f.fed.directory(), clients=f.clients)
+    b = Router(
+        f.settings,
+        f.fed.directory(),
+        signer=f.fed.signer(ServiceRole.ROUTER),
+        clients=f.clients,
+    )
     stop_b = asyncio.Event()
     task_b: asyncio.Task[None] | None = None
 

@@ -29,7 +29,16 @@ from broker.tracker import (
     select,
     serve,
 )
-from schemas import HandoverState, Priority, Reason, StatusEvent, TopicNames, uuid7
+from keys import STATUS_CONTEXT, RecordSigner
+from schemas import (
+    HandoverState,
+    Priority,
+    Reason,
+    ServiceRole,
+    StatusEvent,
+    TopicNames,
+    uuid7,
+)
 from tests._fed import LiveFederation, settings_for, unique_prefix
 from tests._kafka import kafka_kwargs, login_env
 from tests.conftest import KafkaEndpoint
@@ -44,6 +53,8 @@ pytestmark = pytest.mark.kafka
 
 S = HandoverState
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+FED = LiveFederation()
+"""Whose router and tracker keys sign the status events of every test here."""
 ESCALATION = "int.coordinator"
 URGENT_NL: dict[str, object] = {"priority": Priority.URGENT, "jurisdiction": "NL"}
 HIGH_DE: dict[str, object] = {"priority": Priority.HIGH, "jurisdiction": "DE"}
@@ -71,7 +82,7 @@ async def _setup(kafka: KafkaEndpoint, partitions: int = 3) -> Settings:
     settings = base.model_copy(
         update={"tracker": TrackerSettings(group_id=f"{prefix}-tracker", poll_timeout_ms=100)}
     )
-    await topics.apply(LiveFederation().directory(), KafkaClients(settings.kafka), settings.topics)
+    await topics.apply(FED.directory(), KafkaClients(settings.kafka), settings.topics)
     return settings
 
 
@@ -79,7 +90,13 @@ async def _setup(kafka: KafkaEndpoint, partitions: int = 3) -> Settings:
 async def running_tracker(
     settings: Settings, clock: Callable[[], datetime]
 ) -> AsyncIterator[tuple[Tracker, asyncio.Task[None]]]:
-    tracker = Tracker(settings, ESCALATION, clock=clock)
+    tracker = Tracker(
+        settings,
+        ESCALATION,
+        clock=clock,
+        directory=FED.directory(),
+        signer=FED.signer(ServiceRole.TRACKER),
+    )
     async with running(tracker.run, tracker.ready, "tracker") as task:
         yield tracker, task
 
@@ -131,17 +148,30 @@ def event(
     )
 
 
-async def publish(bootstrap: str, settings: Settings, events: list[StatusEvent]) -> None:
-    """As the router does: key = StatusEvent.key(), JSON value, crb-state header."""
+async def publish(
+    bootstrap: str,
+    settings: Settings,
+    events: list[StatusEvent],
+    *,
+    signer: RecordSigner | None = None,
+) -> None:
+    """As the router does: key = StatusEvent.key(), JSON value, crb-state header, signed
+    by the router's key (``signer``: another one)."""
+    signer = signer or FED.signer(ServiceRole.ROUTER)
     producer = AIOKafkaProducer(**kafka_kwargs(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for e in events:
+            value = e.model_dump_json().encode()
             await producer.send(
                 TopicNames(settings.topics.prefix).status,
-                e.model_dump_json().encode(),
+                value,
                 key=e.key().encode(),
-                headers=[("crb-state", e.state.value.encode())],
+                headers=[
+                    ("crb-state", e.state.value.encode()),
+                    ("crb-signer", signer.key_id.encode()),
+                    ("crb-signature", signer.sign(STATUS_CONTEXT, value).encode()),
+                ],
             )
         await producer.flush()
     finally:
@@ -194,7 +224,7 @@ async def test_routed_then_received_and_case_lifecycle(kafka: KafkaEndpoint) -> 
         assert S.ROUTED is state_of(tracker, m, "nl.police24")
         snapshot = _sorted(tracker.snapshot())
     stored = await read_state(
-        KafkaClients(settings.kafka), TopicNames(settings.topics.prefix).tracker
+        KafkaClients(settings.kafka), TopicNames(settings.topics.prefix).tracker, FED.directory()
     )
     assert snapshot == _sorted(list(stored.values()))
 
@@ -311,6 +341,49 @@ async def test_a_restarted_tracker_rebuilds_the_same_state(kafka: KafkaEndpoint)
     assert 14 + 3 + 1 == len(await drain(kafka.bootstrap, names.status, expect=18))
 
 
+async def test_forged_status_events_are_ignored_and_reported(kafka: KafkaEndpoint) -> None:
+    """A status event copied from a real one and set to ``accepted`` — unsigned, with
+    the real event's signature, or signed by a participant-like key the directory does
+    not list for a service — is not folded: the handover stays routed, each forgery is
+    counted, and the genuine events around them still count."""
+    settings = await _setup(kafka, partitions=1)
+    clock = FakeClock()
+    m, c = mid(), mid()
+    routed = event(S.ROUTED, m, c, "nl.hotline", T0)
+    accepted = event(S.ACCEPTED, m, c, "nl.hotline", T0 + timedelta(seconds=5))
+    async with running_tracker(settings, clock) as (tracker, _):
+        await publish(kafka.bootstrap, settings, [routed])
+        # 1. unsigned; 2. the routed event's valid signature on the accepted value;
+        # 3. signed with a key the directory lists for no service (a participant's).
+        forged_value = accepted.model_dump_json().encode()
+        real = FED.signer(ServiceRole.ROUTER)
+        stranger = RecordSigner(ServiceRole.ROUTER, FED.signing["nl.hotline"])
+        producer = AIOKafkaProducer(**kafka_kwargs(kafka.bootstrap), acks="all")
+        await producer.start()
+        try:
+            status = TopicNames(settings.topics.prefix).status
+            key = accepted.key().encode()
+            copied = real.sign(STATUS_CONTEXT, routed.model_dump_json().encode()).encode()
+            for headers in (
+                [],
+                [("crb-signer", real.key_id.encode()), ("crb-signature", copied)],
+                [
+                    ("crb-signer", stranger.key_id.encode()),
+                    ("crb-signature", stranger.sign(STATUS_CONTEXT, forged_value).encode()),
+                ],
+            ):
+                await producer.send_and_wait(status, forged_value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+        received = event(S.RECEIVED, m, c, "nl.hotline", T0 + timedelta(seconds=9))
+        await publish(kafka.bootstrap, settings, [received])
+        await folded_everything(settings, clock)
+        assert S.RECEIVED is state_of(tracker, m, "nl.hotline")
+        assert 3 == tracker.unauthenticated
+        h = tracker.ledger.handovers[f"{m}/nl.hotline"]
+        assert [S.ROUTED, S.RECEIVED] == [x.state for x in h.history]
+
+
 async def test_a_second_instance_fences_the_first(kafka: KafkaEndpoint) -> None:
     """Two trackers with one transactional id: the newer one fences the older, which
     stops with Fenced at its next transaction instead of writing on."""
@@ -390,10 +463,14 @@ async def test_the_http_api_serves_the_same_views(kafka: KafkaEndpoint) -> None:
 
 
 def test_cli_status_and_handovers_read_the_tracker_topic(
-    kafka: KafkaEndpoint, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    kafka: KafkaEndpoint,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """``crb handovers`` and ``crb status`` rebuild the state from the tracker topic
-    (no tracker running) and show what the tracker committed."""
+    (no tracker running; only records the tracker signed, checked with the directory)
+    and show what the tracker committed."""
     import json
 
     from broker.cli import main
@@ -424,6 +501,8 @@ def test_cli_status_and_handovers_read_the_tracker_topic(
     monkeypatch.delenv("CRB_DEBUG", raising=False)
     for name, value in login_env(kafka.bootstrap).items():
         monkeypatch.setenv(name, value)
+    FED.fed.write(tmp_path)
+    monkeypatch.setenv("CRB_HOME", str(tmp_path))
     common = ["--bootstrap", kafka.bootstrap, "--prefix", settings.topics.prefix]
 
     def crb(*argv: str) -> tuple[int, str, str]:
@@ -468,11 +547,10 @@ async def test_end_to_end_with_the_real_router(kafka: KafkaEndpoint) -> None:
     from tests._fed import now
 
     settings = await _setup(kafka)
-    fed = LiveFederation()
-    await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
+    fed = FED
     names = TopicNames(settings.topics.prefix)
     clock = FakeClock(now())
-    router = Router(settings, fed.directory())
+    router = Router(settings, fed.directory(), signer=fed.signer(ServiceRole.ROUTER))
     stop_router = asyncio.Event()
     router_task = asyncio.create_task(router.run(stop_router))
     try:
@@ -528,7 +606,7 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(
     import sys
 
     settings = asyncio.run(_setup(kafka))
-    LiveFederation().fed.write(tmp_path)  # the directory it follows, and its root key
+    FED.fed.write(tmp_path)  # the directory it follows, its root key, the tracker's key
     m, c = mid(), mid()
     asyncio.run(
         publish(

@@ -25,21 +25,23 @@ SURFACE: dict[str, set[str]] = {
         "ROUTING_REASONS", "Reason", "Receipt", "Referral", "RejectReason", "Rejected",
         "ReportedPerson", "ReportedUrl", "Reporter", "Resolution", "Role", "RoutingError",
         "RoutingInput", "RoutingRequest", "RoutingRules", "SCHEMA_VERSION", "STATUS_REASONS",
-        "Sha256Hex", "SiteType", "SourceReliability", "StandingCopy", "StatusEvent",
-        "StatusReason", "Tlp", "TopicNames", "Urgency", "UtcDatetime", "VERIFY_REASONS",
-        "canonical_json", "canonical_json_of", "check_routing", "first_error",
+        "Service", "ServiceRole", "Sha256Hex", "SiteType", "SourceReliability", "StandingCopy",
+        "StatusEvent", "StatusReason", "Tlp", "TopicNames", "Urgency", "UtcDatetime",
+        "VERIFY_REASONS", "canonical_json", "canonical_json_of", "check_routing", "first_error",
         "payload_mismatches", "recipients_for", "resolve", "utcnow", "uuid7"
     },
     "keys": {
-        "DEFAULT_LIMITS", "DIRECTORY_SIGNATURE_CONTEXT", "DirectoryError", "DirectoryReason",
-        "Draft", "EnvelopeError", "FEDERATION_OWNER", "FORMAT_VERSION", "Kem", "KeyId",
-        "KeysError", "Keystore", "KeystoreError", "Limits", "LiveDirectory", "MAGIC", "Offer",
-        "OfferOutcome", "Opened", "OpeningKey", "Parsed", "Rng", "SealError", "SealingKey",
-        "SignedDirectory", "SigningKey", "TrustStore", "VerifiedEnvelope", "VerifyKey",
-        "WrappedKey", "add_participant", "answerable", "atomic_write", "current_sealing_key",
+        "AUDIT_CONTEXT", "DEFAULT_LIMITS", "DIRECTORY_SIGNATURE_CONTEXT", "DirectoryError",
+        "DirectoryReason", "Draft", "EnvelopeError", "FEDERATION_OWNER", "FORMAT_VERSION",
+        "Kem", "KeyId", "KeysError", "Keystore", "KeystoreError", "Limits", "LiveDirectory",
+        "MAGIC", "Offer", "OfferOutcome", "Opened", "OpeningKey", "Parsed", "RecordSigner",
+        "Rng", "STATUS_CONTEXT", "SealError", "SealingKey", "SignedDirectory", "SigningKey",
+        "TRACKER_STATE_CONTEXT", "TrustStore", "VerifiedEnvelope", "VerifyKey", "WrappedKey",
+        "add_participant", "answerable", "atomic_write", "current_sealing_key",
         "current_signing_record", "fsync_dir", "load_directory", "open", "parse", "record_for",
-        "revoke", "rotate", "seal", "sealing_key_of", "set_status", "sign_directory", "verify",
-        "verify_directory", "verify_key_of"
+        "revoke", "rotate", "seal", "sealing_key_of", "service_owner", "service_signing_key",
+        "set_service_key", "set_status", "sign_directory", "verify", "verify_directory",
+        "verify_key_of", "verify_record"
     },
     "adapters": {
         "AdapterError", "AdapterSettings", "CSV_COLUMNS", "ConsumerFactory", "CorruptSidecar",
@@ -63,9 +65,9 @@ SURFACE: dict[str, set[str]] = {
         "kafka_errors", "read_topic", "translate"
     },
     "broker.router": {
-        "Batch", "BatchView", "REFERRAL_SENDER_ROLES", "RETRY_AFTER_CATCH_UP", "Router",
-        "RouterMemory", "RouterMetrics", "RoutingDecision", "SeenMessage", "decide",
-        "decide_batch"
+        "Batch", "BatchView", "DEAD_LETTER_MAX", "REFERRAL_SENDER_ROLES",
+        "RETRY_AFTER_CATCH_UP", "Router", "RouterMemory", "RouterMetrics", "RoutingDecision",
+        "SeenMessage", "dead_letter_value", "decide", "decide_batch"
     },
     "broker.tracker": {
         "Disposition", "Handover", "HandoverView", "HistoryEntry", "Ledger", "Policy",

@@ -320,3 +320,41 @@ def test_foreign_outbox_is_reported_before_a_bad_signature(fed: Federation) -> N
     frame.ciphertext = bytes([frame.ciphertext[0] ^ 1]) + frame.ciphertext[1:]
     env = bytes(frame)
     _assert_rejected(_decide(fed, _record(env, sender="nl.hotline")), Reason.WRONG_OUTBOX, env)
+
+
+def test_a_record_too_large_to_dead_letter_is_dead_lettered_truncated(fed: Federation) -> None:
+    """Larger than the dead-letter limit (an outbox whose size limit was raised): the
+    dead letter carries size, digest and the first bytes instead — it always fits, so
+    the partition's transaction cannot fail on it for ever. Smaller: the exact bytes."""
+    import base64
+    import hashlib
+    import json
+
+    from broker.router import DEAD_LETTER_MAX, dead_letter_value
+
+    huge = b"\x00crb" + bytes(range(256)) * 40_000  # ~10 MiB of non-envelope
+    decision = decide(
+        _record(huge),
+        now=NOW,
+        directory=fed.directory(),
+        names=NAMES,
+        seen={},
+        limits=Limits(max_size=len(huge) * 2),
+        dead_letter_max=64 * 1024,
+    )
+    dead = decision.dead_letter
+    assert dead is not None
+    assert decision.reason is Reason.MALFORMED
+    assert dead.value is not None
+    assert len(dead.value) < 8 * 1024
+    doc = json.loads(dead.value)
+    assert doc["size"] == len(huge)
+    assert doc["sha256"] == hashlib.sha256(huge).hexdigest() == decision.audit.envelope_sha256
+    assert base64.b64decode(doc["head_base64"]) == huge[:4096]
+    headers = dict(dead.headers)
+    assert (headers["crb-truncated"], headers["crb-original-size"]) == (
+        b"1",
+        str(len(huge)).encode(),
+    )
+    small = _sealed(fed)
+    assert dead_letter_value(small, "x", DEAD_LETTER_MAX) == (small, False)
