@@ -81,6 +81,8 @@ class TrackerSettings(Section):
     max_history: int = Field(default=100, ge=1)
     http_host: str = "127.0.0.1"
     http_port: int | None = None
+    tokens_file: Path | None = None
+    """The HTTP API's bearer tokens (hashed), default ``$CRB_HOME/tokens.json``."""
 
 
 class Settings(BaseSettings):
@@ -98,3 +100,8 @@ class Settings(BaseSettings):
     directory_refresh_s: float = Field(default=1.0, gt=0, le=300)
     """How often the services and adapters look for a newer signed directory on the
     directory topic (they also look before refusing an unknown participant)."""
+
+    @property
+    def tokens_path(self) -> Path:
+        """The tracker API's token store: ``tracker.tokens_file``, else under home."""
+        return self.tracker.tokens_file or self.home / "tokens.json"

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from broker.cli import _adapters, _demo, _kafka, _router, _tracker, _trust
+from broker.cli import _adapters, _demo, _kafka, _router, _tokens, _tracker, _trust
 from broker.cli._common import CliError, fail
 
 __all__ = ["app", "main"]
@@ -30,6 +30,7 @@ _demo.register(app)
 _trust.register(app)
 _router.register(app)
 _tracker.register(app)
+_tokens.register(app)
 _adapters.register(app)
 
 

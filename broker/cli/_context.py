@@ -225,10 +225,12 @@ class Context:
 
     def credential_stores(self) -> list[CredentialStore]:
         """Where principals' credentials are looked up: ``$CRB_HOME/credentials``, then
-        the local Kafka's own (its admin)."""
+        the local Kafka's own (its admin), then the compose cluster's (``crb kafka
+        compose``). Use one of the two Kafkas per home: the first admin found wins."""
         return [
             CredentialStore(self.home / "credentials"),
             CredentialStore(self.home / "kafka" / "credentials"),
+            CredentialStore(self.home / "docker" / "credentials"),
         ]
 
     def login(self, principal: str) -> KafkaSettings:

@@ -15,8 +15,10 @@ from broker.dev.kafka_local import (
     LocalKafka,
     LocalKafkaError,
     ensure_jars,
+    external_port,
     find_java,
     kafka_version,
+    write_compose_config,
 )
 
 __all__ = ["register"]
@@ -123,6 +125,31 @@ def logs(
     if not text:
         raise CliError("no local Kafka logs: run `crb kafka up`")
     typer.echo(text)
+
+
+@kafka_app.command()
+@uses()
+def compose(
+    ctx: Context,
+    *,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Delete the compose cluster's data and secrets.")
+    ] = False,
+) -> None:
+    """Write the secured configuration docker-compose.yml's Kafka nodes mount
+    ($CRB_HOME/docker): fresh secrets (0600) and cluster id; the admin's login is
+    kept where every crb command finds it."""
+    folder = ctx.home / "docker"
+    try:
+        write_compose_config(folder, reset=reset)
+    except LocalKafkaError as exc:
+        raise CliError(str(exc), exit_code=2) from exc
+    bootstrap = ",".join(f"127.0.0.1:{external_port(n)}" for n in (1, 2, 3))
+    typer.echo(f"compose configuration in {folder}")
+    typer.echo(
+        f"next: CRB_UID=$(id -u) CRB_GID=$(id -g) docker compose up -d kafka-1 kafka-2 kafka-3\n"
+        f"      export CRB_KAFKA__BOOTSTRAP={bootstrap}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
+import structlog
 import typer
 
 from adapters.kafka import TRACKER, KafkaClients
@@ -21,7 +22,7 @@ from broker.cli._common import CliError, errors, run
 from broker.cli._context import KAFKA, TRUST, Context, uses
 from broker.cli._router import stop_on_signals
 from broker.logs import configure_logging
-from schemas import ISO_3166_ALPHA2, HandoverState, ServiceRole
+from schemas import ISO_3166_ALPHA2, HandoverState, ServiceRole, utcnow
 
 if TYPE_CHECKING:
     from broker.tracker import Handover
@@ -105,8 +106,12 @@ def tracker_run(
         ),
     ] = None,
 ) -> None:
-    """Run the tracker (and its HTTP API) until SIGTERM/SIGINT."""
-    from broker.tracker import Tracker, create_app, serve
+    """Run the tracker (and its HTTP API) until SIGTERM/SIGINT.
+
+    The API answers bearer tokens from ``crb token issue`` (re-read when they
+    change); a participant's token stops working once the directory no longer lists
+    the participant as active."""
+    from broker.tracker import Access, TokenStore, Tracker, create_app, serve
 
     settings = ctx.settings.model_copy(update={"kafka": ctx.login(TRACKER)})
     clients = KafkaClients(settings.kafka)
@@ -116,6 +121,17 @@ def tracker_run(
     escalation = escalate_to or live.current.rules.escalation_recipient
     port = http_port or settings.tracker.http_port
     configure_logging()
+    log = structlog.get_logger("crb.tracker")
+    store = TokenStore(settings.tokens_path)
+    if port:
+        with errors():
+            issued = store.tokens()
+        if not any(t.status(utcnow()) == "active" for t in issued.values()):
+            log.warning(
+                "api_no_tokens",
+                tokens=str(store.path),
+                hint="every request but /healthz is refused; crb token issue --operator",
+            )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -123,7 +139,8 @@ def tracker_run(
         tracker = Tracker(settings, escalation, clients=clients, directory=live, signer=signer)
         api = None
         if port:
-            app = create_app(tracker.snapshot, ready=tracker.ready.is_set)
+            access = Access.of(store, lambda: live.current)
+            app = create_app(tracker.snapshot, access=access, ready=tracker.ready.is_set)
             api = asyncio.create_task(serve(app, settings.tracker.http_host, port, stop))
         try:
             await follower.alongside(tracker.run(stop))

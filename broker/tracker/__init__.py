@@ -12,6 +12,9 @@ Layers (pure core, thin shell — STYLE.md #1):
   compacted ``<prefix>.tracker`` topic, consume ``<prefix>.status``, write state,
   timer events and offsets in one transaction.
 - :mod:`._api`: the operators' FastAPI app (:func:`create_app`) and :func:`serve`.
+- :mod:`._access`: bearer tokens (stored hashed) and scopes — an operator sees
+  everything, a participant only its own handovers (:class:`Access`,
+  :class:`TokenStore`).
 
 Design decisions:
 
@@ -38,6 +41,20 @@ Design decisions:
   a retention period, metrics.
 """
 
+from broker.tracker._access import (
+    DEFAULT_TOKEN_TTL,
+    OPERATOR,
+    Access,
+    Caller,
+    Refusal,
+    TokenError,
+    TokenRecord,
+    TokenStore,
+    authenticate,
+    directory_check,
+    parse_scope,
+    visible_to,
+)
 from broker.tracker._api import HandoverView, create_app, serve
 from broker.tracker._machine import (
     TABLE,
@@ -66,25 +83,36 @@ from broker.tracker._views import (
 )
 
 __all__ = [
+    "DEFAULT_TOKEN_TTL",
+    "OPERATOR",
     "TABLE",
+    "Access",
+    "Caller",
     "Disposition",
     "Handover",
     "HandoverView",
     "HistoryEntry",
     "Ledger",
     "Policy",
+    "Refusal",
     "RouteStats",
     "Rule",
     "Sla",
     "Step",
+    "TokenError",
+    "TokenRecord",
+    "TokenStore",
     "Tracker",
     "apply",
+    "authenticate",
     "by_case",
     "by_message",
     "create_app",
+    "directory_check",
     "find",
     "handover_key",
     "next_deadline",
+    "parse_scope",
     "percentile",
     "policy_from",
     "read_state",
@@ -92,4 +120,5 @@ __all__ = [
     "select",
     "serve",
     "tick",
+    "visible_to",
 ]

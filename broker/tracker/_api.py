@@ -4,6 +4,13 @@ Read-only views over whatever ``source()`` returns (the running tracker's commit
 state, or a state rebuilt from the tracker topic). Bad input — a malformed UUID, an
 unknown country code or state — is a 422 with a message saying which parameter is
 wrong; an id with no handover is a 404.
+
+Every route but ``/healthz`` needs a bearer token (:mod:`._access`): an operator
+token sees everything, a participant token only the handovers it takes part in —
+the others do not exist for it (404, and they are left out of lists and route
+statistics). Refusals are JSON ``{"detail": ...}``: 401 (with ``WWW-Authenticate:
+Bearer``) when the caller is not known, 403 when it may not do what it asked.
+``/healthz`` says only whether the tracker is up and ready.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from broker.tracker import _views as views
+from broker.tracker._access import Access, Caller, Refusal, visible_to
 from broker.tracker._machine import Handover
 from broker.tracker._views import RouteStats
-from schemas import ISO_3166_ALPHA2, HandoverState
+from schemas import ISO_3166_ALPHA2, PARTICIPANT_ID_PATTERN, HandoverState
 
 __all__ = ["HandoverView", "create_app", "serve"]
 
@@ -73,7 +81,12 @@ class RoutesView(_Out):
 class Health(_Out):
     status: str
     ready: bool
-    handovers: int
+
+
+class WhoAmI(_Out):
+    token_id: str
+    scope: str
+    """``operator`` or ``participant:<id>``."""
 
 
 def _country(value: str | None) -> str | None:
@@ -99,23 +112,68 @@ def _found(hs: list[Handover], what: str) -> list[HandoverView]:
     return _list(hs)
 
 
+_REFUSALS: dict[int | str, dict[str, object]] = {
+    401: {"description": "No token, or an unknown, expired or revoked one."},
+    403: {"description": "The token may not see this (another participant's, or its "
+          "participant is no longer active)."},
+}  # fmt: skip
+
+
+def _caller(
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    """The authenticated caller of a request, or a 401/403 refusal."""
+    access: Access = request.app.state.access
+    found = access.check(authorization)
+    if isinstance(found, Refusal):
+        headers = {"WWW-Authenticate": "Bearer"} if found.status == 401 else None
+        raise HTTPException(status_code=int(found.status), detail=found.detail, headers=headers)
+    return found
+
+
+Who = Annotated[Caller, Depends(_caller)]
+
+
 def create_app(
-    source: Callable[[], Iterable[Handover]], *, ready: Callable[[], bool] = lambda: True
+    source: Callable[[], Iterable[Handover]],
+    *,
+    access: Access,
+    ready: Callable[[], bool] = lambda: True,
 ) -> FastAPI:
-    """The API over ``source()`` (called once per request)."""
+    """The API over ``source()`` (called once per request), callers checked by
+    ``access``."""
     app = FastAPI(
         title="crb tracker",
         description="Where each (message, recipient) handover stands; overdue handovers; "
-        "per-route time to receipt.",
+        "per-route time to receipt. Send `Authorization: Bearer <token>` "
+        "(`crb token issue`); a participant's token sees only its own handovers.",
         version="1",
+        responses=_REFUSALS,
     )
+
+    app.state.access = access
+
+    def seen(who: Caller) -> Iterable[Handover]:
+        """What ``who`` may see of the state."""
+        if who.participant is None:
+            return source()
+        pid = who.participant
+        return (h for h in source() if visible_to(h, pid))
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
-        return Health(status="ok", ready=ready(), handovers=len(list(source())))
+        return Health(status="ok", ready=ready())
+
+    @app.get("/whoami", response_model=WhoAmI)
+    async def whoami(who: Who) -> WhoAmI:
+        """The token's id and scope: a case system checks its token with this."""
+        scope = "operator" if who.participant is None else f"participant:{who.participant}"
+        return WhoAmI(token_id=who.token_id, scope=scope)
 
     @app.get("/handovers", response_model=HandoverList)
     async def handovers(
+        who: Who,
         overdue: Annotated[
             bool | None, Query(description="Only overdue (true) or only not overdue (false).")
         ] = None,
@@ -123,28 +181,44 @@ def create_app(
             str | None, Query(description="ISO 3166-1 alpha-2, e.g. NL.")
         ] = None,
         state: Annotated[HandoverState | None, Query(description="Current state.")] = None,
+        participant: Annotated[
+            str | None,
+            Query(
+                pattern=PARTICIPANT_ID_PATTERN,
+                description="Only handovers this participant takes part in (sender, "
+                "recipient or escalation recipient).",
+            ),
+        ] = None,
         limit: Annotated[
             int, Query(ge=1, le=100_000, description="At most this many handovers.")
         ] = 1000,
     ) -> HandoverList:
+        if participant is not None and who.participant not in (None, participant):
+            raise HTTPException(
+                status_code=403,
+                detail=f"a participant:{who.participant} token sees only its own handovers",
+            )
+        mine = seen(who)
+        if participant is not None:
+            mine = (h for h in mine if visible_to(h, participant))
         found = views.select(
-            source(), overdue=overdue, jurisdiction=_country(jurisdiction), state=state
+            mine, overdue=overdue, jurisdiction=_country(jurisdiction), state=state
         )
         return HandoverList(count=len(found), handovers=_list(found[:limit]))
 
     @app.get("/cases/{case_id}", response_model=CaseView)
-    async def case(case_id: UUID) -> CaseView:
-        found = _found(views.by_case(source(), case_id), f"case {case_id}")
+    async def case(case_id: UUID, who: Who) -> CaseView:
+        found = _found(views.by_case(seen(who), case_id), f"case {case_id}")
         return CaseView(case_id=case_id, handovers=found)
 
     @app.get("/messages/{message_id}", response_model=MessageView)
-    async def message(message_id: UUID) -> MessageView:
-        found = _found(views.by_message(source(), message_id), f"message {message_id}")
+    async def message(message_id: UUID, who: Who) -> MessageView:
+        found = _found(views.by_message(seen(who), message_id), f"message {message_id}")
         return MessageView(message_id=message_id, handovers=found)
 
     @app.get("/routes", response_model=RoutesView)
-    async def routes() -> RoutesView:
-        return RoutesView(routes=views.route_stats(source()))
+    async def routes(who: Who) -> RoutesView:
+        return RoutesView(routes=views.route_stats(seen(who)))
 
     return app
 

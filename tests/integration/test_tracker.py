@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,8 @@ from adapters.kafka import Fenced, KafkaClients
 from broker import topics
 from broker.settings import Settings, TrackerSettings
 from broker.tracker import (
+    OPERATOR,
+    Access,
     Handover,
     Tracker,
     by_case,
@@ -29,6 +32,7 @@ from broker.tracker import (
     select,
     serve,
 )
+from broker.tracker._access import new_token
 from keys import STATUS_CONTEXT, RecordSigner
 from schemas import (
     HandoverState,
@@ -39,7 +43,7 @@ from schemas import (
     TopicNames,
     uuid7,
 )
-from tests._fed import LiveFederation, settings_for, unique_prefix
+from tests._fed import LiveFederation, now, settings_for, unique_prefix
 from tests._kafka import kafka_kwargs, login_env
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import (
@@ -432,11 +436,14 @@ async def test_the_http_api_serves_the_same_views(kafka: KafkaEndpoint) -> None:
         await wait_until(lambda: state_of(tracker, m2, "nl.police24") is S.OVERDUE, what="overdue")
         port = _free_port()
         stop = asyncio.Event()
-        api = asyncio.create_task(
-            serve(create_app(tracker.snapshot, ready=tracker.ready.is_set), "127.0.0.1", port, stop)
-        )
+        token, record = new_token(OPERATOR, label="test", now=now())
+        access = Access(lambda: {record.id: record})
+        app = create_app(tracker.snapshot, access=access, ready=tracker.ready.is_set)
+        api = asyncio.create_task(serve(app, "127.0.0.1", port, stop))
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+            ) as client:
 
                 async def healthy() -> bool:
                     with contextlib.suppress(httpx.TransportError):
@@ -600,7 +607,9 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(
     kafka: KafkaEndpoint, tmp_path: Path
 ) -> None:
     """The real ``crb tracker run --http-port`` executable: folds the status topic,
-    serves /handovers and /routes over HTTP on 127.0.0.1, and exits 0 on SIGTERM."""
+    serves /handovers and /routes over HTTP on 127.0.0.1 to tokens from ``crb token
+    issue`` (anonymous 401, a participant sees only its own handovers), refuses a
+    token revoked while it runs, and exits 0 on SIGTERM."""
     import signal
     import subprocess
     import sys
@@ -644,9 +653,30 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(
         stderr=subprocess.PIPE,
     )
     body: dict[str, object] = {}
+    base = f"http://127.0.0.1:{port}"
+
+    def token(*argv: str) -> str:
+        """``crb token issue ARGV`` as an operator would run it: the token on stdout."""
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("crb")), "token", "issue", *argv],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        return done.stdout.decode().strip()
+
+    operator, police = token("--operator"), token("--participant", "nl.police")
+    hotline = token("--participant", "nl.hotline", "--label", "nl case system")
+
+    def get(path: str, bearer: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        return httpx.get(base + path, headers=headers, timeout=5)
 
     async def api_shows_the_receipt() -> None:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=2, headers={"Authorization": f"Bearer {operator}"}
+        ) as client:
 
             async def shown() -> bool:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -664,8 +694,32 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(
     try:
         asyncio.run(api_shows_the_receipt())
         assert 1 == body.get("count"), "the API never showed the received handover"
-        routes = httpx.get(f"http://127.0.0.1:{port}/routes", timeout=2).json()["routes"]
+        routes = get("/routes", operator).json()["routes"]
         assert [12.0] == [r["median_seconds_to_receipt"] for r in routes]
+        anonymous = get("/handovers", None)
+        assert (401, "Bearer") == (anonymous.status_code, anonymous.headers["WWW-Authenticate"])
+        assert 200 == get("/healthz", None).status_code
+        assert 1 == get("/handovers", hotline).json()["count"]  # its own handover
+        assert 0 == get("/handovers", police).json()["count"]  # not its handover
+        assert 404 == get(f"/cases/{c}", police).status_code
+        # Revoked while the tracker runs: refused from the next request on.
+        listed = subprocess.run(
+            [str(Path(sys.executable).with_name("crb")), "token", "list", "--json"],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        ids = {t["label"]: t["id"] for t in json.loads(listed.stdout)["tokens"]}
+        subprocess.run(
+            [str(Path(sys.executable).with_name("crb")), "token", "revoke",
+             ids["nl case system"]],
+            env=env, check=True, timeout=60, capture_output=True,
+        )  # fmt: skip
+        revoked = get("/handovers", hotline)
+        assert 401 == revoked.status_code
+        assert "revoked" in revoked.json()["detail"]
+        assert 200 == get("/handovers", operator).status_code
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)

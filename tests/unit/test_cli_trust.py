@@ -216,3 +216,43 @@ def test_real_executable_pipes_through_stdin_and_stdout(home: Path) -> None:
     )  # fmt: skip
     assert garbage.returncode == 1
     assert garbage.stderr.decode().strip() == "crb: error: envelope refused (malformed)"
+
+
+def test_api_tokens_issue_list_revoke(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``crb token issue`` prints only the token on stdout (shown once, stored
+    hashed, 0600); participant tokens need an active participant; ``list`` shows
+    scope and status without the hash; ``revoke`` takes an id; all logged."""
+    code, token, err = crb(capsys, "token", "issue", "--participant", "nl.hotline")
+    assert 0 == code, err
+    token = token.strip()
+    assert token.startswith("crb_")
+    assert "shown once" in err
+    store = home / "tokens.json"
+    assert 0o600 == stat.S_IMODE(store.stat().st_mode)
+    assert token not in store.read_text()
+    code, listed, _ = crb(capsys, "token", "list", "--json")
+    (row,) = json.loads(listed)["tokens"]
+    assert ("participant:nl.hotline", "active") == (row["scope"], row["status"])
+    assert "sha256" not in row
+    assert token.split("_")[1] == row["id"]
+    code, out, _ = crb(capsys, "token", "revoke", row["id"])
+    assert (0, f"token {row['id']} (participant:nl.hotline) revoked\n") == (code, out)
+    assert "revoked" in crb(capsys, "token", "list")[1]
+    actions = [json.loads(line) for line in (home / "operator.log").read_text().splitlines()]
+    assert [("token_issue", row["id"]), ("token_revoke", row["id"])] == [
+        (a["action"], a["token_id"]) for a in actions
+    ]
+    assert crb(capsys, "participant", "revoke", "de.hotline")[0] == 0
+    refused = {
+        "unknown": crb(capsys, "token", "issue", "--participant", "fr.hotline"),
+        "suspended": crb(capsys, "token", "issue", "--participant", "de.hotline"),
+        "neither": crb(capsys, "token", "issue"),
+        "both": crb(capsys, "token", "issue", "--operator", "--participant", "nl.hotline"),
+        "expiry": crb(capsys, "token", "issue", "--operator", "--expires-in", "0d"),
+        "no such id": crb(capsys, "token", "revoke", "ffffffffffff"),
+    }
+    assert dict.fromkeys(refused, 2) == {k: v[0] for k, v in refused.items()}
+    assert all("" == v[1] for v in refused.values())
+    assert "unknown participant 'fr.hotline'" in one_line_error(refused["unknown"][2])
+    assert "participant de.hotline is suspended" in one_line_error(refused["suspended"][2])
+    assert "no token with id 'ffffffffffff'" in one_line_error(refused["no such id"][2])

@@ -21,6 +21,7 @@ from broker.dev.kafka_local import (
     kafka_version,
     node_properties,
     parse_java_major,
+    write_compose_config,
 )
 from broker.dev.kafka_local._jars import MIN_JAVA
 from tests.conftest import repo_root
@@ -188,18 +189,66 @@ def test_down_never_signals_a_foreign_process(tmp_path: Path) -> None:
 
 
 def test_docker_compose_runs_the_pinned_kafka_version() -> None:
-    """docker-compose.yml uses the official image at the version pom.xml pins, 3 KRaft nodes."""
-    compose = yaml.safe_load((repo_root() / "docker-compose.yml").read_text())
+    """docker-compose.yml runs 3 nodes of the official image at the version pom.xml
+    pins, each from its mounted crb configuration, with no secret in the file."""
+    text = (repo_root() / "docker-compose.yml").read_text()
+    compose = yaml.safe_load(text)
     kafka_services = {
         name: svc for name, svc in compose["services"].items() if name.startswith("kafka-")
     }
     assert len(kafka_services) == 3
-    for svc in kafka_services.values():
+    for name, svc in kafka_services.items():
         assert svc["image"] == f"apache/kafka:{kafka_version()}"
-        env = svc["environment"]
-        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
-        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert [f"./.crb/docker/{name}:/etc/crb"] == svc["volumes"]
+        command = " ".join(svc["command"])
+        assert "format @/etc/crb/format.args" in command
+        assert "kafka-server-start.sh /etc/crb/server.properties" in command
+        assert all(p.startswith("127.0.0.1:") for p in svc["ports"])
+    assert "password" not in text.lower()
+    assert "PLAINTEXT" not in text
+
+
+def test_compose_configuration_is_the_launchers_secured_one(tmp_path: Path) -> None:
+    """``crb kafka compose`` writes per-node configuration with the launcher's
+    security settings and container listeners; secrets 0600; it refuses to replace
+    a cluster that has data unless told to reset."""
+    store = write_compose_config(tmp_path)
+    admin = store.load("crb-admin")
+    assert admin is not None
+    for n in (1, 2, 3):
+        node = tmp_path / f"kafka-{n}"
+        props = dict(
+            line.split("=", 1) for line in (node / "server.properties").read_text().splitlines()
+        )
+        local = _props(_nodes(3)[n - 1], _nodes(3))
+        for key in (
+            "sasl.enabled.mechanisms",
+            "sasl.mechanism.controller.protocol",
+            "authorizer.class.name",
+            "allow.everyone.if.no.acl.found",
+            "super.users",
+            "connections.max.reauth.ms",
+            "min.insync.replicas",
+        ):
+            assert local[key] == props[key], key
+        assert "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093" == props["controller.quorum.voters"]
+        assert (
+            f"INTERNAL://kafka-{n}:9092,EXTERNAL://127.0.0.1:{n}9092"
+            == (props["advertised.listeners"])
+        )
+        protocols = [m.split(":")[1] for m in props["listener.security.protocol.map"].split(",")]
+        assert ["SASL_PLAINTEXT"] * 3 == protocols
+        for f in ("server.properties", "format.args"):
+            assert 0o600 == stat.S_IMODE((node / f).stat().st_mode)
+        assert "name=crb-admin,password=" in (node / "format.args").read_text()
+        assert admin.password.get_secret_value() in (node / "format.args").read_text()
+    (tmp_path / "kafka-1" / "data" / "meta.properties").write_text("cluster.id=x\n")
+    with pytest.raises(LocalKafkaError, match="--reset"):
+        write_compose_config(tmp_path)
+    again = write_compose_config(tmp_path, reset=True).load("crb-admin")
+    assert again is not None
+    assert again.password.get_secret_value() != admin.password.get_secret_value()
+    assert not (tmp_path / "kafka-1" / "data" / "meta.properties").exists()
 
 
 def test_docker_compose_services_run_real_crb_commands() -> None:

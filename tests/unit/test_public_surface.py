@@ -70,10 +70,12 @@ SURFACE: dict[str, set[str]] = {
         "SeenMessage", "dead_letter_value", "decide", "decide_batch"
     },
     "broker.tracker": {
-        "Disposition", "Handover", "HandoverView", "HistoryEntry", "Ledger", "Policy",
-        "RouteStats", "Rule", "Sla", "Step", "TABLE", "Tracker", "apply", "by_case",
-        "by_message", "create_app", "find", "handover_key", "next_deadline", "percentile",
-        "policy_from", "read_state", "route_stats", "select", "serve", "tick"
+        "Access", "Caller", "DEFAULT_TOKEN_TTL", "Disposition", "Handover", "HandoverView",
+        "HistoryEntry", "Ledger", "OPERATOR", "Policy", "Refusal", "RouteStats", "Rule", "Sla",
+        "Step", "TABLE", "TokenError", "TokenRecord", "TokenStore", "Tracker", "apply",
+        "authenticate", "by_case", "by_message", "create_app", "directory_check", "find",
+        "handover_key", "next_deadline", "parse_scope", "percentile", "policy_from",
+        "read_state", "route_stats", "select", "serve", "tick", "visible_to"
     },
 }  # fmt: skip
 

@@ -4,13 +4,15 @@ input answered with 4xx and a clear message, never a 500."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from broker.tracker import Handover, Ledger, Policy, create_app
+from broker.tracker import OPERATOR, Access, Handover, Ledger, Policy, create_app
+from broker.tracker._access import new_token
 from schemas import HandoverState, Priority, StatusEvent, uuid7
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -50,15 +52,23 @@ def state() -> list[Handover]:
     return list(_ledger().handovers.values())
 
 
-def _client(app: object) -> httpx.AsyncClient:
+def _operator_app(source: Callable[[], Iterable[Handover]]) -> tuple[FastAPI, str]:
+    """The API over ``source`` and an operator token it accepts."""
+    token, record = new_token(OPERATOR, label="test", now=T0)
+    access = Access(lambda: {record.id: record}, clock=lambda: T0)
+    return create_app(source, access=access), token
+
+
+def _client(app: object, token: str | None = None) -> httpx.AsyncClient:
     # httpx over ASGI in-process: the same requests a real client makes, no socket.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
-    return httpx.AsyncClient(transport=transport, base_url="http://tracker")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(transport=transport, base_url="http://tracker", headers=headers)
 
 
 @pytest.fixture
 async def client(state: list[Handover]) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(create_app(lambda: state)) as c:
+    async with _client(*_operator_app(lambda: state)) as c:
         yield c
 
 
@@ -114,10 +124,12 @@ async def test_routes_give_counts_and_times(client: httpx.AsyncClient) -> None:
 
 
 async def test_healthz_and_openapi(client: httpx.AsyncClient) -> None:
-    """/healthz answers; /openapi.json documents every path with response schemas."""
-    assert {"status": "ok", "ready": True, "handovers": 3} == (await client.get("/healthz")).json()
+    """/healthz answers (and tells nothing about handovers); /openapi.json documents
+    every path with response schemas, and the 401/403 refusals."""
+    assert {"status": "ok", "ready": True} == (await client.get("/healthz")).json()
     doc = (await client.get("/openapi.json")).json()
     assert {
+        "/whoami",
         "/handovers",
         "/cases/{case_id}",
         "/messages/{message_id}",
@@ -126,6 +138,7 @@ async def test_healthz_and_openapi(client: httpx.AsyncClient) -> None:
     } == set(doc["paths"])
     assert "HandoverView" in doc["components"]["schemas"]
     assert "RouteStats" in doc["components"]["schemas"]
+    assert {"200", "401", "403", "422"} <= set(doc["paths"]["/handovers"]["get"]["responses"])
 
 
 @pytest.mark.parametrize(
@@ -138,6 +151,7 @@ async def test_healthz_and_openapi(client: httpx.AsyncClient) -> None:
         ("/handovers", {"state": "lost"}, 422, "state"),
         ("/handovers", {"overdue": "maybe"}, 422, "overdue"),
         ("/handovers", {"limit": "0"}, 422, "limit"),
+        ("/handovers", {"participant": "Not An Id"}, 422, "participant"),
         ("/cases/0195f3a4-0000-7000-8000-000000000000", {}, 404, "no handover for case"),
         ("/messages/0195f3a4-0000-7000-8000-000000000000", {}, 404, "no handover for message"),
     ],
@@ -155,7 +169,7 @@ async def test_bad_input_is_a_clear_4xx(
 async def test_the_api_reads_the_source_on_every_request() -> None:
     """The API shows the current state, not a copy taken at start-up."""
     state: list[Handover] = []
-    async with _client(create_app(lambda: state)) as client:
+    async with _client(*_operator_app(lambda: state)) as client:
         assert 0 == (await client.get("/handovers")).json()["count"]
         state.extend(_ledger().handovers.values())
         assert 3 == (await client.get("/handovers")).json()["count"]

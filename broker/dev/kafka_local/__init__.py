@@ -5,6 +5,12 @@ Used by ``crb kafka up|down|status|logs``, by the test session fixture and by
 """
 
 from broker.dev.kafka_local._cluster import LocalKafka, NodeState, broker_ids, node_properties
+from broker.dev.kafka_local._compose import (
+    COMPOSE_NODES,
+    compose_properties,
+    external_port,
+    write_compose_config,
+)
 from broker.dev.kafka_local._errors import BrokerStartError, LocalKafkaError
 from broker.dev.kafka_local._jars import (
     MIN_JAVA,
@@ -17,6 +23,7 @@ from broker.dev.kafka_local._jars import (
 )
 
 __all__ = [
+    "COMPOSE_NODES",
     "MIN_JAVA",
     "BrokerStartError",
     "JavaRuntime",
@@ -24,10 +31,13 @@ __all__ = [
     "LocalKafkaError",
     "NodeState",
     "broker_ids",
+    "compose_properties",
     "ensure_jars",
+    "external_port",
     "find_java",
     "kafka_version",
     "node_properties",
     "parse_java_major",
     "pom_path",
+    "write_compose_config",
 ]
