@@ -88,10 +88,16 @@ def jurisdiction_of(referral: Referral) -> str:
         countries = {p.estimated_location.country for p in referral.persons if p.estimated_location}
         countries.discard(None)
     if not countries:
-        raise InputError("no hosting or assigned country: name the jurisdiction")
+        raise InputError(
+            "no hosting or assigned country: name the jurisdiction "
+            '(--jurisdiction XX, or a wrapper\'s "jurisdiction" field)'
+        )
     if len(countries) > 1:
         listed = ", ".join(sorted(c for c in countries if c))
-        raise InputError(f"several jurisdictions ({listed}): split the referral or name one")
+        raise InputError(
+            f"several jurisdictions ({listed}): split the referral or name one "
+            '(--jurisdiction XX, or a wrapper\'s "jurisdiction" field)'
+        )
     (country,) = countries
     assert country is not None
     return country

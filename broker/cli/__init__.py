@@ -3,6 +3,9 @@
 Every command ends a bad input with one line on stderr and a non-zero exit code,
 never a traceback (set ``CRB_DEBUG=1`` to see one). Exit codes: 0 ok, 1 the
 operation failed (a refused envelope, a broker that died), 2 bad usage or input.
+Results go to stdout; logs (readable lines, ``CRB_LOG_FORMAT=json`` for JSON) and
+errors to stderr. Services (``router run``, ``tracker run``, ``inbox``,
+``dropfolder``) log JSON lines.
 """
 
 from __future__ import annotations
@@ -10,21 +13,50 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Annotated
 
 import typer
 
 from broker.cli import _adapters, _demo, _kafka, _router, _tokens, _tracker, _trust
 from broker.cli._common import CliError, fail
+from broker.logs import configure_logging
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="crb",
-    help="Transnational case-referral broker: signed, end-to-end encrypted handover over Kafka.",
+    help="Transnational case-referral broker: signed, end-to-end encrypted handover over "
+    "Kafka.\n\nExit codes: 0 ok; 1 the operation failed (Kafka unreachable, an envelope "
+    "refused, files not sent); 2 bad usage or input. Results on stdout, logs and the "
+    "one-line error on stderr. State lives in $CRB_HOME (./.crb).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        from broker.dev.kafka_local import kafka_version
+
+        typer.echo(f"crb {version('case-referral-broker')} (Apache Kafka {kafka_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Transnational case-referral broker."""
+
+
 _kafka.register(app)
 _demo.register(app)
 _trust.register(app)
@@ -36,6 +68,7 @@ _adapters.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn every error into one line."""
+    configure_logging(fmt="json" if os.environ.get("CRB_LOG_FORMAT") == "json" else "console")
     if not os.environ.get("CRB_DEBUG"):
         # aiokafka reports each refused connection through stdlib logging; for a
         # command the outcome is our one line. Services re-enable it (broker.logs).

@@ -64,11 +64,16 @@ class _Adapter:
     def following(self, work: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
         return self.follower.alongside(work)
 
-    def outbox(self) -> Outbox:
+    def outbox(self, *, deadline_s: float | None = None) -> Outbox:
+        """The participant's outbox, patient for ``deadline_s`` (default: the
+        settings' ``send_deadline_s``, for services)."""
         from adapters import Outbox
 
         s = self.ctx.settings
-        return Outbox.of(self.clients, self.ctx.names, self.identity.participant, s.adapter)
+        outbox = Outbox.of(self.clients, self.ctx.names, self.identity.participant, s.adapter)
+        if deadline_s is not None:
+            outbox = Outbox(self.clients, outbox.topic, deadline_s=deadline_s)
+        return outbox
 
     def sender(self, outbox: Outbox) -> Sender:
         from adapters import Sender
@@ -79,54 +84,146 @@ class _Adapter:
 # --- send / dropfolder ------------------------------------------------------------------
 
 
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=1,
+        help="Seconds to wait for Kafka's acknowledgement before giving up (what is not "
+        "acknowledged stays queued).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _country(jurisdiction: str | None) -> str | None:
+    """``--jurisdiction``, checked: an ISO 3166-1 alpha-2 code (bad input, exit 2)."""
+    from schemas import ISO_3166_ALPHA2
+
+    if jurisdiction is None:
+        return None
+    code = jurisdiction.strip().upper()
+    if code not in ISO_3166_ALPHA2:
+        raise CliError(f"--jurisdiction {jurisdiction}: not an ISO 3166-1 alpha-2 country code", 2)
+    return code
+
+
+def _known(ctx: Context, participant: str) -> None:
+    """Refuse an ``--as`` the directory does not list (bad input, exit 2)."""
+    with errors():
+        found = ctx.directory().participant(participant)
+    if found is None:
+        raise CliError(f"--as {participant}: no such participant (crb directory show)", 2)
+
+
 @uses(KAFKA, TRUST)
 def send_cmd(
     ctx: Context,
-    files: Annotated[list[Path], typer.Argument(help="Referral .json or bulk .csv files.")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Referral .json or bulk .csv files.")
+    ] = None,
     *,
     participant: AsOpt,
     jurisdiction: Annotated[
         str | None, typer.Option(help="Jurisdiction for all (default: from hosting country).")
     ] = None,
+    retry_pending: Annotated[
+        bool,
+        typer.Option(
+            "--retry-pending", help="Send what earlier runs left queued (with or without FILES)."
+        ),
+    ] = False,
+    timeout: TimeoutOpt = 30.0,
+    as_json: JsonOpt = False,
     state: StateOpt = None,
 ) -> None:
-    """Seal and send referrals; prints one message id per referral once Kafka has it."""
-    from adapters import DropFolder, FileState, load_submissions
+    """Seal and send referrals; prints one message id per referral once Kafka has it.
+
+    Files are validated first (nothing is queued if one is invalid), then queued in
+    the participant's drop folder and sent. If Kafka does not acknowledge within
+    --timeout they stay queued under their ids: --retry-pending sends them, once."""
+    from adapters import FileState, load_submissions
     from keys import atomic_write
 
+    if not files and not retry_pending:
+        raise CliError("name referral files to send, or --retry-pending", exit_code=2)
+    jurisdiction = _country(jurisdiction)
     with errors():
         contents = []
-        for path in files:
+        rows: dict[str, list[tuple[int | None, str]]] = {}  # queued name -> (row, reference)
+        for path in files or []:
             data = path.read_bytes()
-            load_submissions(path.name, data, jurisdiction=jurisdiction)  # refuse early
-            contents.append((path.name, data))
-    adapter = _Adapter(ctx, participant, state)
-
-    async def main() -> list[Any]:
-        async with adapter.outbox() as outbox:
-            folder = DropFolder(
-                adapter.state / "dropfolder", adapter.sender(outbox), jurisdiction=jurisdiction
-            )
-            for name, data in contents:
-                dest = folder.incoming / name
-                n = 1
-                while dest.exists():
-                    dest = folder.incoming / f"{n}-{name}"
-                    n += 1
-                atomic_write(dest, data)
-            return await folder.run_once()
-
-    results = run(adapter.following(main()))
-    failed = 0
+            found = load_submissions(path.name, data, jurisdiction=jurisdiction)  # refuse early
+            refs = [(row, sub.referral.reporter.reference) for row, sub in found]
+            contents.append((path.name, data, refs))
+    _known(ctx, participant)
+    root = ctx.adapter_state(participant, state) / "dropfolder"
+    incoming = root / "incoming"
+    with errors():
+        for name, data, refs in contents:  # queued before Kafka is asked: nothing to lose
+            dest = incoming / name
+            n = 1
+            while dest.exists():
+                dest = incoming / f"{n}-{name}"
+                n += 1
+            atomic_write(dest, data)
+            rows[dest.name] = refs
+    retry = f"crb send --retry-pending --as {participant}"
+    queued = f"{len(contents)} file(s) queued in {incoming}; send them with: {retry}"
+    try:
+        adapter = _Adapter(ctx, participant, state)
+        results = run(adapter.following(_send_queued(adapter, root, jurisdiction, timeout)))
+    except CliError as exc:
+        raise CliError(f"{exc}; {queued}" if contents else str(exc), exc.exit_code) from exc
+    sent = []  # (message id, file, row or None, reporter's reference or None)
     for r in results:
         if r.state is FileState.SENT:
-            for mid in r.message_ids:
-                typer.echo(f"{mid}  {r.name}")
-        else:
-            failed += 1
-            typer.echo(f"{r.state.value}: {r.name}: {r.error}", err=True)
-    if failed:
-        raise CliError(f"{failed} file(s) not sent (pending files are retried by the next run)")
+            refs = rows.get(r.name, [])
+            for i, mid in enumerate(r.message_ids):
+                row, ref = refs[i] if i < len(refs) else (None, None)
+                sent.append((mid, r.name, row, ref))
+    refused = [r for r in results if r.state is FileState.FAILED]
+    waiting = [r for r in results if r.state not in (FileState.SENT, FileState.FAILED)]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "sent": [
+                        {"message_id": str(m), "file": n, "row": row, "reference": ref}
+                        for m, n, row, ref in sent
+                    ],
+                    "failed": [{"file": r.name, "error": r.error} for r in refused],
+                    "queued": [{"file": r.name, "error": r.error} for r in waiting],
+                }
+            )
+        )
+    else:
+        for mid, name, row, ref in sent:
+            where = f"{name} row {row}" if row is not None else name
+            typer.echo(
+                str(mid) if len(sent) == 1 else f"{mid}  {where}" + (f"  {ref}" if ref else "")
+            )
+        for r in refused:
+            typer.echo(f"failed: {r.name}: {r.error} (moved to {root / 'failed'})", err=True)
+        for r in waiting:
+            typer.echo(f"queued: {r.name}: {r.error}", err=True)
+    if waiting:
+        raise CliError(
+            f"{len(waiting)} file(s) not acknowledged by Kafka within {timeout:g}s and kept "
+            f"queued — is Kafka running? (crb kafka status); then: {retry}"
+        )
+    if refused:
+        raise CliError(f"{len(refused)} file(s) refused, moved to {root / 'failed'} with why")
+
+
+async def _send_queued(
+    adapter: _Adapter, root: Path, jurisdiction: str | None, deadline_s: float
+) -> list[Any]:
+    from adapters import DropFolder
+
+    async with adapter.outbox(deadline_s=deadline_s) as outbox:
+        folder = DropFolder(root, adapter.sender(outbox), jurisdiction=jurisdiction)
+        return await folder.run_once()
 
 
 @uses(KAFKA, TRUST)
@@ -142,14 +239,19 @@ def dropfolder_cmd(
     jurisdiction: Annotated[str | None, typer.Option(help="Jurisdiction for every file.")] = None,
     state: StateOpt = None,
 ) -> None:
-    """Watch FOLDER/incoming: send each file, move it to sent/ or failed/ (with why)."""
-    from adapters import DropFolder
+    """Watch FOLDER/incoming: send each file, move it to sent/ or failed/ (with why).
+
+    With --once: one line per file on stdout; exit 1 if any failed or stays queued.
+    """
+    from adapters import DropFolder, FileState
     from broker.logs import configure_logging
 
+    jurisdiction = _country(jurisdiction)
+    _known(ctx, participant)
     adapter = _Adapter(ctx, participant, state)
-    configure_logging()
+    configure_logging(fmt="console" if once else None)  # a one-off run is read by a person
 
-    async def main() -> None:
+    async def main() -> list[Any]:
         async with adapter.outbox() as outbox:
             drop = DropFolder(
                 folder or adapter.state / "dropfolder",
@@ -157,14 +259,20 @@ def dropfolder_cmd(
                 jurisdiction=jurisdiction,
             )
             if once:
-                for r in await drop.run_once():
-                    typer.echo(f"{r.state.value}: {r.name}" + (f": {r.error}" if r.error else ""))
-                return
+                return await drop.run_once()
             stop = asyncio.Event()
             stop_on_signals(stop)
             await drop.run(stop, interval_s=interval)
+            return []
 
-    run(adapter.following(main()))
+    results = run(adapter.following(main()))
+    for r in results:
+        ids = " ".join(str(m) for m in r.message_ids)
+        typer.echo(f"{r.state.value}: {r.name}" + (f": {ids}" if ids else "") + (
+            f": {r.error}" if r.error else ""))  # fmt: skip
+    bad = [r for r in results if r.state is not FileState.SENT]
+    if bad:
+        raise CliError(f"{len(bad)} of {len(results)} file(s) not sent (see failed/ or retry)")
 
 
 # --- inbox --------------------------------------------------------------------------------
@@ -192,8 +300,9 @@ def inbox_cmd(
         raise CliError("--folder and --http exclude each other", exit_code=2)
     if http is not None and not http.startswith(("http://", "https://")):
         raise CliError(f"--http {http!r}: not an http(s) URL", exit_code=2)
+    _known(ctx, participant)
     adapter = _Adapter(ctx, participant, state)
-    configure_logging()
+    configure_logging(fmt="console" if once else None)  # a one-off run is read by a person
     a = ctx.settings.adapter
 
     async def main() -> Any:
@@ -222,9 +331,11 @@ def inbox_cmd(
                         await sink.aclose()
 
     stats = run(adapter.following(main()))
+    where = http or (folder or adapter.state / "inbox")
     typer.echo(
-        f"delivered {stats.delivered}, duplicates {stats.duplicates}, "
+        f"delivered {stats.delivered} (to {where}), duplicates {stats.duplicates}, "
         f"quarantined {stats.quarantined}"
+        + (f" (in {adapter.state / 'quarantine'})" if stats.quarantined else "")
     )
 
 
@@ -302,11 +413,16 @@ def ack_cmd(
         datetime | None, typer.Option(help="action: when it happened (UTC if no offset).")
     ] = None,
     detail: Annotated[str | None, typer.Option(help="Free text (no case data).")] = None,
+    timeout: TimeoutOpt = 30.0,
     state: StateOpt = None,
 ) -> None:
     """Send a case decision about a received referral: accept --reference REF,
     reject --reason R, move --to XX, action --action A, close. Prints message ids."""
     from schemas import Referral
+
+    if to is not None:
+        to = _country(to)
+    _known(ctx, participant)
 
     with errors():
         decision = _decision(
@@ -334,7 +450,7 @@ def ack_cmd(
 
     async def main() -> list[UUID]:
         # Sealed once the directory is read to its end: with the keys it names now.
-        async with adapter.outbox() as outbox:
+        async with adapter.outbox(deadline_s=timeout) as outbox:
             sender = adapter.sender(outbox)
             with errors():
                 if moved is not None:

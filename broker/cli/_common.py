@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 import pydantic
 
-__all__ = ["CliError", "errors", "fail", "run"]
+__all__ = ["CliError", "errors", "fail", "require_port", "run"]
 
 T = TypeVar("T")
 
@@ -61,13 +61,30 @@ def errors() -> Iterator[None]:
     except CredentialError as exc:
         raise CliError(str(exc)) from exc
     except TransportError as exc:
-        raise CliError(f"Kafka: {exc}") from exc
+        hint = " — is Kafka running? (crb kafka status)" if exc.retriable else ""
+        raise CliError(f"Kafka: {exc}{hint}") from exc
     except pydantic.ValidationError as exc:
         raise CliError(f"invalid input: {first_error(exc)}", exit_code=2) from exc
     except OSError as exc:
         raise CliError(f"{exc.filename or 'I/O'}: {exc.strerror}", exit_code=2) from exc
     except ValueError as exc:
         raise CliError(str(exc) or type(exc).__name__, exit_code=2) from exc
+
+
+def require_port(host: str, port: int, what: str) -> None:
+    """Fail with one line (exit 1) if ``host:port`` cannot be bound — before a
+    service starts, instead of a traceback from inside its server."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CliError(
+                f"{what}: cannot listen on {host}:{port} ({exc.strerror}): is another "
+                "instance running? Stop it or choose another port"
+            ) from exc
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -12,7 +12,7 @@ import typer
 from adapters.kafka import ROUTER, KafkaClients, Record, read_topic
 from broker import audit as audit_mod
 from broker import topics as topics_mod
-from broker.cli._common import CliError, errors, run
+from broker.cli._common import CliError, errors, require_port, run
 from broker.cli._context import KAFKA, TRUST, Context, uses
 from broker.logs import configure_logging
 from schemas import ServiceRole, utcnow
@@ -147,6 +147,7 @@ def router_run(
     metrics = RouterMetrics()
     port = metrics_port or settings.router.metrics_port
     if port:
+        require_port(settings.router.metrics_host, port, "--metrics-port")
         metrics.serve(settings.router.metrics_host, port)
 
     async def main() -> None:

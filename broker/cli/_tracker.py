@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
@@ -18,7 +19,7 @@ import structlog
 import typer
 
 from adapters.kafka import TRACKER, KafkaClients
-from broker.cli._common import CliError, errors, run
+from broker.cli._common import CliError, errors, require_port, run
 from broker.cli._context import KAFKA, TRUST, Context, uses
 from broker.cli._router import stop_on_signals
 from broker.logs import configure_logging
@@ -34,6 +35,13 @@ tracker_app = typer.Typer(help="The handover tracker.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+_NEXT = {
+    HandoverState.OVERDUE: "becomes overdue",
+    HandoverState.ESCALATED: "escalates",
+    HandoverState.FAILED: "fails",
+}
+
+
 def _t(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else "-"
 
@@ -41,12 +49,16 @@ def _t(value: datetime | None) -> str:
 def format_handover(h: Handover, *, history: bool = False) -> list[str]:
     """Text lines for one handover (pure)."""
     flags = []
-    if h.overdue:
-        flags.append("OVERDUE")
+    if h.overdue and h.overdue_at is not None:
+        flags.append(f"OVERDUE since {_t(h.overdue_at)}")
     if h.escalated_to:
-        flags.append(f"escalated to {h.escalated_to}")
+        flags.append(f"escalated to {h.escalated_to} at {_t(h.escalated_at)}")
+    if h.failed_at is not None:
+        flags.append(f"failed at {_t(h.failed_at)}")
     if h.due_at is not None and h.due_state is not None:
-        flags.append(f"{h.due_state.value} due {_t(h.due_at)}")
+        flags.append(
+            f"{_NEXT.get(h.due_state, h.due_state.value)} at {_t(h.due_at)} unless received"
+        )
     ttr = h.time_to_receipt
     lines = [
         f"{h.key}  case {h.case_id}  {h.sender} -> {h.recipient or '-'}  "
@@ -124,6 +136,7 @@ def tracker_run(
     log = structlog.get_logger("crb.tracker")
     store = TokenStore(settings.tokens_path)
     if port:
+        require_port(settings.tracker.http_host, port, "--http-port")
         with errors():
             issued = store.tokens()
         if not any(t.status(utcnow()) == "active" for t in issued.values()):
@@ -157,16 +170,38 @@ def status(
     ctx: Context,
     some_id: Annotated[str, typer.Argument(metavar="CASE_OR_MESSAGE_ID")],
     *,
+    wait: Annotated[
+        HandoverState | None,
+        typer.Option(
+            "--wait",
+            help="Wait until a handover of it reaches this state (e.g. routed, received, "
+            "accepted), up to --timeout.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")
+    ] = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Every handover of a case (or of a message), with its history. Exit 1 if none."""
-    from broker.tracker import find
+    """Every handover of a case (or of a message), with its history. Exit 1 if none
+    (or if --wait timed out)."""
+    from broker.tracker import find, reached
 
     try:
         wanted = UUID(some_id)
     except ValueError as exc:
         raise CliError(f"not a case or message id (UUID): {some_id!r}", exit_code=2) from exc
     kind, found = find(_load(ctx), wanted)
+    if wait is not None:
+        deadline = time.monotonic() + timeout
+        while not any(reached(h, wait) for h in found):
+            if time.monotonic() >= deadline:
+                raise CliError(
+                    f"no handover of {wanted} reached {wait.value} within {timeout:g}s "
+                    "(is the router, tracker or recipient running?)"
+                )
+            time.sleep(0.5)  # polling the tracker topic, as a person re-running status would
+            kind, found = find(_load(ctx), wanted)
     if as_json:
         typer.echo(json.dumps({"id": str(wanted), "kind": kind, "handovers": _dump(found)}))
     else:

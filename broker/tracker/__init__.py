@@ -78,6 +78,7 @@ from broker.tracker._views import (
     by_message,
     find,
     percentile,
+    reached,
     route_stats,
     select,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "parse_scope",
     "percentile",
     "policy_from",
+    "reached",
     "read_state",
     "route_stats",
     "select",

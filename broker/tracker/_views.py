@@ -52,6 +52,18 @@ def find(handovers: Iterable[Handover], some_id: UUID) -> tuple[str, list[Handov
     return "message", by_message(items, some_id)
 
 
+def reached(h: Handover, state: HandoverState) -> bool:
+    """Whether ``h`` is in ``state`` or went through it (a decision before the
+    receipt counts as received: it implies it)."""
+    if h.state is state or any(x.state is state for x in h.history):
+        return True
+    if state is HandoverState.ROUTED:
+        return h.routed_at is not None
+    if state is HandoverState.RECEIVED:
+        return h.received_at is not None
+    return False
+
+
 def select(
     handovers: Iterable[Handover],
     *,

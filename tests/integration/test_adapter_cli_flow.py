@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -52,17 +54,13 @@ async def test_cli_send_inbox_ack_round_trip(
     monkeypatch.delenv("CRB_PASSPHRASE", raising=False)
     for name, value in login_env(kafka.bootstrap).items():
         monkeypatch.setenv(name, value)
-    # `crb inbox` configures JSON logs on the (captured, soon closed) stderr and caches
-    # the loggers: in-process that would outlive this test. Keep the test's defaults.
-    monkeypatch.setattr("broker.logs.configure_logging", lambda *a, **k: None)
     prefix = unique_prefix()
     kafka_opts = ("--bootstrap", kafka.bootstrap, "--prefix", prefix)
 
     async def run(*argv: str) -> tuple[int, str, str]:
-        code, out, err = await asyncio.to_thread(crb, capsys, *argv)
-        # The in-process router logs to stdout too: keep the command's own last line.
-        lines = [ln for ln in out.splitlines() if ln and not ln.startswith("20")]
-        return code, lines[-1] if lines else "", err
+        # Logs (the command's and the in-process router's) go to stderr: stdout holds
+        # only the command's results.
+        return await asyncio.to_thread(crb, capsys, *argv)
 
     for argv in (
         ("federation", "init", "--federation-id", "test"),
@@ -78,12 +76,15 @@ async def test_cli_send_inbox_ack_round_trip(
     async with _router(settings_for(kafka.bootstrap, prefix)):
         code, out, err = await run("send", str(referral), "--as", "de.hotline", *kafka_opts)
         assert 0 == code, err
-        assert out.endswith("  case.json")
-        message_id = out.split()[0]
+        message_id = out.strip()  # one referral: its id alone, for ID=$(crb send ...)
+        assert UUID(message_id).version == 7
         await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=1)
         code, out, err = await run("inbox", "--as", "nl.hotline", "--once", *kafka_opts)
-        assert (0, "delivered 1, duplicates 0, quarantined 0") == (code, out.strip())
         inbox = tmp_path / "adapters" / "nl.hotline" / "inbox"
+        assert (0, f"delivered 1 (to {inbox}), duplicates 0, quarantined 0") == (
+            code,
+            out.strip(),
+        )
         assert [f"{message_id}.json"] == [p.name for p in inbox.iterdir()]
         code, out, err = await run(
             "ack", "accept", message_id, "--as", "nl.hotline", "--reference", "NL-7", *kafka_opts
@@ -92,7 +93,11 @@ async def test_cli_send_inbox_ack_round_trip(
         ack_id = out.strip()
         await drain(kafka.bootstrap, names.inbox("de.hotline"), expect=2)
         code, out, err = await run("inbox", "--as", "de.hotline", "--once", *kafka_opts)
-        assert (0, "delivered 2, duplicates 0, quarantined 0") == (code, out.strip())
+        sender_inbox = tmp_path / "adapters" / "de.hotline" / "inbox"
+        assert (0, f"delivered 2 (to {sender_inbox}), duplicates 0, quarantined 0") == (
+            code,
+            out.strip(),
+        )
         drop = tmp_path / "drop"
         (drop / "incoming").mkdir(parents=True)
         (drop / "incoming" / "next.json").write_bytes(make_referral().model_dump_json().encode())
@@ -100,7 +105,12 @@ async def test_cli_send_inbox_ack_round_trip(
         code, out, err = await run(
             "dropfolder", "--as", "de.hotline", "--folder", str(drop), "--once", *kafka_opts
         )
-        assert 0 == code, err
+        # One file failed: exit 1, one line per file on stdout, the count on stderr.
+        assert 1 == code, err
+        assert "crb: error: 1 of 2 file(s) not sent" in err
+        lines = sorted(out.strip().splitlines())
+        assert lines[0].startswith("failed: broken.json: "), (out, err)
+        assert re.fullmatch(r"sent: next\.json: [0-9a-f-]{36}", lines[1]), lines
     assert (drop / "sent" / "next.json.sent.json").exists()
     assert "not JSON" in (drop / "failed" / "broken.json.error.txt").read_text()
     ack = json.loads(

@@ -52,8 +52,8 @@ def test_send_as_an_unknown_participant_is_one_line(
     f = home / "r.json"
     f.write_bytes(make_referral().model_dump_json().encode())
     code, _, err = crb(capsys, "send", str(f), "--as", "fr.nobody")
-    assert 0 != code
-    assert "fr.nobody is not in the directory" in one_line_error(err)
+    assert 2 == code  # bad input, not a failed operation
+    assert "--as fr.nobody: no such participant" in one_line_error(err)
 
 
 def test_inbox_options_are_checked(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

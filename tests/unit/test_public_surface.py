@@ -74,7 +74,7 @@ SURFACE: dict[str, set[str]] = {
         "HistoryEntry", "Ledger", "OPERATOR", "Policy", "Refusal", "RouteStats", "Rule", "Sla",
         "Step", "TABLE", "TokenError", "TokenRecord", "TokenStore", "Tracker", "apply",
         "authenticate", "by_case", "by_message", "create_app", "directory_check", "find",
-        "handover_key", "next_deadline", "parse_scope", "percentile", "policy_from",
+        "handover_key", "next_deadline", "parse_scope", "percentile", "policy_from", "reached",
         "read_state", "route_stats", "select", "serve", "tick", "visible_to"
     },
 }  # fmt: skip

@@ -64,12 +64,19 @@ def test_format_handover_shows_state_flags_and_history() -> None:
         ),
         policy,
     )
+    # Not overdue yet: says when it will be, never "overdue".
+    [fresh] = format_handover(h)
+    assert "[becomes overdue at 2026-11-23T12:05:00Z unless received]" in fresh
+    assert "OVERDUE" not in fresh
     h, _ = tick(h, T0 + timedelta(minutes=5), policy)
     h, _ = tick(h, T0 + timedelta(minutes=10), policy)
     [line, *history] = format_handover(h, history=True)
     assert line.startswith(f"{m}/nl.police24  case {m}  de.hotline -> nl.police24  escalated")
     assert "priority urgent  jurisdiction NL" in line
-    assert "[OVERDUE; escalated to int.coordinator; failed due 2026-11-23T12:15:00Z]" in line
+    assert (
+        "[OVERDUE since 2026-11-23T12:05:00Z; escalated to int.coordinator at "
+        "2026-11-23T12:10:00Z; fails at 2026-11-23T12:15:00Z unless received]"
+    ) in line
     assert [
         "    2026-11-23T12:00:00Z  routed",
         "    2026-11-23T12:05:00Z  overdue  reason=receipt_overdue",
