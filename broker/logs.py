@@ -98,11 +98,14 @@ def configure_logging(
     fmt: LogFormat | None = None,
     stream: TextIO | None = None,
     repeat_interval_s: float = 60.0,
+    library_warnings: bool = True,
 ) -> None:
     """Configure structlog and the standard library's logging for this process.
 
     ``fmt`` defaults to ``CRB_LOG_FORMAT``, else JSON. Logs go to ``stream``
-    (default: stderr, resolved at each line so a swapped stderr is followed)."""
+    (default: stderr, resolved at each line so a swapped stderr is followed).
+    ``library_warnings=False`` keeps aiokafka quiet (a one-off command reports the
+    outcome in its own line)."""
     if isinstance(level, str):
         level = logging.getLevelNamesMapping()[level.upper()]
     chosen = fmt or os.environ.get("CRB_LOG_FORMAT", "json")
@@ -165,7 +168,11 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     # A long-running service wants aiokafka's warnings (broker gone, rebalances).
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    if library_warnings or os.environ.get("CRB_DEBUG"):
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    else:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("kafka").setLevel(logging.WARNING if library_warnings else logging.CRITICAL)
     # kafka-python (ACL and SCRAM administration) warns that SCRAM "exchanges
     # credentials in the clear" on any connection without TLS; SCRAM never sends the
     # password, so the line only misleads.

@@ -55,6 +55,11 @@ class Keystore:
         self.root = root
         self._passphrase = passphrase or None
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether private keys are written encrypted (a passphrase was given)."""
+        return self._passphrase is not None
+
     def __repr__(self) -> str:
         return f"Keystore({str(self.root)!r})"
 

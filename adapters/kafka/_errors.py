@@ -22,6 +22,7 @@ tree; :func:`kafka_errors` does it at a boundary and chains the original.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 __all__ = [
@@ -119,7 +120,12 @@ def translate(exc: BaseException) -> TransportError:
     if isinstance(exc, TransportError):
         return exc
     name = type(exc).__name__
-    text = f"{name}: {exc}" if str(exc) else name
+    said = str(exc)
+    text = said if said.startswith(name) else (f"{name}: {said}" if said else name)
+    if "Unable to bootstrap from" in said:  # aiokafka and kafka-python, said two ways
+        hosts = re.findall(r"\('([^']+)', (\d+)", said) or re.findall(r"'([^':]+):(\d+)'", said)
+        where = ",".join(f"{h}:{p}" for h, p in hosts) or "the bootstrap servers"
+        return Unavailable(f"no Kafka server answered at {where}")
     if name in _FENCED:
         return Fenced(text)
     if name in _DENIED:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from adapters.kafka._credentials import Credential
-from adapters.kafka._errors import AccessDenied, Refused, TransportError, translate
+from adapters.kafka._errors import AccessDenied, Refused, TransportError, Unavailable, translate
 from adapters.kafka._settings import KafkaSettings
 
 __all__ = ["Grant", "ResourceKind", "SecurityAdmin"]
@@ -80,6 +81,7 @@ class SecurityAdmin:
             "bootstrap_servers": s.bootstrap.split(","),
             "security_protocol": s.security_protocol,
             "request_timeout_ms": s.request_timeout_ms,
+            "bootstrap_timeout_ms": s.connect_timeout_ms,
             "client_id": "crb-provisioning",
         }
         if s.sasl_mechanism is not None:
@@ -92,8 +94,23 @@ class SecurityAdmin:
             kwargs["ssl_cafile"] = str(s.ssl_cafile)
         return KafkaAdminClient(**kwargs)
 
+    def _reachable(self) -> None:
+        """Raise ``Unavailable`` at once if no bootstrap server accepts a connection
+        (kafka-python would retry for ``connect_timeout_ms`` and leak its socket)."""
+        timeout = self.settings.connect_timeout_ms / 1000
+        servers = self.settings.bootstrap.split(",")
+        for server in servers:
+            host, _, port = server.strip().rpartition(":")
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+                return
+            except (OSError, ValueError):
+                continue
+        raise Unavailable(f"no Kafka server answered at {self.settings.bootstrap}")
+
     async def _call(self, fn: Callable[[Any], T]) -> T:
         def run() -> T:
+            self._reachable()
             with _translated():
                 try:
                     client = self._client()

@@ -31,6 +31,9 @@ class KafkaSettings(Section):
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
     request_timeout_ms: int = Field(default=30_000, ge=100)
+    connect_timeout_ms: int = Field(default=10_000, ge=100)
+    """How long the administration client waits for a first answer from the cluster
+    before reporting it unreachable."""
     max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
 

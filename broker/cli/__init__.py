@@ -10,7 +10,6 @@ errors to stderr. Services (``router run``, ``tracker run``, ``inbox``,
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Annotated
@@ -68,15 +67,27 @@ _adapters.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn every error into one line."""
-    configure_logging(fmt="json" if os.environ.get("CRB_LOG_FORMAT") == "json" else "console")
-    if not os.environ.get("CRB_DEBUG"):
-        # aiokafka reports each refused connection through stdlib logging; for a
-        # command the outcome is our one line. Services re-enable it (broker.logs).
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # aiokafka and kafka-python report each refused connection through stdlib
+    # logging; for a command the outcome is our one line. Services re-enable them.
+    configure_logging(
+        fmt="json" if os.environ.get("CRB_LOG_FORMAT") == "json" else "console",
+        library_warnings=False,
+    )
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, prog_name="crb", standalone_mode=False)
     except CliError as exc:
         fail(str(exc), code=exc.exit_code)
+    except typer.Abort:
+        fail("interrupted", code=130)
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        # One line, not a box: what is wrong, and where the help is.
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "crb"
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = message.replace("Value error, ", "")
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            message = "no command given"
+        fail(f"{message} (see: {command} --help)", code=getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
     except SystemExit:
@@ -85,4 +96,4 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("CRB_DEBUG"):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc}", code=70)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

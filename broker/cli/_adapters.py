@@ -96,15 +96,15 @@ TimeoutOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _country(jurisdiction: str | None) -> str | None:
-    """``--jurisdiction``, checked: an ISO 3166-1 alpha-2 code (bad input, exit 2)."""
+def _country(jurisdiction: str | None, option: str = "--jurisdiction") -> str | None:
+    """A country option, checked: an ISO 3166-1 alpha-2 code (bad input, exit 2)."""
     from schemas import ISO_3166_ALPHA2
 
     if jurisdiction is None:
         return None
     code = jurisdiction.strip().upper()
     if code not in ISO_3166_ALPHA2:
-        raise CliError(f"--jurisdiction {jurisdiction}: not an ISO 3166-1 alpha-2 country code", 2)
+        raise CliError(f"{option} {jurisdiction}: not an ISO 3166-1 alpha-2 country code", 2)
     return code
 
 
@@ -237,6 +237,7 @@ def dropfolder_cmd(
     once: Annotated[bool, typer.Option(help="Process what is there, then exit.")] = False,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between scans.")] = 1.0,
     jurisdiction: Annotated[str | None, typer.Option(help="Jurisdiction for every file.")] = None,
+    as_json: JsonOpt = False,
     state: StateOpt = None,
 ) -> None:
     """Watch FOLDER/incoming: send each file, move it to sent/ or failed/ (with why).
@@ -249,7 +250,8 @@ def dropfolder_cmd(
     jurisdiction = _country(jurisdiction)
     _known(ctx, participant)
     adapter = _Adapter(ctx, participant, state)
-    configure_logging(fmt="console" if once else None)  # a one-off run is read by a person
+    # A one-off run is read by a person, and reports Kafka trouble in its own line.
+    configure_logging(fmt="console" if once else None, library_warnings=not once)
 
     async def main() -> list[Any]:
         async with adapter.outbox() as outbox:
@@ -266,7 +268,12 @@ def dropfolder_cmd(
             return []
 
     results = run(adapter.following(main()))
-    for r in results:
+    if as_json:
+        typer.echo(json.dumps({"files": [
+            {"file": r.name, "state": r.state.value,
+             "message_ids": [str(m) for m in r.message_ids], "error": r.error}
+            for r in results]}))  # fmt: skip
+    for r in results if not as_json else []:
         ids = " ".join(str(m) for m in r.message_ids)
         typer.echo(f"{r.state.value}: {r.name}" + (f": {ids}" if ids else "") + (
             f": {r.error}" if r.error else ""))  # fmt: skip
@@ -290,9 +297,11 @@ def inbox_cmd(
         str | None, typer.Option("--http", help="POST each message to this case-system URL.")
     ] = None,
     once: Annotated[bool, typer.Option(help="Read the inbox to its end, then exit.")] = False,
+    as_json: JsonOpt = False,
     state: StateOpt = None,
 ) -> None:
-    """Receive: open, deliver to a folder or URL, send signed receipts."""
+    """Receive: open, deliver to a folder or URL, send signed receipts. With --once,
+    a summary on stdout: how many were delivered (and where), duplicates, quarantined."""
     from adapters import FolderSink, HttpSink, Receiver, StateStore
     from broker.logs import configure_logging
 
@@ -302,7 +311,8 @@ def inbox_cmd(
         raise CliError(f"--http {http!r}: not an http(s) URL", exit_code=2)
     _known(ctx, participant)
     adapter = _Adapter(ctx, participant, state)
-    configure_logging(fmt="console" if once else None)  # a one-off run is read by a person
+    # A one-off run is read by a person, and reports Kafka trouble in its own line.
+    configure_logging(fmt="console" if once else None, library_warnings=not once)
     a = ctx.settings.adapter
 
     async def main() -> Any:
@@ -332,6 +342,12 @@ def inbox_cmd(
 
     stats = run(adapter.following(main()))
     where = http or (folder or adapter.state / "inbox")
+    if as_json:
+        typer.echo(json.dumps({
+            "delivered": stats.delivered, "delivered_to": str(where),
+            "duplicates": stats.duplicates, "quarantined": stats.quarantined,
+            "quarantine": str(adapter.state / "quarantine")}))  # fmt: skip
+        return
     typer.echo(
         f"delivered {stats.delivered} (to {where}), duplicates {stats.duplicates}, "
         f"quarantined {stats.quarantined}"
@@ -414,6 +430,7 @@ def ack_cmd(
     ] = None,
     detail: Annotated[str | None, typer.Option(help="Free text (no case data).")] = None,
     timeout: TimeoutOpt = 30.0,
+    as_json: JsonOpt = False,
     state: StateOpt = None,
 ) -> None:
     """Send a case decision about a received referral: accept --reference REF,
@@ -421,7 +438,7 @@ def ack_cmd(
     from schemas import Referral
 
     if to is not None:
-        to = _country(to)
+        to = _country(to, "--to")
     _known(ctx, participant)
 
     with errors():
@@ -439,6 +456,12 @@ def ack_cmd(
     from adapters import StateStore
 
     with errors(), StateStore(adapter.state) as store:
+        if store.get(message_id) is None:
+            raise CliError(
+                f"{participant} never received message {message_id} "
+                f"(its received messages: {adapter.state / 'inbox'})",
+                exit_code=2,
+            )
         original = store.received(message_id)
         moved = None
         if kind is AckKind.MOVE:
@@ -461,12 +484,28 @@ def ack_cmd(
                     return [await sender.send(forwarded), await sender.send(ack)]
                 return [await sender.send(sender.seal_case_ack(original, decision))]
 
-    for mid in run(adapter.following(main())):
+    sent = run(adapter.following(main()))
+    if as_json:
+        typer.echo(json.dumps({"message_ids": [str(m) for m in sent]}))
+        return
+    for mid in sent:
         typer.echo(str(mid))
 
 
+def _csv_help() -> str:
+    from adapters import CSV_COLUMNS, REQUIRED_COLUMNS
+
+    optional = [c for c in CSV_COLUMNS if c not in REQUIRED_COLUMNS]
+    return (
+        "Files: a referral as JSON (schemas/examples/referral.json), or a wrapper "
+        '{"referral": ..., "jurisdiction": "NL", "case_id": ...}, or CSV with a header row, '
+        f"one referral per row. CSV columns required: {', '.join(REQUIRED_COLUMNS)}; "
+        f"optional: {', '.join(optional)}. What each maps to: README, 'Bulk CSV'."
+    )
+
+
 def register(app: typer.Typer) -> None:
-    app.command("send")(send_cmd)
-    app.command("dropfolder")(dropfolder_cmd)
+    app.command("send", epilog=_csv_help())(send_cmd)
+    app.command("dropfolder", epilog=_csv_help())(dropfolder_cmd)
     app.command("inbox")(inbox_cmd)
     app.command("ack")(ack_cmd)

@@ -289,12 +289,24 @@ class Context:
     def directory(self) -> Directory:
         """The signed directory, verified against the pinned root key (rollback refused)."""
         if self._directory is None:
+            if not self.directory_path.exists():
+                raise CliError(
+                    f"{self.directory_path}: no directory here (crb federation init "
+                    "creates one; $CRB_HOME or --directory say where to look)",
+                    exit_code=2,
+                )
             self._directory = keys.load_directory(
                 self.directory_path,
                 root=self.root_verify_key(),
                 trust_store=keys.TrustStore(self.trust_path),
             )
         return self._directory
+
+    def check_can_publish(self) -> None:
+        """Fail before anything is generated if the root key cannot sign (an
+        encrypted keystore without its passphrase)."""
+        root = self.root_verify_key()
+        self.store.signing_key(keys.FEDERATION_OWNER, root.key_id)
 
     def publish(self, directory: Directory) -> None:
         """Sign ``directory`` with the root key and make it the current one."""

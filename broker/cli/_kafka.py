@@ -59,6 +59,8 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the brokers.")] = 90.0,
 ) -> None:
     """Start the local Kafka (or keep the running one) and print its bootstrap address."""
+    if nodes not in (1, 3):
+        raise CliError(f"--nodes must be 1 or 3, not {nodes}", exit_code=2)
     try:
         bootstrap = _launcher(ctx, state_dir).up(nodes=nodes, port=port, timeout_s=timeout)
     except BrokerStartError as exc:

@@ -90,7 +90,7 @@ def format_handover(h: Handover, *, history: bool = False) -> list[str]:
 def _load(ctx: Context) -> list[Handover]:
     from broker.tracker import read_state
 
-    configure_logging(logging.WARNING)  # warnings to stderr: stdout stays parseable
+    configure_logging(logging.WARNING, library_warnings=False)  # stdout stays parseable
     with errors():
         directory = ctx.directory()
     return list(run(read_state(ctx.clients, ctx.names.tracker, directory)).values())

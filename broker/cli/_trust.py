@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from adapters.kafka import ROUTER, TRACKER, Credential
 from broker.cli._common import CliError, errors, run
 from broker.cli._context import KAFKA, TRUST, Context, uses
 from schemas import (
+    PARTICIPANT_ID_PATTERN,
     Category,
     Directory,
     KeyKind,
@@ -103,9 +105,24 @@ def _propagate(ctx: Context, directory: Directory) -> None:
     )
 
 
+_warned: set[Path] = set()
+
+
+def _warn_unencrypted(store: keys.Keystore) -> None:
+    """Say once per command that private keys are written without a passphrase."""
+    if not store.encrypted and store.root not in _warned:
+        _warned.add(store.root)
+        typer.echo(
+            f"warning: private keys in {store.root} are stored unencrypted (file mode 0600); "
+            "set CRB_PASSPHRASE (or --passphrase-env NAME) to encrypt them",
+            err=True,
+        )
+
+
 def _new_keys(
     store: keys.Keystore, participant_id: str, kem: keys.Kem
 ) -> tuple[keys.SigningKey, keys.OpeningKey]:
+    _warn_unencrypted(store)
     sig, enc = keys.SigningKey.generate(), keys.OpeningKey.generate(kem)
     store.save_signing_key(participant_id, sig)
     store.save_opening_key(participant_id, enc)
@@ -114,6 +131,7 @@ def _new_keys(
 
 def _new_service_keys(store: keys.Keystore) -> dict[ServiceRole, keys.SigningKey]:
     """A signing key per service (router, tracker), saved to the keystore."""
+    _warn_unencrypted(store)
     made = {role: keys.SigningKey.generate() for role in ServiceRole}
     for role, key in made.items():
         store.save_signing_key(keys.service_owner(role), key)
@@ -193,7 +211,11 @@ def participant_add(
     *,
     role: Annotated[list[Role], typer.Option("--role", help="Repeat for several.")],
     jurisdiction: Annotated[
-        str | None, typer.Option(help="ISO 3166 country it receives for (none for int.*).")
+        str | None,
+        typer.Option(
+            help="ISO 3166 country it receives for (default: its id's prefix, nl.x -> NL; "
+            "none for int.*)."
+        ),
     ] = None,
     category: Annotated[
         list[Category] | None, typer.Option("--category", help="Accepted (default: all).")
@@ -202,13 +224,32 @@ def participant_add(
     kem: Annotated[keys.Kem, typer.Option(help="KEM of its encryption key.")] = keys.Kem.X25519,
     validity_days: ValidityOpt = 365,
 ) -> None:
-    """Generate a participant's keys and publish it in a new directory version."""
+    """Generate a participant's keys and Kafka login, publish it in a new directory
+    version and grant its ACLs (when a Kafka is configured)."""
+    if not re.match(PARTICIPANT_ID_PATTERN, participant_id):
+        raise CliError(
+            f"not a participant id: {participant_id!r} (a country code or int, a dot, then "
+            "lowercase letters, digits, _ or -: e.g. nl.hotline)",
+            exit_code=2,
+        )
+    prefix = participant_id.split(".", 1)[0]
+    if jurisdiction is None and prefix != "int" and len(prefix) == 2:
+        jurisdiction = prefix.upper()  # a national participant receives for its country
+    national = {Role.HOTLINE, Role.POLICE, Role.POLICE_24X7} & set(role)
+    if jurisdiction is None and national:
+        typer.echo(
+            f"warning: {participant_id} has no jurisdiction: as "
+            f"{', '.join(sorted(r.value for r in national))} it receives only what routing "
+            "rules name it for",
+            err=True,
+        )
     with errors():
         d = ctx.directory()
         if d.participant(participant_id) is not None:
             raise CliError(f"participant {participant_id} already exists", exit_code=2)
         if ctx.store.has_owner(participant_id):
             raise CliError(f"keys for {participant_id} already exist in the keystore", exit_code=2)
+        ctx.check_can_publish()
         now = utcnow()
         candidate = Participant(
             participant_id=participant_id,
@@ -345,6 +386,8 @@ def participant_revoke(
     Without ``--key-id`` the participant is also suspended and loses Kafka access."""
     with errors():
         d = ctx.directory()
+        if d.participant(participant_id) is None:
+            raise CliError(f"no participant {participant_id} (crb directory show)", exit_code=2)
         now = utcnow()
         new = keys.revoke(
             d, participant_id, key_id=None if key_id is None else keys.KeyId(key_id), now=now
@@ -481,7 +524,10 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (d
 def seal_cmd(
     ctx: Context,
     *,
-    sender: Annotated[str, typer.Option(help="Sending participant id (its keys must be local).")],
+    sender: Annotated[
+        str,
+        typer.Option("--as", "--sender", help="Sending participant id (its keys must be local)."),
+    ],
     jurisdiction: Annotated[str, typer.Option(help="Country responsible for the case.")],
     input_path: InOpt = None,
     output_path: OutOpt = None,
@@ -493,7 +539,7 @@ def seal_cmd(
         d = ctx.directory()
         p = d.participant(sender)
         if p is None:
-            raise CliError(f"{sender} is not in the directory", exit_code=2)
+            raise CliError(f"--as {sender}: no such participant (crb directory show)", 2)
         now = utcnow()
         record = keys.current_signing_record(p, now)
         if record is None:
@@ -511,7 +557,10 @@ def open_cmd(
     ctx: Context,
     *,
     recipient: Annotated[
-        str, typer.Option(help="Receiving participant id (its keys must be local).")
+        str,
+        typer.Option(
+            "--as", "--recipient", help="Receiving participant id (its keys must be local)."
+        ),
     ],
     input_path: InOpt = None,
     output_path: OutOpt = None,

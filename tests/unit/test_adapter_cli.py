@@ -72,7 +72,7 @@ def test_ack_needs_its_options_and_a_received_message(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """accept without --reference and reject without --reason are usage errors (2); an
-    ack for a message this adapter never received fails in one line (1)."""
+    ack for a message this adapter never received is refused in one line (2)."""
     mid = "01a2096b-95d3-72d2-8804-e9f7843a87a0"
     code, _, err = crb(capsys, "ack", "accept", mid, "--as", "nl.hotline")
     assert (2, True) == (code, "needs --reference" in one_line_error(err))
@@ -82,5 +82,22 @@ def test_ack_needs_its_options_and_a_received_message(
     assert 2 == code
     assert "receiver_reference" in one_line_error(err)
     code, _, err = crb(capsys, "ack", "close", mid, "--as", "nl.hotline")
-    assert 1 == code
-    assert f"no delivered message {mid}" in one_line_error(err)
+    assert 2 == code  # an id this participant never received is bad input
+    assert f"nl.hotline never received message {mid}" in one_line_error(err)
+
+
+def test_readme_csv_table_lists_every_column() -> None:
+    """The README's "Bulk CSV" table names exactly the columns the parser takes,
+    and marks the required ones."""
+    import re
+
+    from adapters import CSV_COLUMNS, REQUIRED_COLUMNS
+    from tests.conftest import repo_root
+
+    text = (repo_root() / "README.md").read_text()
+    section = text[text.index("### Bulk CSV") :]
+    section = section[: section.index("\n### ")]
+    rows = re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \|", section, re.M)
+    assert sorted(CSV_COLUMNS) == sorted(name for name, _ in rows)
+    assert len(CSV_COLUMNS) == len(rows)
+    assert set(REQUIRED_COLUMNS) == {name for name, req in rows if req.strip() == "yes"}

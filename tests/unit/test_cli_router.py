@@ -21,18 +21,18 @@ def _crb(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_router_without_a_directory_is_one_line(tmp_path: Path) -> None:
-    """A missing directory file is a refused directory: exit 1, one line naming the
-    file, no traceback."""
+    """A missing directory file is bad input: exit 2, one line naming the file and
+    how to make one, no traceback."""
     fed = LiveFederation()
     _, root = fed.write(tmp_path / "fed")
     result = _crb(
         "router", "run", "--bootstrap", "127.0.0.1:1", "--directory", str(tmp_path / "nope.json"),
         "--root-key", str(root), home=tmp_path,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "nope.json" in result.stderr
+    assert "nope.json: no directory here (crb federation init" in result.stderr
 
 
 def test_directory_signed_by_another_root_is_refused(tmp_path: Path) -> None:

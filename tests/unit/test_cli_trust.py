@@ -37,7 +37,7 @@ def home(
 
 def _seal_example(capsys: pytest.CaptureFixture[str], out: Path) -> None:
     code, _, err = crb(
-        capsys, "seal", "--sender", "de.hotline", "--jurisdiction", "NL",
+        capsys, "seal", "--as", "de.hotline", "--jurisdiction", "NL",
         "-i", str(EXAMPLE), "-o", str(out),
     )  # fmt: skip
     assert code == 0, err
@@ -47,12 +47,12 @@ def test_seal_then_open_by_each_recipient(home: Path, capsys: pytest.CaptureFixt
     """A referral sealed by de.hotline opens for both NL recipients, byte-equal as JSON."""
     env = home / "env.bin"
     code, _, err = crb(
-        capsys, "seal", "--sender", "de.hotline", "--jurisdiction", "NL", "-i", str(EXAMPLE),
+        capsys, "seal", "--as", "de.hotline", "--jurisdiction", "NL", "-i", str(EXAMPLE),
         "-o", str(env),
     )  # fmt: skip
     assert code == 0, err
     for recipient in ("nl.hotline", "nl.police"):
-        code, out, err = crb(capsys, "open", "--recipient", recipient, "-i", str(env))
+        code, out, err = crb(capsys, "open", "--as", recipient, "-i", str(env))
         assert code == 0, err
         assert json.loads(out) == json.loads(EXAMPLE.read_text())
 
@@ -73,7 +73,7 @@ def test_wrong_recipient_is_one_line_with_reason(
     """Refused envelopes end with exit 1 and the reason code, no traceback."""
     env = home / "env.bin"
     _seal_example(capsys, env)
-    code, _, err = crb(capsys, "open", "--recipient", "int.coordinator", "-i", str(env))
+    code, _, err = crb(capsys, "open", "--as", "int.coordinator", "-i", str(env))
     assert code == 1
     assert one_line_error(err) == "crb: error: envelope refused (not_a_recipient)"
 
@@ -95,12 +95,12 @@ def test_rotation_keeps_old_mail_readable_and_revocation_refuses(
     ]
     assert crb(capsys, "participant", "rotate", "nl.hotline")[0] == 0
     assert crb(capsys, "participant", "rotate", "de.hotline")[0] == 0
-    assert crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))[0] == 0
+    assert crb(capsys, "open", "--as", "nl.hotline", "-i", str(env))[0] == 0
     assert crb(capsys, "participant", "revoke", "de.hotline", "--key-id", old_key)[0] == 0
-    code, _, err = crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))
+    code, _, err = crb(capsys, "open", "--as", "nl.hotline", "-i", str(env))
     assert (code, one_line_error(err)) == (1, "crb: error: envelope refused (key_revoked)")
     assert crb(capsys, "participant", "revoke", "de.hotline")[0] == 0
-    code, _, err = crb(capsys, "open", "--recipient", "nl.hotline", "-i", str(env))
+    code, _, err = crb(capsys, "open", "--as", "nl.hotline", "-i", str(env))
     assert (code, one_line_error(err)) == (1, "crb: error: envelope refused (sender_suspended)")
 
 
@@ -165,8 +165,8 @@ def test_passphrase_protected_keystore(
 @pytest.mark.parametrize(
     ("argv", "code"),
     [
-        (("seal", "--sender", "de.hotline", "--jurisdiction", "NL", "-i", "missing.json"), 2),
-        (("seal", "--sender", "xx.nobody", "--jurisdiction", "NL", "-i", str(EXAMPLE)), 2),
+        (("seal", "--as", "de.hotline", "--jurisdiction", "NL", "-i", "missing.json"), 2),
+        (("seal", "--as", "xx.nobody", "--jurisdiction", "NL", "-i", str(EXAMPLE)), 2),
         (("participant", "add", "nl.hotline", "--role", "hotline", "--jurisdiction", "NL"), 2),
         (("participant", "add", "nl.x", "--role", "hotline", "--jurisdiction", "DE"), 2),
         (("participant", "rotate", "nl.nobody"), 2),
@@ -190,9 +190,7 @@ def test_schema_invalid_referral_is_refused_by_seal(
     """seal validates the referral before anything is encrypted."""
     bad = home / "bad.json"
     bad.write_text('{"reporter": {}}')
-    code, _, err = crb(
-        capsys, "seal", "--sender", "de.hotline", "--jurisdiction", "NL", "-i", str(bad)
-    )
+    code, _, err = crb(capsys, "seal", "--as", "de.hotline", "--jurisdiction", "NL", "-i", str(bad))
     assert code == 2
     assert "invalid input" in one_line_error(err)
 
@@ -202,16 +200,16 @@ def test_real_executable_pipes_through_stdin_and_stdout(home: Path) -> None:
     crb_bin = Path(sys.executable).with_name("crb")
     env = {**os.environ, "CRB_HOME": str(home)}
     sealed = subprocess.run(
-        [str(crb_bin), "seal", "--sender", "de.hotline", "--jurisdiction", "NL"],
+        [str(crb_bin), "seal", "--as", "de.hotline", "--jurisdiction", "NL"],
         input=EXAMPLE.read_bytes(), capture_output=True, env=env, check=True, timeout=60,
     )  # fmt: skip
     opened = subprocess.run(
-        [str(crb_bin), "open", "--recipient", "nl.hotline"],
+        [str(crb_bin), "open", "--as", "nl.hotline"],
         input=sealed.stdout, capture_output=True, env=env, check=True, timeout=60,
     )  # fmt: skip
     assert json.loads(opened.stdout) == json.loads(EXAMPLE.read_text())
     garbage = subprocess.run(
-        [str(crb_bin), "open", "--recipient", "nl.hotline"],
+        [str(crb_bin), "open", "--as", "nl.hotline"],
         input=b"not an envelope", capture_output=True, env=env, check=False, timeout=60,
     )  # fmt: skip
     assert garbage.returncode == 1
