@@ -172,7 +172,8 @@ def send_cmd(
     queued = f"{len(contents)} file(s) queued in {incoming}; send them with: {retry}"
     try:
         adapter = _Adapter(ctx, participant, state)
-        results = run(adapter.following(_send_queued(adapter, root, jurisdiction, timeout)))
+        work = adapter.following(_send_queued(adapter, root, jurisdiction, timeout))
+        results = run(_bounded(work, timeout, ctx.settings.kafka.bootstrap))
     except CliError as exc:
         raise CliError(f"{exc}; {queued}" if contents else str(exc), exc.exit_code) from exc
     sent = []  # (message id, file, row or None, reporter's reference or None)
@@ -214,6 +215,19 @@ def send_cmd(
         )
     if refused:
         raise CliError(f"{len(refused)} file(s) refused, moved to {root / 'failed'} with why")
+
+
+async def _bounded(work: Coroutine[Any, Any, T], seconds: float, bootstrap: str) -> T:
+    """``work``, given up after ``seconds`` with one clear line: a broker that
+    accepts connections but never answers must not hold a person for minutes."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await work
+    except TimeoutError as exc:
+        raise CliError(
+            f"Kafka at {bootstrap} did not answer within {seconds:g}s (--timeout) — is "
+            "Kafka running? (crb kafka status)"
+        ) from exc
 
 
 async def _send_queued(
@@ -484,7 +498,7 @@ def ack_cmd(
                     return [await sender.send(forwarded), await sender.send(ack)]
                 return [await sender.send(sender.seal_case_ack(original, decision))]
 
-    sent = run(adapter.following(main()))
+    sent = run(_bounded(adapter.following(main()), timeout, ctx.settings.kafka.bootstrap))
     if as_json:
         typer.echo(json.dumps({"message_ids": [str(m) for m in sent]}))
         return
