@@ -25,7 +25,15 @@ import structlog
 from adapters._errors import SendError
 from adapters._retry import RetryPolicy
 from adapters._settings import AdapterSettings
-from adapters.kafka import OutRecord, TransportError
+from adapters.kafka import (
+    TRACEPARENT,
+    OutRecord,
+    TransportError,
+    child_traceparent,
+    current_traceparent,
+    following,
+    new_traceparent,
+)
 from schemas import TopicNames
 
 __all__ = ["Outbox", "ProducerFactory", "ProducerLike"]
@@ -102,13 +110,20 @@ class Outbox:
             self._producer = producer
         return self._producer
 
-    async def send(self, envelope: bytes, *, case_id: UUID, message_id: UUID) -> None:
-        """Produce and wait for the acknowledgement; retry the same bytes until the deadline."""
+    async def send(self, envelope: bytes, *, case_id: UUID, message_id: UUID) -> str:
+        """Produce and wait for the acknowledgement; retry the same bytes until the
+        deadline. Returns the record's ``traceparent``: a child of the record being
+        handled (a receipt continues its referral's trace), else a new trace."""
+        parent = current_traceparent()
+        traceparent = child_traceparent(parent) if parent else new_traceparent()
         record = OutRecord(
             self.topic,
             key=str(case_id).encode(),
             value=envelope,
-            headers=(("crb-message-id", str(message_id).encode()),),
+            headers=(
+                ("crb-message-id", str(message_id).encode()),
+                (TRACEPARENT, traceparent.encode("ascii")),
+            ),
         )
         attempts = 0
 
@@ -126,9 +141,10 @@ class Outbox:
             await self.stop()
 
         try:
-            await self._retry.run(
-                attempt, on_retry=on_retry, sleep=self._sleep, clock=self._monotonic
-            )
+            with following(traceparent):
+                await self._retry.run(
+                    attempt, on_retry=on_retry, sleep=self._sleep, clock=self._monotonic
+                )
         except TransportError as exc:
             if exc.retriable:
                 raise SendError(
@@ -137,3 +153,4 @@ class Outbox:
                     retriable=True,
                 ) from exc
             raise SendError(f"Kafka refused {message_id}: {exc}") from exc
+        return traceparent

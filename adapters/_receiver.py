@@ -50,7 +50,7 @@ from adapters._sender import Sender
 from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, Sink
 from adapters._state import Delivered, StateStore
-from adapters.kafka import Consumer, Partition, Record
+from adapters.kafka import Consumer, Partition, Record, following, traceparent_of
 from keys import EnvelopeError, Parsed, answerable, parse
 from keys import open as open_envelope
 from schemas import Clock, MessageType, Reason, TopicNames, utcnow
@@ -124,7 +124,12 @@ class Receiver:
 
     async def handle(self, record: Record) -> Outcome:
         """Steps 1-6 of the module docstring; raises ``DeliveryError`` / ``SendError``
-        (retriable) when the record must be read again later."""
+        (retriable) when the record must be read again later. Logs carry the record's
+        trace id, and the receipt continues its trace."""
+        with following(traceparent_of(record.headers)):
+            return await self._handle(record)
+
+    async def _handle(self, record: Record) -> Outcome:
         value = record.value or b""
         try:
             parsed: Parsed | None = parse(value)

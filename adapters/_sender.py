@@ -34,6 +34,7 @@ from adapters._model import (
     referral_draft,
 )
 from adapters._outbox import Outbox
+from adapters.kafka import trace_id
 from keys import (
     Draft,
     Keystore,
@@ -240,8 +241,14 @@ class Sender:
 
     async def send(self, sealed: Sealed) -> UUID:
         """Produce and wait for Kafka's acknowledgement; returns the message id."""
-        await self.outbox.send(
+        traceparent = await self.outbox.send(
             sealed.envelope, case_id=sealed.case_id, message_id=sealed.message_id
+        )
+        log.info(
+            "sent",
+            message_id=str(sealed.message_id),
+            case_id=str(sealed.case_id),
+            trace_id=trace_id(traceparent),
         )
         return sealed.message_id
 

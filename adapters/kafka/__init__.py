@@ -58,12 +58,23 @@ from adapters.kafka._reader import TopicReader, read_topic
 from adapters.kafka._records import OutRecord, Partition, Record
 from adapters.kafka._security import Grant, ResourceKind, SecurityAdmin
 from adapters.kafka._settings import KafkaSettings, Section, TopicSettings, client_kwargs
+from adapters.kafka._trace import (
+    TRACEPARENT,
+    child_traceparent,
+    current_traceparent,
+    following,
+    new_traceparent,
+    trace_id,
+    traceparent_of,
+    with_traceparent,
+)
 
 __all__ = [
     "ADMIN",
     "BROKER",
     "ROUTER",
     "SERVICE_PRINCIPALS",
+    "TRACEPARENT",
     "TRACKER",
     "AccessDenied",
     "Admin",
@@ -91,8 +102,15 @@ __all__ = [
     "TransactionalProducer",
     "TransportError",
     "Unavailable",
+    "child_traceparent",
     "client_kwargs",
+    "current_traceparent",
+    "following",
     "kafka_errors",
+    "new_traceparent",
     "read_topic",
+    "trace_id",
+    "traceparent_of",
     "translate",
+    "with_traceparent",
 ]

@@ -117,6 +117,9 @@ def tracker_run(
             help="Escalation recipient (default: the directory's routing rules).",
         ),
     ] = None,
+    log_level: Annotated[
+        str, typer.Option(help="debug logs every status event (with its trace id).")
+    ] = "info",
 ) -> None:
     """Run the tracker (and its HTTP API) until SIGTERM/SIGINT.
 
@@ -132,7 +135,10 @@ def tracker_run(
         signer = ctx.signer(ServiceRole.TRACKER)
     escalation = escalate_to or live.current.rules.escalation_recipient
     port = http_port or settings.tracker.http_port
-    configure_logging()
+    try:
+        configure_logging(log_level)
+    except KeyError as exc:
+        raise CliError(f"unknown --log-level {log_level!r}", exit_code=2) from exc
     log = structlog.get_logger("crb.tracker")
     store = TokenStore(settings.tokens_path)
     if port:

@@ -65,7 +65,11 @@ from adapters.kafka import (
     TopicReader,
     TransactionalProducer,
     TransportError,
+    trace_id,
+    traceparent_of,
+    with_traceparent,
 )
+from broker import tracing
 from broker.audit import AuditRecord, Verdict, authentic, chain_id
 from broker.router._core import RoutingDecision
 from broker.router._memory import Batch, RouterMemory, decide_batch
@@ -105,8 +109,11 @@ class Router:
         clock: Clock = utcnow,
         metrics: RouterMetrics | None = None,
         follower: DirectoryFollower | None = None,
+        tracer: Any = None,
     ) -> None:
         self.settings = settings
+        self.tracer = tracer if tracer is not None else tracing.tracer("crb.router")
+        """OpenTelemetry tracer for the per-batch spans (see :mod:`broker.tracing`)."""
         self.live = directory if isinstance(directory, LiveDirectory) else LiveDirectory(directory)
         self.follower = follower
         if signer.role is not ServiceRole.ROUTER:
@@ -298,6 +305,22 @@ class Router:
             self._observe(decision, rec, done)
 
     async def _transaction(self, owned: _Owned, records: list[Record]) -> Batch:
+        parents = [traceparent_of(r.headers) for r in records]
+        with self.tracer.start_as_current_span(
+            "router.batch",
+            links=tracing.batch_links(parents),
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.source.name": owned.tp.topic,
+                "messaging.kafka.source.partition": owned.tp.partition,
+                "messaging.batch.message_count": len(records),
+            },
+        ):
+            return await self._transact(owned, records, parents)
+
+    async def _transact(
+        self, owned: _Owned, records: list[Record], parents: list[str | None]
+    ) -> Batch:
         producer = owned.producer
         assert producer is not None
         batch = await self._decide(owned.tp, records)
@@ -312,11 +335,15 @@ class Router:
             batch = await self._decide(owned.tp, records)
         outputs: list[OutRecord] = []
         signer = self.signer
-        for _rec, decision, audit in batch.decided:
-            outputs.extend(decision.forwards)
+        trace = {r.offset: tp for r, tp in zip(records, parents, strict=True)}
+        for rec, decision, audit in batch.decided:
+            parent = trace.get(rec.offset)  # every output continues its input's trace
+            outputs.extend(with_traceparent(f, parent) for f in decision.forwards)
             if decision.dead_letter is not None:
-                outputs.append(decision.dead_letter)
-            outputs.extend(sign(s, signer, STATUS_CONTEXT) for s in decision.status)
+                outputs.append(with_traceparent(decision.dead_letter, parent))
+            outputs.extend(
+                sign(with_traceparent(s, parent), signer, STATUS_CONTEXT) for s in decision.status
+            )
             signed = audit.signed(signer)
             outputs.append(OutRecord(self.names.audit, audit.chain.encode(), signed.to_bytes()))
         await producer.commit(
@@ -349,6 +376,7 @@ class Router:
             "source": rec.where,
             "message_id": str(header.message_id) if header else None,
             "case_id": str(header.case_id) if header else None,
+            "trace_id": trace_id(traceparent_of(rec.headers)),
         }
         if decision.verdict is Verdict.FORWARDED:
             route = f"{header.sender if header else '?'}->{','.join(decision.audit.recipients)}"

@@ -55,6 +55,8 @@ from adapters.kafka import (
     TransactionalProducer,
     TransportError,
     read_topic,
+    trace_id,
+    traceparent_of,
 )
 from broker.settings import Settings, TrackerSettings
 from broker.signing import sign, signed_by
@@ -292,6 +294,14 @@ class Tracker:
                         message_id=str(event.message_id),
                     )
                     continue
+                log.debug(
+                    "status_event",
+                    message_id=str(event.message_id),
+                    recipient=event.recipient,
+                    state=event.state.value,
+                    source=r.where,
+                    trace_id=trace_id(traceparent_of(r.headers)),
+                )
                 events.append(event)
         return events, offsets
 

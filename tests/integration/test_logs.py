@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
+import structlog
+from structlog.testing import LogCapture
 
 from broker.dev.demo import DemoConfig, run_demo
 from tests.conftest import KafkaEndpoint
@@ -56,9 +58,21 @@ async def test_demo_flow_logs_no_payload_and_no_key_material(
     config = DemoConfig(
         kafka=kafka.settings, folder=tmp_path / "demo", referrals=20, seed=11, timeout_s=120
     )
-    with capture_logs() as events:
+    # Debug too (the router's per-forward and the tracker's per-event lines), and
+    # the bound context (trace ids) merged in as the services' own logging does.
+    capture = LogCapture()
+    old = structlog.get_config()
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, capture],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+    )
+    try:
         report = await run_demo(config)
+    finally:
+        structlog.configure(**old)
+    events = [dict(e) for e in capture.entries]
     assert report.ok
+    _one_trace_per_referral(events)
 
     delivered = [e for e in events if e.get("event") == "delivered"]
     assert len(delivered) >= report.expected_handovers
@@ -69,3 +83,38 @@ async def test_demo_flow_logs_no_payload_and_no_key_material(
     logged = [json.dumps(e, default=str, ensure_ascii=False) for e in events]
     leaks = sorted({s for s in secrets for line in logged if s in line})
     assert [] == leaks
+
+
+def _one_trace_per_referral(events: list[dict[str, object]]) -> None:
+    """One referral can be followed by its trace id: the sender's ``sent``, the
+    router's ``forwarded``, every recipient's ``delivered`` and the tracker's
+    ``status_event`` lines of that message carry the same trace id; different
+    referrals have different ones, and a receipt continues its referral's."""
+    sent = {
+        e["message_id"]: e["trace_id"]
+        for e in events
+        if e.get("event") == "sent" and e.get("trace_id")
+    }
+    delivered = [
+        e for e in events if e.get("event") == "delivered" and e.get("message_type") == "referral"
+    ]
+    assert delivered
+    for e in delivered:
+        assert sent.get(e["message_id"]) == e.get("trace_id"), e
+    followed = 0
+    for message_id, tid in sent.items():
+        routed = [
+            e for e in events if e.get("event") == "forwarded" and e.get("message_id") == message_id
+        ]
+        tracked = [
+            e
+            for e in events
+            if e.get("event") == "status_event" and e.get("message_id") == message_id
+        ]
+        if routed and tracked:
+            assert {tid} == {e.get("trace_id") for e in routed + tracked}
+            followed += 1
+    assert followed >= len(delivered) // 2
+    referrals = {e["message_id"] for e in delivered}
+    assert len(referrals) == len({sent[m] for m in referrals})  # one trace per referral
+    assert len(set(sent.values())) < len(sent)  # receipts continue their referral's trace

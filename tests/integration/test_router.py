@@ -317,3 +317,51 @@ async def test_an_oversized_record_is_dead_lettered_truncated_and_the_partition_
     assert dead.header("crb-reason") == b"too_large"
     doc = json.loads(dead.value or b"")
     assert (doc["size"], doc["sha256"]) == (len(huge), hashlib.sha256(huge).hexdigest())
+
+
+async def test_traces_cross_the_router_and_batches_are_spans(kafka: KafkaEndpoint) -> None:
+    """A referral's traceparent continues (same trace id, new span) on its inbox
+    copies and its status events; the router opens one OpenTelemetry span per
+    transaction, linked to the trace of every record in it — not one per record."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from adapters.kafka import new_traceparent, trace_id, traceparent_of
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings, fed = await _setup(kafka)
+    names = TopicNames(settings.topics.prefix)
+    parents = [new_traceparent() for _ in range(5)]
+    referrals = [fed.referral() for _ in parents]
+    router = Router(
+        settings,
+        fed.directory(),
+        signer=fed.signer(ServiceRole.ROUTER),
+        tracer=provider.get_tracer("test"),
+    )
+    producer = AIOKafkaProducer(**kafka_kwargs(kafka.bootstrap), acks="all")
+    await producer.start()
+    try:
+        for tp, value in zip(parents, referrals, strict=True):
+            await producer.send(
+                names.outbox("de.hotline"), value, key=b"k", headers=[("traceparent", tp.encode())]
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    async with running(router.run, router.ready, "router (partitions assigned)"):
+        inbox = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=5)
+        status = await drain(kafka.bootstrap, names.status, expect=5)
+    wanted = [str(trace_id(tp)) for tp in parents]
+    assert wanted == [str(trace_id(traceparent_of(r.headers))) for r in inbox]
+    assert all(traceparent_of(r.headers) not in parents for r in inbox)  # new span ids
+    assert sorted(wanted) == sorted(str(trace_id(traceparent_of(r.headers))) for r in status)
+    spans = [s for s in exporter.get_finished_spans() if s.name == "router.batch"]
+    assert 1 <= len(spans) <= 5
+    linked = [format(link.context.trace_id, "032x") for s in spans for link in s.links]
+    assert sorted(wanted) == sorted(linked)
+    counts = [dict(s.attributes or {}).get("messaging.batch.message_count") for s in spans]
+    assert 5 == sum(int(c) for c in counts if isinstance(c, int))

@@ -59,10 +59,11 @@ SURFACE: dict[str, set[str]] = {
         "ADMIN", "AccessDenied", "Admin", "BROKER", "Consumer", "Credential", "CredentialError",
         "CredentialStore", "Fenced", "Grant", "KafkaClients", "KafkaSettings", "OutRecord",
         "Partition", "Producer", "ROUTER", "Record", "RecordTooLarge", "Refused",
-        "ResourceKind", "SERVICE_PRINCIPALS", "Section", "SecurityAdmin", "TRACKER",
-        "TopicDescription", "TopicMissing", "TopicReader", "TopicSettings",
-        "TransactionalProducer", "TransportError", "Unavailable", "client_kwargs",
-        "kafka_errors", "read_topic", "translate"
+        "ResourceKind", "SERVICE_PRINCIPALS", "Section", "SecurityAdmin", "TRACEPARENT",
+        "TRACKER", "TopicDescription", "TopicMissing", "TopicReader", "TopicSettings",
+        "TransactionalProducer", "TransportError", "Unavailable", "child_traceparent",
+        "client_kwargs", "current_traceparent", "following", "kafka_errors", "new_traceparent",
+        "read_topic", "trace_id", "traceparent_of", "translate", "with_traceparent"
     },
     "broker.router": {
         "Batch", "BatchView", "DEAD_LETTER_MAX", "REFERRAL_SENDER_ROLES",
