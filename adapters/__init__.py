@@ -58,7 +58,7 @@ from adapters._retry import RetryPolicy, is_retriable
 from adapters._sender import Identity, Sealed, Sender
 from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, FolderSink, HttpSink, Sink
-from adapters._state import Delivered, StateStore
+from adapters._state import Delivered, RefEntry, ReferenceIndex, RefKind, StateStore
 
 __all__ = [
     "CSV_COLUMNS",
@@ -89,6 +89,9 @@ __all__ = [
     "ReceivedMessage",
     "Receiver",
     "ReceiverStats",
+    "RefEntry",
+    "RefKind",
+    "ReferenceIndex",
     "RetryPolicy",
     "RowError",
     "Sealed",

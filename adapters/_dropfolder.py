@@ -44,9 +44,10 @@ from uuid import UUID
 import structlog
 
 from adapters._csv import parse_csv
-from adapters._errors import InputError, SendError
+from adapters._errors import InputError, SendError, StateError
 from adapters._model import Submission, parse_submission
 from adapters._sender import Sealed, Sender
+from adapters._state import ReferenceIndex, RefKind
 from keys import atomic_write, fsync_dir
 
 __all__ = [
@@ -164,6 +165,7 @@ def _encode(items: list[tuple[int | None, Sealed]]) -> bytes:
                     "case_id": str(s.case_id),
                     "sealed_at": s.sealed_at.isoformat(),
                     "envelope": base64.b64encode(s.envelope).decode(),
+                    "reference": s.reference,
                 }
                 for row, s in items
             ]
@@ -187,6 +189,7 @@ def _decode(data: bytes, *, where: str) -> list[tuple[int | None, Sealed]]:
                     case_id=UUID(item["case_id"]),
                     sealed_at=datetime.fromisoformat(item["sealed_at"]),
                     envelope=base64.b64decode(item["envelope"], validate=True),
+                    reference=item.get("reference"),
                 ),
             )
             for item in obj["items"]
@@ -209,8 +212,11 @@ class DropFolder:
         *,
         reseal_after: timedelta = timedelta(hours=20),
         jurisdiction: str | None = None,
+        index: ReferenceIndex | None = None,
     ) -> None:
         self.root = root
+        self.index = index
+        """Where sent referrals' own references are recorded (the adapter state)."""
         self.sender = sender
         self.reseal_after = reseal_after
         self.jurisdiction = jurisdiction
@@ -300,7 +306,12 @@ class DropFolder:
             "file": path.name,
             "sent_at": self.sender.clock().isoformat(),
             "messages": [
-                {"row": row, "message_id": str(s.message_id), "case_id": str(s.case_id)}
+                {
+                    "row": row,
+                    "message_id": str(s.message_id),
+                    "case_id": str(s.case_id),
+                    "reference": s.reference,
+                }
                 for row, s in items
             ],
         }
@@ -309,6 +320,15 @@ class DropFolder:
         _sidecar(path).unlink(missing_ok=True)
         fsync_dir(self.sent)
         fsync_dir(self.processing)
+        if self.index is not None:
+            try:
+                for _, sealed in items:
+                    if sealed.reference is not None:
+                        self.index.record_reference(
+                            sealed.reference, RefKind.OWN, sealed.message_id, sealed.case_id
+                        )
+            except StateError as exc:  # sent is sent: the lookup index is a convenience
+                log.warning("reference_not_indexed", file=path.name, error=str(exc))
         log.info("file_sent", file=path.name, messages=len(ids))
         return FileResult(path.name, state, ids)
 

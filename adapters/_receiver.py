@@ -49,11 +49,11 @@ from adapters._retry import RetryPolicy
 from adapters._sender import Sender
 from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, Sink
-from adapters._state import Delivered, StateStore
+from adapters._state import Delivered, RefKind, StateStore
 from adapters.kafka import Consumer, Partition, Record, following, traceparent_of
 from keys import EnvelopeError, Parsed, answerable, parse
 from keys import open as open_envelope
-from schemas import Clock, MessageType, Reason, TopicNames, utcnow
+from schemas import Accepted, CaseAck, Clock, MessageType, Reason, Referral, TopicNames, utcnow
 
 __all__ = ["ConsumerFactory", "Outcome", "Receiver", "ReceiverStats"]
 
@@ -172,6 +172,7 @@ class Receiver:
             return self._quarantine(record, value, claimed, Reason.SINK_REFUSED, exc.reason)
         self.hook("delivered", header.message_id)
         self.store.record_delivered(received, at=now)
+        self._index_reference(opened.message, header.message_id, header.case_id)
         self.hook("recorded", header.message_id)
         known = self.store.get(header.message_id)
         assert known is not None
@@ -184,6 +185,18 @@ class Receiver:
             message_type=header.message_type.value,
         )
         return self._count(Outcome.DELIVERED)
+
+    def _index_reference(self, message: object, message_id: UUID, case_id: UUID) -> None:
+        """Remember the case reference a delivered message carries, so that people
+        can look the case up by it (``crb status REF --as P``)."""
+        if isinstance(message, Referral):
+            self.store.record_reference(
+                message.reporter.reference, RefKind.SENDER, message_id, case_id
+            )
+        elif isinstance(message, CaseAck) and isinstance(message.decision, Accepted):
+            self.store.record_reference(
+                message.decision.receiver_reference, RefKind.RECEIVER, message_id, case_id
+            )
 
     async def _ensure_receipt(self, known: Delivered) -> None:
         m = known.message

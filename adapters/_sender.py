@@ -15,6 +15,7 @@ so even then a copy the router already forwarded is refused as a duplicate.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -149,6 +150,9 @@ class Sealed:
     case_id: UUID
     sealed_at: datetime
     envelope: bytes = field(repr=False)
+    reference: str | None = None
+    """The sender's own case reference, for a referral (indexed locally, never sent
+    in clear)."""
 
 
 class Sender:
@@ -199,7 +203,8 @@ class Sender:
         draft = referral_draft(
             submission, sender=self.identity.participant, case_id=cid, message_id=mid
         )
-        return self.seal(draft, submission.referral)
+        sealed = self.seal(draft, submission.referral)
+        return dataclasses.replace(sealed, reference=submission.referral.reporter.reference)
 
     def reseal(self, submission: Submission, old: Sealed) -> Sealed:
         """The same referral under the same ids, freshly dated (see the module docstring)."""

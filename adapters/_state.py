@@ -14,17 +14,23 @@ message id is delivered once: the receiver records it right after the local
 system took it and before the receipt and the Kafka commit; a redelivered record
 whose id (and envelope digest) is known is not delivered again.
 
-The store keeps only clear header facts (who, case id, jurisdiction, category,
-priority, handling code, digest) — never payload or key material.
+The store keeps clear header facts (who, case id, jurisdiction, category,
+priority, handling code, digest) and one thing from payloads: the **case
+references** people use — the reporter's reference of a referral sent or received,
+the reference an agency accepted a case under — so that ``crb status REF --as P``
+finds the case. References never travel in clear: each participant indexes only
+what it sent or could open. Never key material.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 from uuid import UUID
 
 from adapters._errors import StateError
@@ -32,7 +38,7 @@ from adapters._model import ReceivedMessage
 from keys import atomic_write
 from schemas import Category, HandlingCode, MessageType, Priority, Reason
 
-__all__ = ["Delivered", "StateStore"]
+__all__ = ["Delivered", "RefEntry", "RefKind", "ReferenceIndex", "StateStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS delivered (
@@ -53,7 +59,44 @@ CREATE TABLE IF NOT EXISTS delivered (
     receipt_note    TEXT
 )
 """
+_REFS = """
+CREATE TABLE IF NOT EXISTS refs (
+    reference       TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    case_id         TEXT NOT NULL,
+    PRIMARY KEY (reference, kind, message_id)
+)
+"""
 _MIGRATIONS = {"receipt_note": "ALTER TABLE delivered ADD COLUMN receipt_note TEXT"}
+
+
+class RefKind(enum.StrEnum):
+    """Whose reference an index entry is."""
+
+    OWN = "own"
+    """This participant's: as the reporter of a referral it sent, or the reference
+    it accepted a case under."""
+    SENDER = "sender"
+    """The referring participant's, from a referral received."""
+    RECEIVER = "receiver"
+    """The receiving agency's, from its acceptance of our referral."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefEntry:
+    reference: str
+    kind: RefKind
+    message_id: UUID
+    case_id: UUID
+
+
+class ReferenceIndex(Protocol):
+    """Where case references are recorded (:class:`StateStore`)."""
+
+    def record_reference(
+        self, reference: str, kind: RefKind, message_id: UUID, case_id: UUID
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +123,15 @@ class StateStore:
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
-            self._db = sqlite3.connect(folder / "adapter.sqlite3", isolation_level=None)
+            # Calls are serialised by the one adapter using the store; the drop folder
+            # makes them from a worker thread (asyncio.to_thread).
+            self._db = sqlite3.connect(
+                folder / "adapter.sqlite3", isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
+            self._db.execute(_REFS)
             have = {row[1] for row in self._db.execute("PRAGMA table_info(delivered)")}
             for column, ddl in _MIGRATIONS.items():
                 if column not in have:
@@ -99,6 +147,32 @@ class StateStore:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    # -- case references -------------------------------------------------------------
+
+    def record_reference(
+        self, reference: str, kind: RefKind, message_id: UUID, case_id: UUID
+    ) -> None:
+        """Index ``reference`` (idempotent)."""
+        try:
+            self._db.execute(
+                "INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?)",
+                (reference, kind.value, str(message_id), str(case_id)),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
+
+    def find_reference(self, reference: str) -> list[RefEntry]:
+        """Every indexed use of ``reference`` (exact match, case-sensitive)."""
+        try:
+            rows = self._db.execute(
+                "SELECT reference, kind, message_id, case_id FROM refs WHERE reference = ? "
+                "ORDER BY message_id",
+                (reference,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the adapter state: {exc}") from exc
+        return [RefEntry(r, RefKind(k), UUID(m), UUID(c)) for r, k, m, c in rows]
 
     # -- delivered messages ----------------------------------------------------------
 

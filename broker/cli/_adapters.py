@@ -233,11 +233,14 @@ async def _bounded(work: Coroutine[Any, Any, T], seconds: float, bootstrap: str)
 async def _send_queued(
     adapter: _Adapter, root: Path, jurisdiction: str | None, deadline_s: float
 ) -> list[Any]:
-    from adapters import DropFolder
+    from adapters import DropFolder, StateStore
 
-    async with adapter.outbox(deadline_s=deadline_s) as outbox:
-        folder = DropFolder(root, adapter.sender(outbox), jurisdiction=jurisdiction)
-        return await folder.run_once()
+    with StateStore(adapter.state) as index:
+        async with adapter.outbox(deadline_s=deadline_s) as outbox:
+            folder = DropFolder(
+                root, adapter.sender(outbox), jurisdiction=jurisdiction, index=index
+            )
+            return await folder.run_once()
 
 
 @uses(KAFKA, TRUST)
@@ -268,11 +271,18 @@ def dropfolder_cmd(
     configure_logging(fmt="console" if once else None, library_warnings=not once)
 
     async def main() -> list[Any]:
+        from adapters import StateStore
+
+        with StateStore(adapter.state) as index:
+            return await drive(index)
+
+    async def drive(index: Any) -> list[Any]:
         async with adapter.outbox() as outbox:
             drop = DropFolder(
                 folder or adapter.state / "dropfolder",
                 adapter.sender(outbox),
                 jurisdiction=jurisdiction,
+                index=index,
             )
             if once:
                 return await drop.run_once()
@@ -499,6 +509,11 @@ def ack_cmd(
                 return [await sender.send(sender.seal_case_ack(original, decision))]
 
     sent = run(_bounded(adapter.following(main()), timeout, ctx.settings.kafka.bootstrap))
+    if kind is AckKind.ACCEPT and reference is not None:
+        from adapters import RefKind
+
+        with errors(), StateStore(adapter.state) as store:
+            store.record_reference(reference, RefKind.OWN, original.message_id, original.case_id)
     if as_json:
         typer.echo(json.dumps({"message_ids": [str(m) for m in sent]}))
         return

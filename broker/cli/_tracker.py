@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
@@ -174,8 +174,16 @@ def tracker_run(
 @uses(KAFKA, TRUST)
 def status(
     ctx: Context,
-    some_id: Annotated[str, typer.Argument(metavar="CASE_OR_MESSAGE_ID")],
+    some_id: Annotated[str, typer.Argument(metavar="CASE_OR_MESSAGE_ID_OR_REFERENCE")],
     *,
+    participant: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Find a case by a reference (yours, the referring hotline's, or the one "
+            "an agency accepted it under) in this participant's adapter state.",
+        ),
+    ] = None,
     wait: Annotated[
         HandoverState | None,
         typer.Option(
@@ -190,36 +198,85 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Every handover of a case (or of a message), with its history. Exit 1 if none
-    (or if --wait timed out)."""
+    (or if --wait timed out).
+
+    References (e.g. NL-2026-0042) are case data: they never travel in clear, so
+    only a participant that sent or opened them knows them — give --as."""
     from broker.tracker import find, reached
 
-    try:
-        wanted = UUID(some_id)
-    except ValueError as exc:
-        raise CliError(f"not a case or message id (UUID): {some_id!r}", exit_code=2) from exc
-    kind, found = find(_load(ctx), wanted)
+    wanted, matches = _resolve(ctx, some_id, participant)
+    kind, found = _find_all(find, _load(ctx), wanted)
     if wait is not None:
         deadline = time.monotonic() + timeout
         while not any(reached(h, wait) for h in found):
             if time.monotonic() >= deadline:
                 raise CliError(
-                    f"no handover of {wanted} reached {wait.value} within {timeout:g}s "
+                    f"no handover of {some_id} reached {wait.value} within {timeout:g}s "
                     "(is the router, tracker or recipient running?)"
                 )
             time.sleep(0.5)  # polling the tracker topic, as a person re-running status would
-            kind, found = find(_load(ctx), wanted)
+            kind, found = _find_all(find, _load(ctx), wanted)
     if as_json:
-        typer.echo(json.dumps({"id": str(wanted), "kind": kind, "handovers": _dump(found)}))
+        body: dict[str, object] = {"id": some_id, "kind": kind, "handovers": _dump(found)}
+        if matches is not None:
+            body["references"] = matches
+        typer.echo(json.dumps(body))
     else:
         for h in found:
             for line in format_handover(h, history=True):
                 typer.echo(line)
         if found:
-            typer.echo(f"{len(found)} handovers of {kind} {wanted}")
+            typer.echo(f"{len(found)} handovers of {kind} {some_id}")
     if not found:
         if not as_json:
-            typer.echo(f"no handover for case or message {wanted}", err=True)
+            typer.echo(f"no handover for {kind} {some_id}", err=True)
         raise typer.Exit(1)
+
+
+def _resolve(
+    ctx: Context, some_id: str, participant: str | None
+) -> tuple[list[UUID], list[dict[str, str]] | None]:
+    """The ids to look up: the UUID given, or the case ids a reference names in
+    ``participant``'s adapter state (with the matching index entries)."""
+    try:
+        return [UUID(some_id)], None
+    except ValueError:
+        pass
+    if participant is None:
+        raise CliError(
+            f"not a case or message id (UUID): {some_id!r}; to find a case by its "
+            "reference, give --as PARTICIPANT (only participants that sent or opened a "
+            "reference know it)",
+            exit_code=2,
+        )
+    from adapters import StateStore
+
+    folder = ctx.adapter_state(participant)
+    if not (folder / "adapter.sqlite3").exists():
+        raise CliError(f"--as {participant}: no adapter state in {folder}", exit_code=2)
+    with errors(), StateStore(folder) as store:
+        entries = store.find_reference(some_id)
+    if not entries:
+        raise CliError(f"{participant} knows no case with reference {some_id!r}")
+    cases = sorted({e.case_id for e in entries})
+    matches = [
+        {"kind": e.kind.value, "message_id": str(e.message_id), "case_id": str(e.case_id)}
+        for e in entries
+    ]
+    return cases, matches
+
+
+def _find_all(
+    find: Callable[[list[Handover], UUID], tuple[str, list[Handover]]],
+    state: list[Handover],
+    wanted: list[UUID],
+) -> tuple[str, list[Handover]]:
+    kinds, found = set(), []
+    for w in wanted:
+        k, hs = find(state, w)
+        kinds.add(k)
+        found.extend(hs)
+    return ("case" if "case" in kinds else "message"), found
 
 
 @uses(KAFKA, TRUST)

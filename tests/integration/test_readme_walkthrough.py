@@ -58,9 +58,9 @@ def _free_port() -> int:
 )
 def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     """Pasted line by line into a fresh bash, the walk-through exits 0: the referral
-    reaches nl.hotline and the 24/7 police, is received and accepted, the audit
-    verifies, ACLs match the directory, and nl.hotline's token sees its one
-    handover."""
+    reaches nl.hotline and the 24/7 police, is received and accepted, the sender
+    finds the case by the reference it was accepted under, the audit verifies, ACLs
+    match the directory, and nl.hotline's token sees its one handover."""
     block = walkthrough()
     assert "$PWD/.crb/walkthrough" in block
     http, metrics = _free_port(), _free_port()
@@ -88,6 +88,8 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert re.search(r"/nl\.police24 .* routed", out), "no copy to the 24/7 police"
     assert re.search(r"/nl\.hotline .* accepted", out), "the acceptance never showed"
     assert "delivered 1 (to " in out
+    assert "delivered 2 (to " in out  # the receipt and the acceptance, at the sender
+    assert "handovers of case NL-2026-0042" in out  # found by the receiver's reference
     assert "0 broken" in out
     assert '"count":1' in out.replace(" ", "")
     assert "de.hotline: revoked all keys" in out

@@ -468,3 +468,43 @@ async def test_a_message_forwarded_after_the_revocation_is_quarantined(tmp_path:
         (note,) = store.quarantined()
     assert note["reason"] in {"key_revoked", "sender_suspended"}
     assert [] == kafka.sent
+
+
+def test_case_references_are_indexed_and_found(tmp_path: Path) -> None:
+    """The adapter state indexes references by kind (idempotently) and finds every
+    use of one; references of other cases are not returned."""
+    from uuid import uuid4
+
+    from adapters import RefKind, StateStore
+
+    m1, m2, c1, c2 = uuid4(), uuid4(), uuid4(), uuid4()
+    with StateStore(tmp_path / "state") as store:
+        store.record_reference("NL-2026-0042", RefKind.OWN, m1, c1)
+        store.record_reference("NL-2026-0042", RefKind.OWN, m1, c1)  # again: no duplicate
+        store.record_reference("NL-2026-0042", RefKind.SENDER, m2, c1)
+        store.record_reference("DE-7", RefKind.RECEIVER, m2, c2)
+        found = store.find_reference("NL-2026-0042")
+        assert sorted((e.kind, e.case_id) for e in found) == sorted(
+            [(RefKind.OWN, c1), (RefKind.SENDER, c1)]
+        )
+        assert [] == store.find_reference("nl-2026-0042")  # exact match
+    with StateStore(tmp_path / "state") as again:  # durable
+        assert [c2] == [e.case_id for e in again.find_reference("DE-7")]
+
+
+def test_a_sidecar_keeps_the_reference() -> None:
+    """A pending sidecar written and read back keeps each referral's reference (and
+    reads an older sidecar without one)."""
+    import json
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from adapters._dropfolder import _decode, _encode
+    from adapters._sender import Sealed
+
+    sealed = Sealed(uuid4(), uuid4(), datetime(2026, 1, 1, tzinfo=UTC), b"env", "REF-1")
+    assert [(2, sealed)] == _decode(_encode([(2, sealed)]), where="x")
+    old = json.loads(_encode([(None, sealed)]))
+    del old["items"][0]["reference"]
+    [(_, read)] = _decode(json.dumps(old).encode(), where="x")
+    assert read.reference is None

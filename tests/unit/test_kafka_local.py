@@ -267,3 +267,14 @@ def test_docker_compose_services_run_real_crb_commands() -> None:
         assert command in cli.commands[group].commands  # type: ignore[attr-defined]
         assert args[args.index("--bootstrap") + 1].startswith("kafka-1:9092")
         assert all(p.startswith("127.0.0.1:") for p in svc["ports"])
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    """``kafka-storage format -t -abc`` reads the id as an option: one random id in
+    64 did, failing `crb kafka up` at random."""
+    from broker.dev.kafka_local._cluster import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids)
+    assert len(set(ids)) == len(ids)

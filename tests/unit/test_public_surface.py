@@ -49,11 +49,12 @@ SURFACE: dict[str, set[str]] = {
         "FileEvent", "FileResult", "FileState", "FolderSink", "HttpSink", "Identity",
         "IllegalTransition", "InputError", "Outbox", "Outcome", "ProducerFactory",
         "ProducerLike", "REQUIRED_COLUMNS", "ReceivedMessage", "Receiver", "ReceiverStats",
-        "RetryPolicy", "RowError", "Sealed", "SendError", "Sender", "Sink", "StateError",
-        "StateStore", "Submission", "TRANSITIONS", "advance", "case_ack_for",
-        "derived_message_id", "is_retriable", "jurisdiction_of", "load_submissions",
-        "moved_referral_draft", "opening_time", "parse_csv", "parse_submission",
-        "publish_directory", "receipt_for", "recovered_state", "referral_draft"
+        "RefEntry", "RefKind", "ReferenceIndex", "RetryPolicy", "RowError", "Sealed",
+        "SendError", "Sender", "Sink", "StateError", "StateStore", "Submission", "TRANSITIONS",
+        "advance", "case_ack_for", "derived_message_id", "is_retriable", "jurisdiction_of",
+        "load_submissions", "moved_referral_draft", "opening_time", "parse_csv",
+        "parse_submission", "publish_directory", "receipt_for", "recovered_state",
+        "referral_draft"
     },
     "adapters.kafka": {
         "ADMIN", "AccessDenied", "Admin", "BROKER", "Consumer", "Credential", "CredentialError",

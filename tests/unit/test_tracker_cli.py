@@ -19,7 +19,11 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("status", "not-a-uuid"), "not a case or message id (UUID): 'not-a-uuid'"),
+        (
+            ("status", "not-a-uuid"),
+            "not a case or message id (UUID): 'not-a-uuid'; to find a case by its reference, "
+            "give --as PARTICIPANT (only participants that sent or opened a reference know it)",
+        ),
         (("handovers", "--jurisdiction", "EU"), "not an ISO 3166-1 alpha-2 country code: 'EU'"),
     ],
 )

@@ -48,7 +48,7 @@ from broker.dev.kafka_local._errors import BrokerStartError, LocalKafkaError
 from broker.dev.kafka_local._jars import ensure_jars, find_java, kafka_version
 from keys import atomic_write
 
-__all__ = ["LocalKafka", "NodeState", "node_properties"]
+__all__ = ["LocalKafka", "NodeState", "new_cluster_id", "node_properties"]
 
 HOST = "127.0.0.1"
 CONTROLLER = "crb-controller"
@@ -110,6 +110,16 @@ class _State:
     @property
     def bootstrap(self) -> str:
         return ",".join(n.bootstrap for n in self.nodes)
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id (URL-safe base64 of 16 random bytes) that does not start
+    with ``-``: ``kafka-storage format -t -x…`` would read it as an option (Kafka's
+    own ``Uuid.randomUuid`` avoids it the same way). One id in 64 did."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _jaas(module: str, user: str, password: str, *static_users: tuple[str, str]) -> str:
@@ -392,7 +402,7 @@ class LocalKafka:
             candidate = _free_port()
             if candidate not in ports:
                 ports.append(candidate)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         nodes = [
             NodeState(
                 node_id=i + 1,

@@ -19,9 +19,7 @@ host). Secrets never appear on a command line or in the compose file.
 
 from __future__ import annotations
 
-import base64
 import shutil
-import uuid
 from pathlib import Path
 
 from adapters.kafka import ADMIN, BROKER, Credential, CredentialStore
@@ -30,6 +28,7 @@ from broker.dev.kafka_local._cluster import (
     NodeState,
     _format_properties,
     _jaas,
+    new_cluster_id,
     node_properties,
 )
 from broker.dev.kafka_local._errors import LocalKafkaError
@@ -93,7 +92,7 @@ def write_compose_config(folder: Path, *, reset: bool = False) -> CredentialStor
     for name in (BROKER, CONTROLLER, ADMIN):
         store.delete(name)
     broker, controller, admin = (store.ensure(n) for n in (BROKER, CONTROLLER, ADMIN))
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     for node_id in range(1, COMPOSE_NODES + 1):
         node = folder / f"kafka-{node_id}"
         (node / "data").mkdir(mode=0o700, parents=True, exist_ok=True)
