@@ -75,6 +75,12 @@ class ReceiverStats:
     quarantined: int = 0
     retries: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    recent: list[tuple[UUID, str, str]] = field(default_factory=list)
+    """The last delivered messages (message id, type, sender), newest last; at most
+    ``RECENT`` kept, for a one-off run to show what arrived."""
+
+
+RECENT = 10_000
 
 
 class ConsumerFactory(Protocol):
@@ -173,6 +179,8 @@ class Receiver:
         self.hook("delivered", header.message_id)
         self.store.record_delivered(received, at=now)
         self._index_reference(opened.message, header.message_id, header.case_id)
+        self.stats.recent.append((header.message_id, header.message_type.value, header.sender))
+        del self.stats.recent[:-RECENT]
         self.hook("recorded", header.message_id)
         known = self.store.get(header.message_id)
         assert known is not None

@@ -369,9 +369,13 @@ def inbox_cmd(
     if as_json:
         typer.echo(json.dumps({
             "delivered": stats.delivered, "delivered_to": str(where),
+            "messages": [{"message_id": str(m), "message_type": t, "sender": f}
+                         for m, t, f in stats.recent],
             "duplicates": stats.duplicates, "quarantined": stats.quarantined,
             "quarantine": str(adapter.state / "quarantine")}))  # fmt: skip
         return
+    for mid, mtype, sender in stats.recent if once else []:
+        typer.echo(f"{mid}  {mtype} from {sender}")
     typer.echo(
         f"delivered {stats.delivered} (to {where}), duplicates {stats.duplicates}, "
         f"quarantined {stats.quarantined}"

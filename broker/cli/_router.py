@@ -45,6 +45,7 @@ def topics_apply(
     *,
     partitions: Annotated[int | None, typer.Option(help="Partitions per topic.")] = None,
     replication: Annotated[int | None, typer.Option(help="Replication factor.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Create every topic the directory implies (idempotent); report drift; publish
     the signed directory on the directory topic (the services follow it)."""
@@ -55,6 +56,11 @@ def topics_apply(
     with errors():
         d = ctx.directory()
     created, drift = run(topics_mod.apply(d, ctx.clients, settings.topics))
+    if as_json:
+        drifted = [{"topic": i.topic, "problem": i.problem} for i in drift]
+        typer.echo(json.dumps({"created": list(created), "drift": drifted}))
+        publish_live(ctx, quiet=True)
+        return
     for name in created:
         typer.echo(f"created {name}")
     for item in drift:
@@ -76,7 +82,7 @@ def topics_plan(ctx: Context) -> None:
         )
 
 
-def _acl(ctx: Context, *, dry_run: bool) -> None:
+def _acl(ctx: Context, *, dry_run: bool, as_json: bool = False) -> None:
     from broker import acls
 
     with errors():
@@ -84,6 +90,21 @@ def _acl(ctx: Context, *, dry_run: bool) -> None:
     report = run(
         acls.apply(d, ctx.settings, ctx.clients, ctx.credentials, now=utcnow(), dry_run=dry_run)
     )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "applied": not dry_run,
+                    "grant": [str(g) for g in report.created],
+                    "revoke": [str(g) for g in report.removed],
+                    "users_created": list(report.users_created),
+                    "users_removed": list(report.users_removed),
+                    "missing_credentials": list(report.missing_credentials),
+                    "outside_federation": report.foreign,
+                }
+            )
+        )
+        return
     verb = ("grant", "revoke") if dry_run else ("granted", "revoked")
     for g in report.created:
         typer.echo(f"{verb[0]:8} {g}")
@@ -106,16 +127,24 @@ def _acl(ctx: Context, *, dry_run: bool) -> None:
 
 @acl_app.command("plan")
 @uses(KAFKA, TRUST)
-def acl_plan(ctx: Context) -> None:
+def acl_plan(
+    ctx: Context,
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """Show what ``crb acl apply`` would change (the drift), without changing it."""
-    _acl(ctx, dry_run=True)
+    _acl(ctx, dry_run=True, as_json=as_json)
 
 
 @acl_app.command("apply")
 @uses(KAFKA, TRUST)
-def acl_apply(ctx: Context) -> None:
+def acl_apply(
+    ctx: Context,
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """Create the users and ACLs the directory grants; remove what it no longer grants."""
-    _acl(ctx, dry_run=False)
+    _acl(ctx, dry_run=False, as_json=as_json)
 
 
 @router_app.command("run")

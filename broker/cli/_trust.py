@@ -61,9 +61,10 @@ service_app = typer.Typer(
 ValidityOpt = Annotated[int, typer.Option("--validity-days", min=1, help="Lifetime of new keys.")]
 
 
-def publish_live(ctx: Context) -> bool:
+def publish_live(ctx: Context, *, quiet: bool = False) -> bool:
     """Publish the signed directory file to the directory topic (services follow it);
-    ``False`` (with a hint on stderr) while the topic does not exist yet."""
+    ``False`` (with a hint on stderr) while the topic does not exist yet. ``quiet``:
+    report on stderr (stdout carries a command's JSON)."""
     from adapters import publish_directory
     from adapters.kafka import TopicMissing
 
@@ -80,7 +81,10 @@ def publish_live(ctx: Context) -> bool:
             err=True,
         )
         return False
-    typer.echo(f"published directory version {signed.directory.version} to {ctx.names.directory}")
+    typer.echo(
+        f"published directory version {signed.directory.version} to {ctx.names.directory}",
+        err=quiet,
+    )
     return True
 
 

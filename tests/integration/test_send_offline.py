@@ -5,6 +5,7 @@ in-process, federation made by the CLI)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from pathlib import Path
@@ -55,10 +56,19 @@ async def test_send_with_kafka_away_queues_then_sends_once(
         ("federation", "init", "--federation-id", "offline"),
         ("participant", "add", "de.hotline", "--role", "hotline"),
         ("participant", "add", "nl.hotline", "--role", "hotline"),
-        ("topics", "apply", *up),
     ):
         code, _, err = await run(*argv)
         assert 0 == code, err
+    code, out, err = await run("topics", "apply", *up, "--json")
+    assert 0 == code, err
+    assert f"{prefix}.outbox.de.hotline" in json.loads(out)["created"]
+    code, out, err = await run("acl", "apply", *up, "--json")
+    assert 0 == code, err
+    assert json.loads(out)["applied"]
+    code, out, err = await run("acl", "plan", *up, "--json")
+    assert 0 == code, err
+    plan = json.loads(out)  # nothing left to change
+    assert ([], [], False) == (plan["grant"], plan["revoke"], plan["applied"])
     referral = tmp_path / "case.json"
     referral.write_bytes(make_referral().model_dump_json().encode())
     queue = tmp_path / "adapters" / "de.hotline" / "dropfolder"
