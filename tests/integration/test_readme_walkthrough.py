@@ -7,8 +7,10 @@ fixed ports (8088, 9464) become free ones. The block starts its own secured Kafk
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -71,15 +73,33 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRB_")}
     env["PATH"] = "/usr/bin:/bin:" + env.get("PATH", "")
-    done = subprocess.run(
+    home = tmp_path / "home"
+    # Its own session: if a line fails (set -e), the router and tracker it started
+    # in the background are stopped with the shell's process group, and its Kafka
+    # with `crb kafka down` — nothing outlives the test.
+    shell = subprocess.Popen(
         ["bash", "-c", "set -euo pipefail\n" + script],
         cwd=repo_root(),
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        out, err = shell.communicate(timeout=600)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGTERM)
+        crb = repo_root() / ".venv" / "bin" / "crb"
+        subprocess.run(
+            [str(crb), "kafka", "down"],
+            env={**env, "CRB_HOME": str(home)},
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    done = subprocess.CompletedProcess(shell.args, shell.returncode, out, err)
     covered = commands(block)
     print(f"\n[walkthrough] {len(covered)} commands: {', '.join(covered)}")
     out = done.stdout
