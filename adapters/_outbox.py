@@ -75,6 +75,7 @@ class Outbox:
         self._clients = clients
         self._retry = RetryPolicy(max_s=max_wait_s, deadline_s=deadline_s)
         self._producer: ProducerLike | None = None
+        self._lock = asyncio.Lock()
         self._sleep = sleep
         self._monotonic = monotonic
 
@@ -104,11 +105,14 @@ class Outbox:
                 log.warning("producer_stop_failed", error=str(exc))
 
     async def _started(self) -> ProducerLike:
-        if self._producer is None:
-            producer = self._clients.producer()
-            await producer.start()
-            self._producer = producer
-        return self._producer
+        # Concurrent sends (a batch of receipts) must share one producer: without
+        # the lock each would start its own and all but one would leak.
+        async with self._lock:
+            if self._producer is None:
+                producer = self._clients.producer()
+                await producer.start()
+                self._producer = producer
+            return self._producer
 
     async def send(self, envelope: bytes, *, case_id: UUID, message_id: UUID) -> str:
         """Produce and wait for the acknowledgement; retry the same bytes until the

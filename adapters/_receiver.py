@@ -46,12 +46,12 @@ import structlog
 from adapters._errors import DeliveryError, SendError
 from adapters._model import ReceivedMessage, opening_time
 from adapters._retry import RetryPolicy
-from adapters._sender import Sender
+from adapters._sender import Sealed, Sender
 from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, Sink
 from adapters._state import Delivered, RefKind, StateStore
 from adapters.kafka import Consumer, Partition, Record, following, traceparent_of
-from keys import EnvelopeError, Parsed, answerable, parse
+from keys import EnvelopeError, Opened, Parsed, answerable, parse
 from keys import open as open_envelope
 from schemas import Accepted, CaseAck, Clock, MessageType, Reason, Referral, TopicNames, utcnow
 
@@ -267,6 +267,163 @@ class Receiver:
             self.stats.quarantined += 1
         return outcome
 
+    # -- a batch of records (the fast path of the Kafka loop) ----------------------------
+
+    async def handle_batch(self, records: list[Record]) -> list[Outcome]:
+        """The same steps as :meth:`handle` for a whole poll of one partition, with one
+        durable barrier per step instead of one per record: the messages are opened,
+        written to the sink together (:meth:`FolderSink.deliver_batch`), recorded in
+        one state transaction, their receipts produced together and marked sent in
+        one more; the caller commits the batch's offsets once.
+
+        Crash-safety is the per-record path's: a crash anywhere before the offset
+        commit makes Kafka deliver the batch again; what was recorded is then a
+        duplicate (not delivered again, receipt sent if missing), what was written to
+        the sink but not recorded is written again (the same file). Raises
+        ``DeliveryError`` (the caller falls back to record by record) or a retriable
+        ``SendError`` (read the batch again later)."""
+        now = self.clock()
+        outcomes: list[Outcome] = []
+        deliver: list[tuple[Record, Opened, ReceivedMessage]] = []
+        answer: list[Delivered] = []
+        quarantine: list[tuple[Record, bytes, UUID | None, Reason]] = []
+        in_batch: dict[UUID, str] = {}  # delivered in this batch: id -> envelope digest
+        for record in records:
+            with following(traceparent_of(record.headers)):
+                step = self._classify(record, now, in_batch)
+            if isinstance(step, Delivered):
+                answer.append(step)
+                outcomes.append(Outcome.DUPLICATE)
+            elif isinstance(step, Outcome):
+                outcomes.append(step)  # a duplicate within this batch
+            elif len(step) == 4:
+                quarantine.append(step)
+                outcomes.append(Outcome.QUARANTINED)
+            else:
+                deliver.append(step)
+                in_batch[step[1].header.message_id] = step[1].digest
+                outcomes.append(Outcome.DELIVERED)
+        # The sink: everything at once where it can, else one by one in order.
+        deliveries = [Delivery(rec, now, opened.payload) for _, opened, rec in deliver]
+        batch_write = getattr(self.sink, "deliver_batch", None)
+        if deliveries:
+            if batch_write is not None:
+                await batch_write(deliveries)
+            else:
+                for d in deliveries:
+                    await self.sink.deliver(d)
+        for _, opened, _ in deliver:
+            self.hook("delivered", opened.header.message_id)
+        for record, value, claimed, reason in quarantine:
+            self._quarantine(record, value, claimed, reason)
+        with self.store.transaction():
+            for _, opened, received in deliver:
+                self.store.record_delivered(received, at=now)
+                self._index_reference(opened.message, received.message_id, received.case_id)
+        for record, opened, received in deliver:
+            self.hook("recorded", received.message_id)
+            header = opened.header
+            self.stats.recent.append((header.message_id, header.message_type.value, header.sender))
+            with following(traceparent_of(record.headers)):
+                log.info(
+                    "delivered",
+                    message_id=str(header.message_id),
+                    case_id=str(header.case_id),
+                    sender=header.sender,
+                    message_type=header.message_type.value,
+                )
+        del self.stats.recent[:-RECENT]
+        for _, _, received in deliver:
+            known = self.store.get(received.message_id)
+            assert known is not None
+            answer.append(known)
+        traces = {opened.header.message_id: traceparent_of(r.headers) for r, opened, _ in deliver}
+        await self._ensure_receipts(answer, traces)
+        for outcome in outcomes:
+            if outcome is not Outcome.QUARANTINED:  # _quarantine counted those
+                self._count(outcome)
+        return outcomes
+
+    def _classify(
+        self, record: Record, now: datetime, in_batch: dict[UUID, str]
+    ) -> (
+        Delivered
+        | Outcome
+        | tuple[Record, bytes, UUID | None, Reason]
+        | tuple[Record, Opened, ReceivedMessage]
+    ):
+        """What to do with one record (no side effects): answer a known duplicate,
+        skip a duplicate within the batch, quarantine, or deliver."""
+        value = record.value or b""
+        try:
+            parsed = parse(value)
+        except EnvelopeError as exc:
+            return (record, value, None, exc.reason)
+        claimed = parsed.header.message_id
+        if in_batch.get(claimed) == parsed.digest:
+            return Outcome.DUPLICATE  # the same envelope twice in one poll
+        known = self.store.get(claimed)
+        if known is not None and known.message.envelope_sha256 == parsed.digest:
+            return known
+        try:
+            opened = open_envelope(
+                parsed,
+                recipient=self.identity.participant,
+                opening_keys=self.identity.opening_keys,
+                directory=self.identity.directory,
+                now=opening_time(now, _time_of(record), self.settings.max_inbox_lag),
+                check_sender_status=False,  # the router admitted it; keys checked then
+            )
+        except EnvelopeError as exc:
+            return (record, value, claimed, exc.reason)
+        if opened.header.message_id in in_batch:
+            return Outcome.DUPLICATE  # the same id, other bytes, both verified
+        known = self.store.get(opened.header.message_id)
+        if known is not None:
+            return known
+        return (record, opened, ReceivedMessage.from_opened(opened))
+
+    async def _ensure_receipts(
+        self, known: list[Delivered], traces: dict[UUID, str | None]
+    ) -> None:
+        """:meth:`_ensure_receipt` for many: sealed, produced together, marked sent
+        in one transaction. Raises the first retriable ``SendError`` (after marking
+        the receipts that were acknowledged)."""
+        now = self.clock()
+        todo: list[tuple[ReceivedMessage, Sealed]] = []
+        unanswerable: list[ReceivedMessage] = []
+        for k in known:
+            m = k.message
+            if m.message_type is not MessageType.REFERRAL or k.receipt_done:
+                continue
+            if not answerable(self.identity.directory, m.sender, now):
+                unanswerable.append(m)
+                continue
+            todo.append((m, self.sender.seal_receipt(m, received_at=k.delivered_at)))
+        tasks = []
+        for m, sealed in todo:
+            with following(traces.get(m.message_id)):  # the receipt continues the trace
+                tasks.append(asyncio.ensure_future(self.sender.send(sealed)))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        sent_at = self.clock()
+        with self.store.transaction():
+            for m in unanswerable:
+                self.store.mark_receipt_unanswerable(m.message_id, Reason.SENDER_REVOKED, at=now)
+            for (m, sealed), result in zip(todo, results, strict=True):
+                if not isinstance(result, BaseException):
+                    self.store.mark_receipt_sent(m.message_id, sealed.message_id, at=sent_at)
+        for m in unanswerable:
+            log.warning(
+                "receipt_not_sent",
+                reason=Reason.SENDER_REVOKED.value,
+                message_id=str(m.message_id),
+                sender=m.sender,
+            )
+        for (m, _), result in zip(todo, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            self.hook("receipt_sent", m.message_id)
+
     # -- the Kafka loop ------------------------------------------------------------------
 
     async def run(
@@ -321,8 +478,20 @@ class Receiver:
     async def _handle_partition(
         self, consumer: Consumer, tp: Partition, records: list[Record]
     ) -> DeliveryError | SendError | None:
-        """Handle and commit ``records`` in order; on a retriable failure rewind to the
-        failed record and return the error."""
+        """Handle ``records`` as one batch and commit once; if the sink fails, go
+        record by record (committing each) so that what can be delivered is, and
+        what cannot is retried or quarantined on its own. On a retriable failure
+        rewind to the failed record and return the error."""
+        try:
+            await self.handle_batch(records)
+        except SendError as exc:
+            consumer.seek(tp, records[0].offset)  # read again: all duplicates then
+            return exc
+        except DeliveryError:
+            pass  # one by one below: each record on its own
+        else:
+            await consumer.commit({tp: records[-1].offset + 1})
+            return None
         for r in records:
             try:
                 await self.handle(r)

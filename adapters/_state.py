@@ -24,9 +24,11 @@ what it sent or could open. Never key material.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,6 +143,26 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group the writes inside into one transaction: one durable write barrier
+        (``synchronous=FULL``) for a whole batch instead of one per statement.
+        Everything or nothing is recorded."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
 
     def __enter__(self) -> StateStore:
         return self

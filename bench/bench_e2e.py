@@ -120,7 +120,11 @@ async def _sender(
             await t
     finally:
         await outbox.stop()
-    print(json.dumps({"sender": sender, "referrals": count, "handovers": handovers}), flush=True)
+    cpu = time.process_time()
+    print(
+        json.dumps({"sender": sender, "referrals": count, "handovers": handovers, "cpu_s": cpu}),
+        flush=True,
+    )
 
 
 # -- limits measured in the same run -------------------------------------------------
@@ -275,7 +279,9 @@ def _crb(*argv: str) -> list[str]:
     return [str(Path(sys.executable).with_name("crb")), *argv]
 
 
-def run(kafka: Any, referrals: int, rate: float, folder: Path) -> dict[str, Any]:
+def run(
+    kafka: Any, referrals: int, rate: float, folder: Path, kafka_pid: int | None = None
+) -> dict[str, Any]:
     """Provision, start every service process, send, wait for every receipt."""
     from broker.tracker import OPERATOR, TokenStore
 
@@ -317,11 +323,14 @@ def run(kafka: Any, referrals: int, rate: float, folder: Path) -> dict[str, Any]
             for i, (s, n) in enumerate(zip(HOTLINES, shares, strict=True))
         ]
         expected = 0
+        cpu: dict[str, float] = {"senders": 0.0}
         for p in senders:
             out, _ = p.communicate(timeout=3600)
             if p.returncode != 0:
                 raise RuntimeError(f"a sender failed (see {logs})")
-            expected += json.loads(out.decode().strip().splitlines()[-1])["handovers"]
+            report = json.loads(out.decode().strip().splitlines()[-1])
+            expected += report["handovers"]
+            cpu["senders"] += report["cpu_s"]
         sent_s = time.monotonic() - started
         received = 0
         while received < expected:
@@ -331,6 +340,11 @@ def run(kafka: Any, referrals: int, rate: float, folder: Path) -> dict[str, Any]
             if received < expected:
                 time.sleep(0.25)  # polling the tracker's API for the last receipt
         elapsed = time.monotonic() - started
+        cpu["router"] = _cpu_s(services[0].pid)
+        cpu["tracker"] = _cpu_s(services[1].pid)
+        cpu["receivers"] = sum(_cpu_s(p.pid) for p in services[2:])
+        if kafka_pid:
+            cpu["kafka"] = _cpu_s(kafka_pid)
         body = api.get("/handovers", params={"limit": 100_000}).json()
     times = sorted(
         h["seconds_to_receipt"] * 1000 for h in body["handovers"] if h["seconds_to_receipt"]
@@ -346,8 +360,18 @@ def run(kafka: Any, referrals: int, rate: float, folder: Path) -> dict[str, Any]
         "p50_ms": statistics.median(times) if times else None,
         "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))] if times else None,
         "recipients_per_referral": expected / referrals,
+        "cpu_ms_per_referral_by_role": {k: round(v * 1000 / referrals, 3) for k, v in cpu.items()},
         **sizes,
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _sender_argv(
@@ -466,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         kafka = launcher.settings()
     try:
         folder = Path(tempfile.mkdtemp(prefix="crb-bench-e2e-"))
-        result = run(kafka, args.referrals, args.rate, folder)
+        pid = launcher.nodes()[0].pid if launcher is not None else None
+        result = run(kafka, args.referrals, args.rate, folder, kafka_pid=pid)
         envelope, payload = result["envelope_bytes"], result["payload_bytes"]
         result.update(crypto_limit(envelope, payload, result["recipients_per_referral"]))
         pt = asyncio.run(kafka_limit(kafka, envelope, 20_000))
@@ -488,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
             f" -> ratio {result['ratio_to_crypto']:.3f}\n"
             f"Kafka limit {result['kafka_limit_per_s']:.0f}/s "
             f"({result['kafka_passthrough_records_per_s']:.0f} records/s passthrough) -> ratio "
-            f"{result['ratio_to_kafka']:.3f}"
+            f"{result['ratio_to_kafka']:.3f}\n"
+            "CPU ms per referral: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_ms_per_referral_by_role"].items())
         )
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
     return 0

@@ -53,7 +53,7 @@ from keys._errors import (
     KeystoreError,
     SealError,
 )
-from keys._files import atomic_write, fsync_dir
+from keys._files import atomic_write, atomic_write_many, fsync_dir
 from keys._keys import Kem, KeyId, OpeningKey, SealingKey, SigningKey, VerifyKey
 from keys._keystore import FEDERATION_OWNER, Keystore
 from keys._live import LiveDirectory, Offer, OfferOutcome, answerable
@@ -106,6 +106,7 @@ __all__ = [
     "add_participant",
     "answerable",
     "atomic_write",
+    "atomic_write_many",
     "current_sealing_key",
     "current_signing_record",
     "fsync_dir",

@@ -508,3 +508,92 @@ def test_a_sidecar_keeps_the_reference() -> None:
     del old["items"][0]["reference"]
     [(_, read)] = _decode(json.dumps(old).encode(), where="x")
     assert read.reference is None
+
+
+# --- a batch at once (the Kafka loop's fast path) ----------------------------------------
+
+
+class BatchSink:
+    """A folder sink that counts its batch writes and the messages in them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.inner = FolderSink(folder)
+        self.batches: list[list[UUID]] = []
+
+    async def deliver(self, delivery: Delivery) -> None:
+        await self.deliver_batch([delivery])
+
+    async def deliver_batch(self, deliveries: list[Delivery]) -> None:
+        self.batches.append([d.message_id for d in deliveries])
+        await self.inner.deliver_batch(deliveries)
+
+
+def _batch_receiver(
+    fed: LiveFederation, tmp_path: Path, kafka: FakeKafka, sink: BatchSink, crash_at: str = ""
+) -> tuple[Receiver, StateStore]:
+    store = StateStore(tmp_path / "state")
+    seen: list[str] = []
+
+    def hook(stage: str, _mid: UUID) -> None:
+        seen.append(stage)
+        if stage == crash_at and seen.count(stage) == 2:  # in the middle of the batch
+            raise Crash(stage)
+
+    return Receiver(kafka, NAMES, settings(), sender(fed, "nl.hotline", kafka), sink, store,
+                    hook=hook), store  # fmt: skip
+
+
+async def test_a_batch_is_one_sink_write_one_transaction_and_one_receipt_each(
+    tmp_path: Path,
+) -> None:
+    """Five referrals, one of them twice and a garbage record, in one poll: one sink
+    write of the five, five records, five receipts, the copy a duplicate, the
+    garbage quarantined; the outcomes are in record order."""
+    fed, kafka = LiveFederation(), FakeKafka()
+    sink = BatchSink(tmp_path / "inbox")
+    receiver, store = _batch_receiver(fed, tmp_path, kafka, sink)
+    envs = [fed.referral() for _ in range(5)]
+    values = [*envs[:3], envs[0], b"garbage", *envs[3:]]
+    outcomes = await receiver.handle_batch([_record(v, i) for i, v in enumerate(values)])
+    D, Q, X = Outcome.DELIVERED, Outcome.QUARANTINED, Outcome.DUPLICATE
+    assert [D, D, D, X, Q, D, D] == outcomes
+    assert [5] == [len(b) for b in sink.batches]
+    assert 5 == store.count()
+    assert 5 == len(kafka.sent)  # receipts
+    assert 5 == len(list((tmp_path / "inbox").glob("*.json")))
+    assert ["malformed"] == [q["reason"] for q in store.quarantined()]
+    assert (5, 1, 1) == (receiver.stats.delivered, receiver.stats.duplicates,
+                         receiver.stats.quarantined)  # fmt: skip
+    store.close()
+
+
+@pytest.mark.parametrize("crash_at", ["delivered", "recorded", "receipt_sent"])
+async def test_killed_in_the_middle_of_a_batch_nothing_is_lost_or_doubled(
+    tmp_path: Path, crash_at: str
+) -> None:
+    """The receiver dies in the middle of a batch (after the sink write, after the
+    state transaction, after some receipts); Kafka delivers the batch again to a
+    new receiver: every message is recorded once, one file each, and each referral
+    has exactly one receipt id (a receipt sent twice carries the same derived id,
+    which the router refuses as a duplicate)."""
+    fed = LiveFederation()
+    envs = [fed.referral() for _ in range(4)]
+    records = [_record(v, i) for i, v in enumerate(envs)]
+    first_kafka = FakeKafka()
+    first, store = _batch_receiver(fed, tmp_path, first_kafka, BatchSink(tmp_path / "inbox"),
+                                   crash_at)  # fmt: skip
+    with pytest.raises(Crash):
+        await first.handle_batch(records)
+    store.close()
+    kafka = FakeKafka()
+    second, store = _batch_receiver(fed, tmp_path, kafka, BatchSink(tmp_path / "inbox"))
+    await second.handle_batch(records)
+    assert 4 == store.count()
+    assert 4 == len(list((tmp_path / "inbox").glob("*.json")))
+    receipt_ids = {parse(s.value).header.message_id for s in [*first_kafka.sent, *kafka.sent]}
+    assert 4 == len(receipt_ids)
+    for env in envs:
+        got = store.get(parse(env).header.message_id)
+        assert got is not None
+        assert got.receipt_sent_at is not None
+    store.close()

@@ -37,11 +37,11 @@ SURFACE: dict[str, set[str]] = {
         "MAGIC", "Offer", "OfferOutcome", "Opened", "OpeningKey", "Parsed", "RecordSigner",
         "Rng", "STATUS_CONTEXT", "SealError", "SealingKey", "SignedDirectory", "SigningKey",
         "TRACKER_STATE_CONTEXT", "TrustStore", "VerifiedEnvelope", "VerifyKey", "WrappedKey",
-        "add_participant", "answerable", "atomic_write", "current_sealing_key",
-        "current_signing_record", "fsync_dir", "load_directory", "open", "parse", "record_for",
-        "revoke", "rotate", "seal", "sealing_key_of", "service_owner", "service_signing_key",
-        "set_service_key", "set_status", "sign_directory", "verify", "verify_directory",
-        "verify_key_of", "verify_record"
+        "add_participant", "answerable", "atomic_write", "atomic_write_many",
+        "current_sealing_key", "current_signing_record", "fsync_dir", "load_directory", "open",
+        "parse", "record_for", "revoke", "rotate", "seal", "sealing_key_of", "service_owner",
+        "service_signing_key", "set_service_key", "set_status", "sign_directory", "verify",
+        "verify_directory", "verify_key_of", "verify_record"
     },
     "adapters": {
         "AdapterError", "AdapterSettings", "CSV_COLUMNS", "ConsumerFactory", "CorruptSidecar",
