@@ -419,7 +419,12 @@ def _provisioned(
     }
     asyncio.run(_provision(fed, settings, KafkaClients(settings.kafka), folder, now))
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CRB_")},
+        # Tuning given to the bench goes to every process (e.g. CRB_KAFKA__FETCH_MIN_BYTES).
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("CRB_") or k.startswith(("CRB_KAFKA__FETCH", "CRB_KAFKA__LINGER"))
+        },
         "CRB_HOME": str(folder),
         "CRB_KAFKA__BOOTSTRAP": kafka.bootstrap,
         "CRB_TOPICS__PREFIX": config.prefix,

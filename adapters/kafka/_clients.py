@@ -353,7 +353,7 @@ class KafkaClients:
             self._kwargs = client_kwargs(self.settings)
         return self._kwargs
 
-    def producer(self, *, linger_ms: int = 0) -> Producer:
+    def producer(self, *, linger_ms: int | None = None) -> Producer:
         from aiokafka import AIOKafkaProducer
 
         return Producer(
@@ -362,7 +362,7 @@ class KafkaClients:
                 acks="all",
                 enable_idempotence=True,
                 max_request_size=self.settings.max_message_bytes,
-                linger_ms=linger_ms,
+                linger_ms=self.settings.linger_ms if linger_ms is None else linger_ms,
             ),
             self._probe,
         )
@@ -413,6 +413,8 @@ class KafkaClients:
                 auto_offset_reset="earliest",
                 max_partition_fetch_bytes=self.settings.max_message_bytes,
                 fetch_max_bytes=fetch_max_bytes or self.settings.max_message_bytes * 4,
+                fetch_min_bytes=self.settings.fetch_min_bytes,
+                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
                 **tuning,
             ),
             self._probe,

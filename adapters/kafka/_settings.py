@@ -31,6 +31,14 @@ class KafkaSettings(Section):
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
     request_timeout_ms: int = Field(default=30_000, ge=100)
+    linger_ms: int = Field(default=5, ge=0, le=1000)
+    """How long a producer waits to fill a batch: a few ms turn many concurrent sends
+    (a batch of receipts, a bulk upload) into few requests."""
+    fetch_min_bytes: int = Field(default=1, ge=1)
+    fetch_max_wait_ms: int = Field(default=500, ge=0)
+    """A fetch returns once ``fetch_min_bytes`` are there or after this wait: raise
+    the first to trade a little latency for bigger batches (fewer transactions and
+    commits) under load."""
     connect_timeout_ms: int = Field(default=10_000, ge=100)
     """How long the administration client waits for a first answer from the cluster
     before reporting it unreachable."""
