@@ -8,13 +8,21 @@ referral stays well under SIENA's 50 MB (the bounds allow a few MB at most).
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from enum import StrEnum
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from ._common import (
     SCHEMA_VERSION,
@@ -184,11 +192,40 @@ class Tlp(StrEnum):
 # ------------------------------------------------------------------- scalars
 
 
+_PLAIN_URL = re.compile(
+    r"^(?i:https?|ftps?)://(?:[^/?#@\[\]]*@)?[^/?#:@\[\]]+(?::[0-9]*)?(?:[/?#]|$)"
+)
+"""The common shape (scheme, optional userinfo, a plain host, optional port): these
+URLs are accepted without the slower ``urlsplit``; anything else takes it."""
+
+
 def _check_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https", "ftp", "ftps"} or not parts.hostname:
+    if _PLAIN_URL.match(value):
+        return value
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError as exc:  # e.g. an unclosed [IPv6 literal
+        raise ValueError("must be an absolute http(s) or ftp(s) URL with a host") from exc
+    if parts.scheme not in {"http", "https", "ftp", "ftps"} or not host:
         raise ValueError("must be an absolute http(s) or ftp(s) URL with a host")
     return value
+
+
+_IPV4 = re.compile(r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$")  # fmt: skip
+
+
+def _check_ip(value: str) -> str:
+    """An IPv4 or IPv6 address in its canonical text (IPv4 dotted quad without
+    leading zeros, IPv6 compressed lowercase). Canonical IPv4 — almost every
+    address reported — is checked by a pattern; the rest by ``ipaddress``."""
+    if _IPV4.match(value):
+        return value
+    try:
+        return str(ip_address(value))
+    except ValueError as exc:
+        raise ValueError("not an IPv4 or IPv6 address") from exc
 
 
 Url = Annotated[
@@ -198,7 +235,25 @@ Url = Annotated[
 ]
 """Absolute URL kept exactly as reported (not normalised: it is evidence)."""
 
-IpAddress = IPv4Address | IPv6Address
+
+def _ip_value(value: object) -> str:
+    """One validator call per address (this runs for every URL of every referral)."""
+    if isinstance(value, IPv4Address | IPv6Address):
+        return str(value)
+    if not isinstance(value, str) or len(value) > 45:
+        raise ValueError("not an IPv4 or IPv6 address")
+    return _check_ip(value)
+
+
+IpAddress = Annotated[
+    str,
+    PlainValidator(_ip_value),
+    WithJsonSchema(
+        {"anyOf": [{"format": "ipv4", "type": "string"}, {"format": "ipv6", "type": "string"}]}
+    ),
+]
+"""IPv4 or IPv6, kept as its canonical text (the same bytes in canonical JSON as
+the ``ipaddress`` objects it replaces)."""
 Text = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
 Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$")]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{4,14}$")]
