@@ -423,7 +423,8 @@ def _provisioned(
         **{
             k: v
             for k, v in os.environ.items()
-            if not k.startswith("CRB_") or k.startswith(("CRB_KAFKA__FETCH", "CRB_KAFKA__LINGER"))
+            if not k.startswith("CRB_")
+            or k.startswith(("CRB_KAFKA__FETCH", "CRB_KAFKA__LINGER", "CRB_DIRECTORY_REFRESH_S"))
         },
         "CRB_HOME": str(folder),
         "CRB_KAFKA__BOOTSTRAP": kafka.bootstrap,
