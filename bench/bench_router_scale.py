@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,6 @@ def _rate(kafka: Any, processes: int, count: int, folder: Path) -> float:
         finally:
             await producer.stop()
 
-    asyncio.run(append())
     env = _env(kafka, folder, prefix, settings)
     crb = str(Path(sys.executable).with_name("crb"))
     procs = []
@@ -70,6 +70,10 @@ def _rate(kafka: Any, processes: int, count: int, folder: Path) -> float:
         argv = [crb, "router", "run", "--log-level", "warning"]
         procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log))
     try:
+        # Every router in the group and stable before the first record: a rebalance in
+        # the middle of the run would be measured instead of the routing.
+        asyncio.run(_group_stable(kafka, settings.router.group_id, processes, procs))
+        asyncio.run(append())
         seen: dict[bytes, float] = {}
         asyncio.run(_reader(kafka, names.inbox("nl.hotline"), count, seen, timeout_s=600))
         for p in procs:
@@ -84,6 +88,34 @@ def _rate(kafka: Any, processes: int, count: int, folder: Path) -> float:
     if len(times) < count:
         raise RuntimeError(f"only {len(times)} of {count} routed (see {folder})")
     return (len(times) - 1) / (times[-1] - times[0])
+
+
+async def _group_stable(
+    kafka: Any, group: str, members: int, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from adapters.kafka import client_kwargs
+
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
+    await admin.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a router exited at start")
+            try:
+                [described] = await admin.describe_consumer_groups([group])
+            except Exception:
+                described = None
+            if described is not None:
+                _, _, state, _, _, found = described.groups[0][:6]
+                if state == "Stable" and len(found) == members:
+                    return
+            await asyncio.sleep(0.2)  # polling the group's state
+        raise TimeoutError(f"group {group} did not become stable with {members} members")
+    finally:
+        await admin.close()
 
 
 def main(argv: list[str] | None = None) -> int:
