@@ -50,8 +50,15 @@ from adapters._sender import Sealed, Sender
 from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, Sink
 from adapters._state import Delivered, RefKind, StateStore
-from adapters.kafka import Consumer, Partition, Record, following, traceparent_of
-from keys import EnvelopeError, Opened, Parsed, answerable, parse
+from adapters.kafka import (
+    Consumer,
+    Partition,
+    Record,
+    current_traceparent,
+    following,
+    traceparent_of,
+)
+from keys import EnvelopeError, Opened, answerable, parse
 from keys import open as open_envelope
 from schemas import Accepted, CaseAck, Clock, MessageType, Reason, Referral, TopicNames, utcnow
 
@@ -91,6 +98,20 @@ class ConsumerFactory(Protocol):
 
 Hook = Callable[[str, UUID], None]
 """Called at ``delivered``, ``recorded`` and ``receipt_sent`` (tests inject crashes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Quarantine:
+    record: Record
+    claimed: UUID | None
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Deliver:
+    record: Record
+    opened: Opened
+    received: ReceivedMessage
 
 
 def _time_of(record: Record) -> datetime | None:
@@ -136,63 +157,47 @@ class Receiver:
             return await self._handle(record)
 
     async def _handle(self, record: Record) -> Outcome:
-        value = record.value or b""
-        try:
-            parsed: Parsed | None = parse(value)
-        except EnvelopeError as exc:
-            parsed, refused = None, exc.reason
-        claimed = parsed.header.message_id if parsed is not None else None
-        if parsed is not None:
-            known = self.store.get(parsed.header.message_id)
-            if known is not None and known.message.envelope_sha256 == parsed.digest:
-                await self._ensure_receipt(known)
-                return self._count(Outcome.DUPLICATE)
-
         now = self.clock()
-        try:
-            if parsed is None:
-                raise EnvelopeError(refused)
-            opened = open_envelope(
-                parsed,
-                recipient=self.identity.participant,
-                opening_keys=self.identity.opening_keys,
-                directory=self.identity.directory,
-                now=opening_time(now, _time_of(record), self.settings.max_inbox_lag),
-                check_sender_status=False,  # the router admitted it; keys checked then
-            )
-        except EnvelopeError as exc:
-            return self._quarantine(record, value, claimed, exc.reason)
-
-        header = opened.header
-        known = self.store.get(header.message_id)
-        if known is not None:
-            await self._ensure_receipt(known)
+        step = self._classify(record, now, {})
+        if isinstance(step, Delivered):
+            await self._ensure_receipt(step)
             return self._count(Outcome.DUPLICATE)
-
-        received = ReceivedMessage.from_opened(opened)
+        if isinstance(step, _Quarantine):
+            return self._quarantine(record, record.value or b"", step.claimed, step.reason)
+        assert isinstance(step, _Deliver)
+        opened, received = step.opened, step.received
+        header = opened.header
         try:
             await self.sink.deliver(Delivery(received, now, opened.payload))
         except DeliveryError as exc:
             if exc.retriable:
                 raise
-            return self._quarantine(record, value, claimed, Reason.SINK_REFUSED, exc.reason)
+            return self._quarantine(
+                record, record.value or b"", header.message_id, Reason.SINK_REFUSED, exc.reason
+            )
         self.hook("delivered", header.message_id)
         self.store.record_delivered(received, at=now)
-        self._index_reference(opened.message, header.message_id, header.case_id)
-        self.stats.recent.append((header.message_id, header.message_type.value, header.sender))
-        del self.stats.recent[:-RECENT]
-        self.hook("recorded", header.message_id)
+        self._recorded(step)
         known = self.store.get(header.message_id)
         assert known is not None
         await self._ensure_receipt(known)
-        log.info(
-            "delivered",
-            message_id=str(header.message_id),
-            case_id=str(header.case_id),
-            sender=header.sender,
-            message_type=header.message_type.value,
-        )
         return self._count(Outcome.DELIVERED)
+
+    def _recorded(self, step: _Deliver) -> None:
+        """After a delivery is recorded: its reference indexed, the hook, the log."""
+        header = step.opened.header
+        self._index_reference(step.opened.message, header.message_id, header.case_id)
+        self.hook("recorded", header.message_id)
+        self.stats.recent.append((header.message_id, header.message_type.value, header.sender))
+        del self.stats.recent[:-RECENT]
+        with following(traceparent_of(step.record.headers)):
+            log.info(
+                "delivered",
+                message_id=str(header.message_id),
+                case_id=str(header.case_id),
+                sender=header.sender,
+                message_type=header.message_type.value,
+            )
 
     def _index_reference(self, message: object, message_id: UUID, case_id: UUID) -> None:
         """Remember the case reference a delivered message carries, so that people
@@ -207,27 +212,7 @@ class Receiver:
             )
 
     async def _ensure_receipt(self, known: Delivered) -> None:
-        m = known.message
-        if m.message_type is not MessageType.REFERRAL or known.receipt_done:
-            return
-        now = self.clock()
-        if not answerable(self.identity.directory, m.sender, now):
-            # Revoked or suspended since it sent this: no key to seal the receipt to,
-            # and the router would refuse it. Delivered is delivered: record why no
-            # receipt follows and move on (the tracker closes the handover with the
-            # same reason) instead of blocking the inbox partition.
-            self.store.mark_receipt_unanswerable(m.message_id, Reason.SENDER_REVOKED, at=now)
-            log.warning(
-                "receipt_not_sent",
-                reason=Reason.SENDER_REVOKED.value,
-                message_id=str(m.message_id),
-                sender=m.sender,
-            )
-            return
-        sealed = self.sender.seal_receipt(m, received_at=known.delivered_at)
-        await self.sender.send(sealed)
-        self.store.mark_receipt_sent(m.message_id, sealed.message_id, at=self.clock())
-        self.hook("receipt_sent", m.message_id)
+        await self._ensure_receipts([known], {})
 
     def _quarantine(
         self,
@@ -284,9 +269,8 @@ class Receiver:
         ``SendError`` (read the batch again later)."""
         now = self.clock()
         outcomes: list[Outcome] = []
-        deliver: list[tuple[Record, Opened, ReceivedMessage]] = []
+        deliver: list[_Deliver] = []
         answer: list[Delivered] = []
-        quarantine: list[tuple[Record, bytes, UUID | None, Reason]] = []
         in_batch: dict[UUID, str] = {}  # delivered in this batch: id -> envelope digest
         for record in records:
             with following(traceparent_of(record.headers)):
@@ -294,50 +278,35 @@ class Receiver:
             if isinstance(step, Delivered):
                 answer.append(step)
                 outcomes.append(Outcome.DUPLICATE)
-            elif isinstance(step, Outcome):
-                outcomes.append(step)  # a duplicate within this batch
-            elif len(step) == 4:
-                quarantine.append(step)
+            elif isinstance(step, _Quarantine):
+                self._quarantine(record, record.value or b"", step.claimed, step.reason)
                 outcomes.append(Outcome.QUARANTINED)
-            else:
+            elif isinstance(step, _Deliver):
                 deliver.append(step)
-                in_batch[step[1].header.message_id] = step[1].digest
+                in_batch[step.opened.header.message_id] = step.opened.digest
                 outcomes.append(Outcome.DELIVERED)
+            else:
+                outcomes.append(step)  # a duplicate within this batch
         # The sink: everything at once where it can, else one by one in order.
-        deliveries = [Delivery(rec, now, opened.payload) for _, opened, rec in deliver]
+        deliveries = [Delivery(d.received, now, d.opened.payload) for d in deliver]
         batch_write = getattr(self.sink, "deliver_batch", None)
         if deliveries:
             if batch_write is not None:
                 await batch_write(deliveries)
             else:
-                for d in deliveries:
-                    await self.sink.deliver(d)
-        for _, opened, _ in deliver:
-            self.hook("delivered", opened.header.message_id)
-        for record, value, claimed, reason in quarantine:
-            self._quarantine(record, value, claimed, reason)
+                for one in deliveries:
+                    await self.sink.deliver(one)
+        for d in deliver:
+            self.hook("delivered", d.received.message_id)
         with self.store.transaction():
-            for _, opened, received in deliver:
-                self.store.record_delivered(received, at=now)
-                self._index_reference(opened.message, received.message_id, received.case_id)
-        for record, opened, received in deliver:
-            self.hook("recorded", received.message_id)
-            header = opened.header
-            self.stats.recent.append((header.message_id, header.message_type.value, header.sender))
-            with following(traceparent_of(record.headers)):
-                log.info(
-                    "delivered",
-                    message_id=str(header.message_id),
-                    case_id=str(header.case_id),
-                    sender=header.sender,
-                    message_type=header.message_type.value,
-                )
-        del self.stats.recent[:-RECENT]
-        for _, _, received in deliver:
-            known = self.store.get(received.message_id)
+            for d in deliver:
+                self.store.record_delivered(d.received, at=now)
+        for d in deliver:
+            self._recorded(d)
+            known = self.store.get(d.received.message_id)
             assert known is not None
             answer.append(known)
-        traces = {opened.header.message_id: traceparent_of(r.headers) for r, opened, _ in deliver}
+        traces = {d.received.message_id: traceparent_of(d.record.headers) for d in deliver}
         await self._ensure_receipts(answer, traces)
         for outcome in outcomes:
             if outcome is not Outcome.QUARANTINED:  # _quarantine counted those
@@ -346,19 +315,14 @@ class Receiver:
 
     def _classify(
         self, record: Record, now: datetime, in_batch: dict[UUID, str]
-    ) -> (
-        Delivered
-        | Outcome
-        | tuple[Record, bytes, UUID | None, Reason]
-        | tuple[Record, Opened, ReceivedMessage]
-    ):
+    ) -> Delivered | Outcome | _Quarantine | _Deliver:
         """What to do with one record (no side effects): answer a known duplicate,
         skip a duplicate within the batch, quarantine, or deliver."""
         value = record.value or b""
         try:
             parsed = parse(value)
         except EnvelopeError as exc:
-            return (record, value, None, exc.reason)
+            return _Quarantine(record, None, exc.reason)
         claimed = parsed.header.message_id
         if in_batch.get(claimed) == parsed.digest:
             return Outcome.DUPLICATE  # the same envelope twice in one poll
@@ -375,13 +339,13 @@ class Receiver:
                 check_sender_status=False,  # the router admitted it; keys checked then
             )
         except EnvelopeError as exc:
-            return (record, value, claimed, exc.reason)
+            return _Quarantine(record, claimed, exc.reason)
         if opened.header.message_id in in_batch:
             return Outcome.DUPLICATE  # the same id, other bytes, both verified
         known = self.store.get(opened.header.message_id)
         if known is not None:
             return known
-        return (record, opened, ReceivedMessage.from_opened(opened))
+        return _Deliver(record, opened, ReceivedMessage.from_opened(opened))
 
     async def _ensure_receipts(
         self, known: list[Delivered], traces: dict[UUID, str | None]
@@ -402,7 +366,9 @@ class Receiver:
             todo.append((m, self.sender.seal_receipt(m, received_at=k.delivered_at)))
         tasks = []
         for m, sealed in todo:
-            with following(traces.get(m.message_id)):  # the receipt continues the trace
+            # The receipt continues its referral's trace (the record being handled's,
+            # for one record).
+            with following(traces.get(m.message_id) or current_traceparent()):
                 tasks.append(asyncio.ensure_future(self.sender.send(sealed)))
         results = await asyncio.gather(*tasks, return_exceptions=True)
         sent_at = self.clock()

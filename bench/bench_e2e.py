@@ -56,6 +56,8 @@ from typing import Any
 
 import httpx
 
+from bench._common import free_port, services_env
+
 BOOT_TIMEOUT_S = 120.0
 WINDOW = 256
 """Sends in flight per sender process (aiokafka batches them)."""
@@ -289,7 +291,7 @@ def run(
     token, _ = TokenStore(folder / "tokens.json").issue(
         OPERATOR, ttl=timedelta(hours=2), now=_now()
     )
-    port = _free_port()
+    port = free_port()
     logs = folder / "logs"
     logs.mkdir()
     repo = Path(__file__).resolve().parents[1]
@@ -418,21 +420,7 @@ def _provisioned(
         "envelope_bytes": len(fed.seal_referral("de.hotline", sample, jurisdiction="NL", now=now)),
     }
     asyncio.run(_provision(fed, settings, KafkaClients(settings.kafka), folder, now))
-    env = {
-        # Tuning given to the bench goes to every process (e.g. CRB_KAFKA__FETCH_MIN_BYTES).
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("CRB_")
-            or k.startswith(("CRB_KAFKA__FETCH", "CRB_KAFKA__LINGER", "CRB_DIRECTORY_REFRESH_S"))
-        },
-        "CRB_HOME": str(folder),
-        "CRB_KAFKA__BOOTSTRAP": kafka.bootstrap,
-        "CRB_TOPICS__PREFIX": config.prefix,
-        "CRB_ROUTER__GROUP_ID": settings.router.group_id,
-        "CRB_ROUTER__TRANSACTIONAL_ID_PREFIX": settings.router.transactional_id_prefix,
-        "CRB_LOG_FORMAT": "json",
-    }
+    env = services_env(kafka, folder, config.prefix, settings, admin=False)
     return env, fed, config.prefix, sizes
 
 
@@ -453,15 +441,6 @@ def _ready(api: httpx.Client, procs: list[subprocess.Popen[bytes]]) -> None:
             pass
         time.sleep(0.25)  # polling the tracker's /healthz
     raise TimeoutError("the tracker did not become ready")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from bench._common import free_port, services_env
+
 CHUNK = 20_000
 
 
@@ -144,7 +146,7 @@ def measure(kafka: Any, history: int, folder: Path) -> dict[str, Any]:
         asyncio.run(_produce(kafka, _audit_history(fed, names), history))
         asyncio.run(_produce(kafka, _tracker_history(fed, names), history))
     generated_s = time.monotonic() - started
-    env = _env(kafka, folder, prefix, settings)
+    env = services_env(kafka, folder, prefix, settings, admin=True)
     crb = str(Path(sys.executable).with_name("crb"))
     out: dict[str, Any] = {"history": history, "generated_s": round(generated_s, 1)}
     # Router: start, and at once produce one referral on another chain (nl.hotline's).
@@ -165,29 +167,10 @@ def measure(kafka: Any, history: int, folder: Path) -> dict[str, Any]:
     return out
 
 
-def _env(kafka: Any, folder: Path, prefix: str, settings: Any) -> dict[str, str]:
-    """The services' environment: the bench's home, the admin's login, the names."""
-    sasl = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CRB_")},
-        "CRB_HOME": str(folder),
-        "CRB_KAFKA__BOOTSTRAP": kafka.bootstrap,
-        "CRB_KAFKA__SECURITY_PROTOCOL": kafka.security_protocol,
-        "CRB_KAFKA__SASL_MECHANISM": kafka.sasl_mechanism or "",
-        "CRB_KAFKA__SASL_USERNAME": kafka.sasl_username or "",
-        "CRB_KAFKA__SASL_PASSWORD": sasl,
-        "CRB_TOPICS__PREFIX": prefix,
-        "CRB_ROUTER__GROUP_ID": settings.router.group_id,
-        "CRB_ROUTER__TRANSACTIONAL_ID_PREFIX": settings.router.transactional_id_prefix,
-        "CRB_TRACKER__GROUP_ID": f"{prefix}-tracker",
-        "CRB_LOG_FORMAT": "json",
-    }
-
-
 def _time_tracker(crb: str, env: dict[str, str], folder: Path, history: int) -> dict[str, Any]:
     """Seconds from ``crb tracker run`` to ready, and its peak RSS then."""
     out: dict[str, Any] = {}
-    port = _free_port()
+    port = free_port()
     tracker = subprocess.Popen(
         [crb, "tracker", "run", "--http-port", str(port), "--escalate-to", "int.coordinator"],
         env=env, stdout=subprocess.DEVNULL, stderr=(folder / f"tracker-{history}.log").open("wb"),
@@ -259,15 +242,6 @@ async def _send_and_await(
         raise TimeoutError("no forward within 600 s")
     finally:
         await consumer.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ PARTITIONS = 4
 
 def _rate(kafka: Any, processes: int, count: int, folder: Path) -> float:
     from adapters.kafka import KafkaClients
-    from bench.bench_restart import _env
+    from bench._common import services_env
     from bench.bench_router import _envelope, _federation, _reader, _settings
     from broker import topics
     from schemas import TopicNames
@@ -62,7 +62,7 @@ def _rate(kafka: Any, processes: int, count: int, folder: Path) -> float:
         finally:
             await producer.stop()
 
-    env = _env(kafka, folder, prefix, settings)
+    env = services_env(kafka, folder, prefix, settings, admin=True)
     crb = str(Path(sys.executable).with_name("crb"))
     procs = []
     for i in range(processes):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any
@@ -220,3 +221,11 @@ async def running(
         started.cancel()
         if not task.done():
             await asyncio.wait_for(task, 60)
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a server the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

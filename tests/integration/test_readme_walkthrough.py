@@ -11,13 +11,13 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import repo_root
+from tests.integration._kafka_util import free_port
 
 README = repo_root() / "README.md"
 
@@ -47,13 +47,6 @@ _GROUPS = {"kafka", "federation", "participant", "directory", "topics", "acl", "
            "tracker", "audit", "token", "service"}  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.mark.skipif(
     not (repo_root() / ".venv" / "bin" / "activate").exists(),
     reason="the walk-through activates .venv, which `make test` / `make demo` create",
@@ -65,7 +58,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     match the directory, and nl.hotline's token sees its one handover."""
     block = walkthrough()
     assert "$PWD/.crb/walkthrough" in block
-    http, metrics = _free_port(), _free_port()
+    http, metrics = free_port(), free_port()
     script = (
         block.replace("$PWD/.crb/walkthrough", str(tmp_path / "home"))
         .replace("8088", str(http))

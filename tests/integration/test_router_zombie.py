@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from schemas import ServiceRole, TopicNames
 from tests._fed import LiveFederation, settings_for, unique_prefix
 from tests._kafka import login_env
 from tests.conftest import KafkaEndpoint
-from tests.integration._kafka_util import drain
+from tests.integration._kafka_util import drain, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -58,15 +57,6 @@ def _events(log: Path) -> list[dict[str, Any]]:
 
 def _count(events: Sequence[Mapping[str, Any]], name: str) -> int:
     return sum(1 for e in events if e.get("event") == name)
-
-
-async def _wait_for(what: str, check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
-    """Poll a real condition (never a sleep as synchronisation) until true or timeout."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 class _Federation:
@@ -168,17 +158,37 @@ async def test_frozen_router_is_replaced_and_resumes_without_duplicates_or_ping_
     with capture_logs() as events_b:
         try:
             await f.send(BATCH)
-            await _wait_for("A to forward the first batch", f.forwarded_at_least(BATCH), 90)
+            await wait_until(
+                f.forwarded_at_least(BATCH),
+                what="A to forward the first batch",
+                timeout_s=90,
+                interval_s=0.2,
+            )
             a.send_signal(signal.SIGSTOP)
             task_b = asyncio.create_task(b.run(stop_b))
             await asyncio.wait_for(b.ready.wait(), 60)  # A's session expired; B holds it all
             await f.send(BATCH)
-            await _wait_for("B to forward while A is frozen", f.forwarded_at_least(2 * BATCH), 60)
+            await wait_until(
+                f.forwarded_at_least(2 * BATCH),
+                what="B to forward while A is frozen",
+                timeout_s=60,
+                interval_s=0.2,
+            )
             revoked_before = _count(_events(log_a), "partitions_revoked")
             a.send_signal(signal.SIGCONT)
-            await _wait_for("A to rejoin the group after resuming", a_rejoined, 60)
+            await wait_until(
+                a_rejoined,
+                what="A to rejoin the group after resuming",
+                timeout_s=60,
+                interval_s=0.2,
+            )
             await f.send(BATCH)
-            await _wait_for("the last batch to be forwarded", f.forwarded_at_least(3 * BATCH), 60)
+            await wait_until(
+                f.forwarded_at_least(3 * BATCH),
+                what="the last batch to be forwarded",
+                timeout_s=60,
+                interval_s=0.2,
+            )
         finally:
             with contextlib.suppress(ProcessLookupError):
                 a.send_signal(signal.SIGCONT)

@@ -18,18 +18,10 @@ from tests._cli import crb
 from tests._fed import make_referral, settings_for, unique_prefix
 from tests._kafka import login_env
 from tests.conftest import KafkaEndpoint
-from tests.integration._kafka_util import drain
+from tests.integration._kafka_util import drain, free_port
 from tests.integration.test_adapter_cli_flow import _router
 
 pytestmark = pytest.mark.kafka
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 async def test_send_with_kafka_away_queues_then_sends_once(
@@ -73,7 +65,7 @@ async def test_send_with_kafka_away_queues_then_sends_once(
     referral.write_bytes(make_referral().model_dump_json().encode())
     queue = tmp_path / "adapters" / "de.hotline" / "dropfolder"
 
-    down = ("--bootstrap", f"127.0.0.1:{_closed_port()}", "--prefix", prefix)
+    down = ("--bootstrap", f"127.0.0.1:{free_port()}", "--prefix", prefix)  # nothing there
     started = time.monotonic()
     code, out, err = await run("send", str(referral), "--as", "de.hotline", *down)
     answered_s = time.monotonic() - started

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,6 +47,7 @@ from tests._kafka import kafka_kwargs, login_env
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import (
     drain,
+    free_port,
     running,
     wait_group_caught_up,
     wait_until,
@@ -405,13 +405,6 @@ async def test_a_second_instance_fences_the_first(kafka: KafkaEndpoint) -> None:
         assert not second_task.done()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_the_http_api_serves_the_same_views(kafka: KafkaEndpoint) -> None:
     """The API served by uvicorn on a real port, over the running tracker, returns
     the same handovers, case view and route stats as the views over its state."""
@@ -434,7 +427,7 @@ async def test_the_http_api_serves_the_same_views(kafka: KafkaEndpoint) -> None:
         )
         clock.advance(timedelta(minutes=5))
         await wait_until(lambda: state_of(tracker, m2, "nl.police24") is S.OVERDUE, what="overdue")
-        port = _free_port()
+        port = free_port()
         stop = asyncio.Event()
         token, record = new_token(OPERATOR, label="test", now=now())
         access = Access(lambda: {record.id: record})
@@ -627,7 +620,7 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(
             ],
         )
     )
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         **login_env(kafka.bootstrap),

@@ -43,6 +43,8 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
     (("status", "not-a-uuid"), 2, "not a case or message id"),
     (("status", UUID, *DOWN), 1, KAFKA_HINT),
     (("status", UUID, "--wait", "lost"), 2, "'lost' is not one of"),
+    (("status", "NL-2026-0042"), 2, "give --as PARTICIPANT"),
+    (("status", "NL-2026-0042", "--as", "fr.nobody"), 2, "no adapter state"),
     (("handovers", "--jurisdiction", "EU"), 2, "not an ISO 3166-1"),
     (("handovers", "--state", "lost"), 2, "'lost' is not one of"),
     (("handovers", *DOWN), 1, KAFKA_HINT),
