@@ -6,14 +6,19 @@ for the run and stopped after)
 
 History is generated fast, written straight to the topics as the services would
 have written it (signed by their keys): N forwarded-decision audit links on one
-chain for the router, N handover state records for the tracker. Then the real
-``crb router run`` / ``crb tracker run`` starts in its own process, and we measure:
+chain for the router (all inside the reply window: every one must be remembered),
+N handover state records for the tracker (1 in 100 still waiting for its receipt,
+so its timer runs). Then the real ``crb router run`` / ``crb tracker run`` starts
+in its own process, twice:
 
-- router: seconds from start to its first forward (a referral produced on another
-  chain at start, seen in the recipient's inbox), and its peak RSS then;
-- tracker: seconds from start to ready (``/healthz``), and its peak RSS then.
+- **cold**: no local snapshot (a new machine): the service reads the whole topic,
+  verifying every record, and builds its snapshot;
+- **restart**: stopped and started again with its snapshot — the normal restart.
 
-Baselines are the same measurements at 0 history in the same run.
+Measured each time: router — seconds from start to its first forward (a referral
+produced on another chain at start, seen in the recipient's inbox) and peak RSS;
+tracker — seconds from start to ready (``/healthz``) and peak RSS; and the size of
+the snapshot file. Baselines are the same measurements at 0 history in the run.
 """
 
 from __future__ import annotations
@@ -106,13 +111,19 @@ def _tracker_history(fed: Any, names: Any) -> Any:
     signer = fed.signer(ServiceRole.TRACKER)
     now = utcnow()
 
+    count = 0
+
     def chunk(k: int) -> list[tuple[str, bytes, bytes, list[Any]]]:
+        nonlocal count
         out = []
         for _ in range(k):
             mid = uuid7(now)
+            count += 1
+            waiting = count % 100 == 0
             h = Handover(
                 message_id=mid, recipient="nl.hotline", case_id=mid, sender="de.hotline",
-                state=HandoverState.RECEIVED, routed_at=now, received_at=now, updated_at=now,
+                state=HandoverState.ROUTED if waiting else HandoverState.RECEIVED,
+                routed_at=now, received_at=None if waiting else now, updated_at=now,
             )  # fmt: skip
             rec = sign(
                 OutRecord(names.tracker, h.key.encode(), h.model_dump_json().encode()),
@@ -149,31 +160,54 @@ def measure(kafka: Any, history: int, folder: Path) -> dict[str, Any]:
     env = services_env(kafka, folder, prefix, settings, admin=True)
     crb = str(Path(sys.executable).with_name("crb"))
     out: dict[str, Any] = {"history": history, "generated_s": round(generated_s, 1)}
-    # Router: start, and at once produce one referral on another chain (nl.hotline's).
-    referral = _from_nl(fed)
-    router = subprocess.Popen(
-        [crb, "router", "run", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=(folder / f"router-{history}.log").open("wb"),
-    )  # fmt: skip
-    t0 = time.monotonic()
-    try:
-        asyncio.run(_send_and_await(kafka, names, referral, router))
-        out["router_first_forward_s"] = round(time.monotonic() - t0, 2)
-        out["router_peak_rss_mib"] = round(_peak_rss_mib(router.pid), 1)
-    finally:
-        router.terminate()
-        router.wait(timeout=60)
-    out.update(_time_tracker(crb, env, folder, history))
+    for run, phase in enumerate(("cold", "restart"), start=1):
+        out |= _time_router(crb, env, folder, kafka, names, fed, phase, forwards=run)
+        out |= _time_tracker(crb, env, folder, history, phase)
+    out["router_snapshot_mib"] = _mib(folder / "router" / "memory.sqlite")
+    out["tracker_snapshot_mib"] = _mib(folder / "tracker" / "state.sqlite")
     return out
 
 
-def _time_tracker(crb: str, env: dict[str, str], folder: Path, history: int) -> dict[str, Any]:
+def _mib(path: Path) -> float:
+    wal = path.with_name(path.name + "-wal")
+    size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    return round(size / (1 << 20), 1)
+
+
+def _time_router(
+    crb: str, env: dict[str, str], folder: Path, kafka: Any, names: Any, fed: Any,
+    phase: str, *, forwards: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Start ``crb router run``, produce one referral on another chain at once, and
+    time its forward (the ``forwards``-th in that inbox)."""
+    referral = _from_nl(fed)
+    log = (folder / f"router-{phase}.log").open("wb")
+    router = subprocess.Popen(
+        [crb, "router", "run", "--log-level", "info"], env=env, stdout=subprocess.DEVNULL,
+        stderr=log,
+    )  # fmt: skip
+    t0 = time.monotonic()
+    try:
+        asyncio.run(_send_and_await(kafka, names, referral, router, expect=forwards))
+        return {
+            f"router_{phase}_first_forward_s": round(time.monotonic() - t0, 2),
+            f"router_{phase}_peak_rss_mib": round(_peak_rss_mib(router.pid), 1),
+        }
+    finally:
+        router.terminate()
+        router.wait(timeout=120)
+
+
+def _time_tracker(
+    crb: str, env: dict[str, str], folder: Path, history: int, phase: str
+) -> dict[str, Any]:
     """Seconds from ``crb tracker run`` to ready, and its peak RSS then."""
     out: dict[str, Any] = {}
     port = free_port()
     tracker = subprocess.Popen(
         [crb, "tracker", "run", "--http-port", str(port), "--escalate-to", "int.coordinator"],
-        env=env, stdout=subprocess.DEVNULL, stderr=(folder / f"tracker-{history}.log").open("wb"),
+        env=env, stdout=subprocess.DEVNULL,
+        stderr=(folder / f"tracker-{history}-{phase}.log").open("wb"),
     )  # fmt: skip
     t0 = time.monotonic()
     try:
@@ -187,11 +221,11 @@ def _time_tracker(crb: str, env: dict[str, str], folder: Path, history: int) -> 
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)  # polling /healthz
-        out["tracker_ready_s"] = round(time.monotonic() - t0, 2)
-        out["tracker_peak_rss_mib"] = round(_peak_rss_mib(tracker.pid), 1)
+        out[f"tracker_{phase}_ready_s"] = round(time.monotonic() - t0, 2)
+        out[f"tracker_{phase}_peak_rss_mib"] = round(_peak_rss_mib(tracker.pid), 1)
     finally:
         tracker.terminate()
-        tracker.wait(timeout=60)
+        tracker.wait(timeout=120)
     return out
 
 
@@ -213,7 +247,7 @@ def _from_nl(fed: Any) -> bytes:
 
 
 async def _send_and_await(
-    kafka: Any, names: Any, envelope: bytes, proc: subprocess.Popen[bytes]
+    kafka: Any, names: Any, envelope: bytes, proc: subprocess.Popen[bytes], *, expect: int
 ) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -232,14 +266,16 @@ async def _send_and_await(
     )  # fmt: skip
     await consumer.start()
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 900
+        seen = 0
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError("the router exited")
             batch = await consumer.getmany(timeout_ms=100)
-            if any(batch.values()):
+            seen += sum(len(v) for v in batch.values())
+            if seen >= expect:
                 return
-        raise TimeoutError("no forward within 600 s")
+        raise TimeoutError("no forward within 900 s")
     finally:
         await consumer.stop()
 
@@ -265,10 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         launcher.destroy()
     base = rows[0]
     for r in rows:
-        r["router_vs_empty"] = round(
-            r["router_first_forward_s"] / base["router_first_forward_s"], 2
-        )
-        r["tracker_vs_empty"] = round(r["tracker_ready_s"] / base["tracker_ready_s"], 2)
+        for phase in ("cold", "restart"):
+            r[f"router_{phase}_vs_empty"] = round(
+                r[f"router_{phase}_first_forward_s"] / base[f"router_{phase}_first_forward_s"], 2
+            )
+            r[f"tracker_{phase}_vs_empty"] = round(
+                r[f"tracker_{phase}_ready_s"] / base[f"tracker_{phase}_ready_s"], 2
+            )
     print(json.dumps({"restarts": rows}))
     return 0
 

@@ -60,6 +60,14 @@ class RouterSettings(Section):
     then); never sooner, so two routers cannot fence each other in turn."""
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    snapshot: Path | None = None
+    """The router's local snapshot of its memory (``broker.router._store``): a
+    restart reads only the audit records written since its last checkpoint. ``crb
+    router run`` defaults to ``$CRB_HOME/router/memory.sqlite``; unset (the
+    library default) keeps the memory in RAM and replays the audit topic at start."""
+    checkpoint_s: float = Field(default=5.0, gt=0)
+    """How often the router reads the audit topic to its end, forgets expired
+    messages and saves a checkpoint to its snapshot."""
 
 
 class TrackerSettings(Section):
@@ -83,6 +91,12 @@ class TrackerSettings(Section):
     http_port: int | None = None
     tokens_file: Path | None = None
     """The HTTP API's bearer tokens (hashed), default ``$CRB_HOME/tokens.json``."""
+    snapshot: Path | None = None
+    """The tracker's local snapshot of its handovers (``broker.tracker._store``): a
+    restart reads only the tracker-topic records written since, and memory holds
+    only running timers. ``crb tracker run`` defaults to
+    ``$CRB_HOME/tracker/state.sqlite``; unset (the library default) keeps the
+    handovers in an in-memory database and reads the whole topic at start."""
 
 
 class Settings(BaseSettings):

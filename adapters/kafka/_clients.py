@@ -109,10 +109,12 @@ class TransactionalProducer(Producer):
         *,
         offsets: Mapping[Partition, int] | None = None,
         group_id: str | None = None,
-    ) -> None:
+    ) -> dict[Partition, int]:
         """Write ``records`` and (with ``group_id``) the consumed ``offsets`` in one
         transaction; on any failure the transaction is aborted and the error raised
-        (``Fenced`` when a newer owner took the id)."""
+        (``Fenced`` when a newer owner took the id). Returns, per partition written,
+        the offset after the last record written there (where a reader that has
+        seen them all stands)."""
         raw = self._raw
         with kafka_errors():
             await raw.begin_transaction()
@@ -125,12 +127,17 @@ class TransactionalProducer(Producer):
                     await raw.send_offsets_to_transaction(
                         {_tp(p): o for p, o in offsets.items()}, group_id
                     )
-                await asyncio.gather(*futures)
+                written = await asyncio.gather(*futures)
                 await raw.commit_transaction()
             except BaseException:
                 with contextlib.suppress(Exception):  # the first error is the one to report
                     await raw.abort_transaction()
                 raise
+        after: dict[Partition, int] = {}
+        for meta in written:
+            p = Partition(meta.topic, meta.partition)
+            after[p] = max(after.get(p, 0), meta.offset + 1)
+        return after
 
 
 class Consumer(_Client):
@@ -207,6 +214,12 @@ class Consumer(_Client):
         with kafka_errors():
             ends = await self._raw.end_offsets([_tp(p) for p in partitions])
         return {_ours(tp): o for tp, o in ends.items()}
+
+    async def beginning_offsets(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
+        """The first offset still held by each partition (after retention or deletion)."""
+        with kafka_errors():
+            starts = await self._raw.beginning_offsets([_tp(p) for p in partitions])
+        return {_ours(tp): o for tp, o in starts.items()}
 
     async def position(self, partition: Partition) -> int:
         with kafka_errors():

@@ -3,7 +3,10 @@
 :class:`TopicReader` follows every partition of one topic (``read_committed``):
 ``read_to_end`` feeds each record from the current positions up to the end each
 partition had when the call began (its last stable offset), and can be called
-again to catch up. :func:`read_topic` is the one-shot form, from the beginning.
+again to catch up. It can start from saved positions instead of the beginning
+(a service's local snapshot says how far it had read), and says where it stands
+(:meth:`TopicReader.positions`). :func:`read_topic` is the one-shot form, from the
+beginning.
 Used to rebuild state (the tracker's topic, the router's audit memory) and by
 the CLI's readers (``crb audit verify``, dead letters).
 """
@@ -11,7 +14,7 @@ the CLI's readers (``crb audit verify``, dead letters).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from adapters.kafka._clients import Consumer, KafkaClients
 from adapters.kafka._errors import Unavailable
@@ -37,15 +40,35 @@ class TopicReader:
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
 
-    async def start(self) -> None:
-        """Assign every partition at its beginning; ``TopicMissing`` if there is none."""
+    async def start(self, from_positions: Mapping[int, int] | None = None) -> bool:
+        """Assign every partition at its beginning, or at ``from_positions``
+        (partition → offset) when given; ``TopicMissing`` if there is no topic.
+
+        Returns whether the positions were taken: only if they name every partition
+        and each lies between the partition's first held offset and its end —
+        otherwise (a topic recreated, records deleted past them) every partition
+        starts at its beginning and the caller must rebuild from scratch.
+        """
         partitions = await self.clients.partitions(self.topic)
         consumer = self.clients.consumer(group_id=None)
         await consumer.start()
         self._partitions = [Partition(self.topic, p) for p in partitions]
         consumer.assign(self._partitions)
-        await consumer.seek_to_beginning(*self._partitions)
         self._consumer = consumer
+        if from_positions is not None and set(from_positions) == set(partitions):
+            starts = await consumer.beginning_offsets(self._partitions)
+            ends = await consumer.end_offsets(self._partitions)
+            if all(starts[p] <= from_positions[p.partition] <= ends[p] for p in self._partitions):
+                for p in self._partitions:
+                    consumer.seek(p, from_positions[p.partition])
+                return True
+        await consumer.seek_to_beginning(*self._partitions)
+        return False
+
+    async def positions(self) -> dict[int, int]:
+        """Partition → the next offset this reader will read."""
+        assert self._consumer is not None, "start() first"
+        return {p.partition: await self._consumer.position(p) for p in self._partitions}
 
     async def stop(self) -> None:
         if self._consumer is not None:

@@ -160,10 +160,18 @@ def router_run(
         str, typer.Option(help="debug logs every forward; info logs rejections and lifecycle.")
     ] = "info",
 ) -> None:
-    """Run the router until SIGTERM/SIGINT (finishes or aborts its transaction, then exits)."""
+    """Run the router until SIGTERM/SIGINT (finishes or aborts its transaction, then exits).
+
+    Its memory is kept in ``$CRB_HOME/router/memory.sqlite`` (``CRB_ROUTER__SNAPSHOT``):
+    a restart reads only the audit records written since the last checkpoint."""
     from broker.router import Router, RouterMetrics
 
     settings = ctx.build_settings(router={"group_id": group} if group else {})
+    if settings.router.snapshot is None:
+        router_section = settings.router.model_copy(
+            update={"snapshot": settings.home / "router" / "memory.sqlite"}
+        )
+        settings = settings.model_copy(update={"router": router_section})
     settings = settings.model_copy(update={"kafka": ctx.login(ROUTER)})
     try:
         configure_logging(log_level)

@@ -125,10 +125,17 @@ def tracker_run(
 
     The API answers bearer tokens from ``crb token issue`` (re-read when they
     change); a participant's token stops working once the directory no longer lists
-    the participant as active."""
+    the participant as active. Its handovers are kept in
+    ``$CRB_HOME/tracker/state.sqlite`` (``CRB_TRACKER__SNAPSHOT``): a restart reads
+    only the tracker-topic records written since."""
     from broker.tracker import Access, TokenStore, Tracker, create_app, serve
 
     settings = ctx.settings.model_copy(update={"kafka": ctx.login(TRACKER)})
+    if settings.tracker.snapshot is None:
+        section = settings.tracker.model_copy(
+            update={"snapshot": settings.home / "tracker" / "state.sqlite"}
+        )
+        settings = settings.model_copy(update={"tracker": section})
     clients = KafkaClients(settings.kafka)
     with errors():
         live, follower = ctx.follow(clients)
@@ -159,7 +166,7 @@ def tracker_run(
         api = None
         if port:
             access = Access.of(store, lambda: live.current)
-            app = create_app(tracker.snapshot, access=access, ready=tracker.ready.is_set)
+            app = create_app(tracker.handovers, access=access, ready=tracker.ready.is_set)
             api = asyncio.create_task(serve(app, settings.tracker.http_host, port, stop))
         try:
             await follower.alongside(tracker.run(stop))

@@ -12,7 +12,10 @@ audit topic holds (read ``read_committed``) is exactly what happened. From it
 
 Per-record cost does not grow with history: a batch reads the memory through an
 overlay (:class:`BatchView`) instead of copying it, and forgetting is a heap pop
-per expired message rather than a scan.
+per expired message rather than a scan. Where the forwarded messages live is a
+:class:`SeenStore`: a dict here (:class:`InMemorySeen`), or the router's local
+snapshot on disk (``broker.router._store``) so that memory stays bounded and a
+restart does not replay the audit topic.
 
 :func:`decide_batch` is the policy for one input partition's poll batch: skip what
 the chain head already covers, decide the rest in order (messages forwarded
@@ -25,7 +28,8 @@ decides the batch again.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping, Sequence
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -41,7 +45,9 @@ __all__ = [
     "RETRY_AFTER_REFRESH",
     "Batch",
     "BatchView",
+    "InMemorySeen",
     "RouterMemory",
+    "SeenStore",
     "decide_batch",
 ]
 
@@ -65,43 +71,91 @@ reinstated or rotated after the router last looked): worth deciding again after
 reading the directory topic to its end."""
 
 
-class RouterMemory:
-    """Chain heads and the messages forwarded within ``keep`` (no I/O)."""
+class SeenStore(Mapping[UUID, SeenMessage]):
+    """Where the forwarded messages are kept, by id: in memory (:class:`InMemorySeen`)
+    or in the router's local snapshot (``broker.router._store``)."""
 
-    def __init__(self, keep: timedelta) -> None:
+    @abstractmethod
+    def put(self, items: Sequence[tuple[UUID, SeenMessage]], /) -> None:
+        """Remember these (an id seen again keeps its latest entry)."""
+
+    @abstractmethod
+    def forget_before(self, cutoff: datetime, /) -> int:
+        """Forget messages forwarded before ``cutoff``; returns how many."""
+
+
+class InMemorySeen(SeenStore):
+    """Forwarded messages in a dict, with a heap of expiries: forgetting is a heap
+    pop per expired message, not a scan."""
+
+    def __init__(self) -> None:
+        self._seen: dict[UUID, SeenMessage] = {}
+        self._expiry: list[tuple[datetime, UUID]] = []
+
+    def __getitem__(self, key: UUID) -> SeenMessage:
+        return self._seen[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
+
+    def __iter__(self) -> Iterator[UUID]:
+        return iter(self._seen)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def put(self, items: Sequence[tuple[UUID, SeenMessage]]) -> None:
+        for message_id, seen in items:
+            if message_id not in self._seen:
+                heapq.heappush(self._expiry, (seen.forwarded_at, message_id))
+            self._seen[message_id] = seen
+
+    def forget_before(self, cutoff: datetime) -> int:
+        dropped = 0
+        while self._expiry and self._expiry[0][0] < cutoff:
+            _, message_id = heapq.heappop(self._expiry)
+            if self._seen.pop(message_id, None) is not None:
+                dropped += 1
+        return dropped
+
+
+class RouterMemory:
+    """Chain heads and the messages forwarded within ``keep`` (no I/O of its own:
+    ``seen`` is where forwarded messages are kept, default in memory)."""
+
+    def __init__(self, keep: timedelta, seen: SeenStore | None = None) -> None:
         self.keep = keep
         self.heads: dict[str, AuditRecord] = {}
-        self.seen: dict[UUID, SeenMessage] = {}
-        self._expiry: list[tuple[datetime, UUID]] = []
+        self.seen: SeenStore = seen if seen is not None else InMemorySeen()
 
     def __len__(self) -> int:
         return len(self.seen)
 
     def apply(self, record: AuditRecord) -> None:
         """Take one committed audit record (decided here, or read back)."""
-        head = self.heads.get(record.chain)
-        if head is None or record.seq > head.seq:
-            self.heads[record.chain] = record
-        if record.verdict is Verdict.FORWARDED and record.message_id and record.sender:
-            message_id = UUID(record.message_id)
-            if message_id not in self.seen:
-                heapq.heappush(self._expiry, (record.decided_at, message_id))
-            self.seen[message_id] = SeenMessage(
-                sender=record.sender,
-                recipients=record.recipients,
-                message_type=MessageType(record.message_type or "referral"),
-                forwarded_at=record.decided_at,
-            )
+        self.apply_all((record,))
+
+    def apply_all(self, records: Iterable[AuditRecord]) -> None:
+        """Take committed audit records, in order (one write to ``seen``)."""
+        remember: list[tuple[UUID, SeenMessage]] = []
+        for record in records:
+            head = self.heads.get(record.chain)
+            if head is None or record.seq > head.seq:
+                self.heads[record.chain] = record
+            if record.verdict is Verdict.FORWARDED and record.message_id and record.sender:
+                seen = SeenMessage(
+                    sender=record.sender,
+                    recipients=record.recipients,
+                    message_type=MessageType(record.message_type or "referral"),
+                    forwarded_at=record.decided_at,
+                )
+                remember.append((UUID(record.message_id), seen))
+        if remember:
+            self.seen.put(remember)
 
     def prune(self, now: datetime) -> int:
         """Forget messages forwarded longer than ``keep`` ago; returns how many."""
-        cutoff = now - self.keep
-        dropped = 0
-        while self._expiry and self._expiry[0][0] < cutoff:
-            _, message_id = heapq.heappop(self._expiry)
-            if self.seen.pop(message_id, None) is not None:
-                dropped += 1
-        return dropped
+        return self.seen.forget_before(now - self.keep)
 
 
 class BatchView(Mapping[UUID, SeenMessage]):
@@ -117,7 +171,11 @@ class BatchView(Mapping[UUID, SeenMessage]):
 
     def __getitem__(self, key: UUID) -> SeenMessage:
         found = self._batch.get(key)
-        return found if found is not None else self._committed[key]
+        if found is None:
+            found = self._committed.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
 
     def __contains__(self, key: object) -> bool:
         return key in self._batch or key in self._committed

@@ -42,6 +42,14 @@ added and published before its first referral is never refused as unknown.
 
 A record already covered by its chain head (offset <= head's source offset) was
 decided in a committed transaction and is skipped, not re-forwarded.
+
+Restarts do not replay history (``router.snapshot``, :mod:`broker.router._store`):
+the forwarded messages live in a local SQLite snapshot rather than in RAM, and
+every ``checkpoint_s`` the router reads the audit topic to its end, forgets what
+left the reply window and saves its chain heads with the audit positions they are
+complete up to. A restart loads the heads and reads only the audit records after
+those positions. The router's own audit records are recognised by their exact
+bytes when read back (already applied at commit) and are not parsed again.
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ from broker.audit import AuditRecord, Verdict, authentic, chain_id
 from broker.router._core import RoutingDecision
 from broker.router._memory import Batch, RouterMemory, decide_batch
 from broker.router._metrics import RouterMetrics
+from broker.router._store import RouterSnapshot
 from broker.settings import Settings
 from broker.signing import sign
 from keys import STATUS_CONTEXT, Limits, LiveDirectory, RecordSigner
@@ -128,8 +137,14 @@ class Router:
         r = settings.router
         self.limits = Limits(max_size=r.max_envelope_bytes, max_age=r.max_age, max_skew=r.max_skew)
         self.memory = RouterMemory(keep=max(r.reply_window, r.max_age + r.max_skew))
+        self.snapshot: RouterSnapshot | None = None
+        """The local snapshot while running (``router.snapshot``), if any."""
         self.retry = RetryPolicy(initial_s=0.2, max_s=5.0)
         self._audit = TopicReader(self.clients, self.names.audit)
+        self._own: set[bytes] = set()
+        """Audit records this router committed and has not read back yet."""
+        self.restored: dict[str, float | int | bool] = {}
+        """How the last start went: from a snapshot or not, tail length, seconds."""
         self._owned: dict[Partition, _Owned] = {}
         self._lock = asyncio.Lock()
         self.ready = asyncio.Event()
@@ -141,14 +156,19 @@ class Router:
 
     # -- the audit trail ----------------------------------------------------------
     async def catch_up(self) -> int:
-        """Read the audit topic to its end into the memory; returns records applied."""
+        """Read the audit topic to its end into the memory; returns records applied
+        (the router's own, already applied at commit, are recognised and skipped)."""
         applied = 0
-
+        pending: list[AuditRecord] = []
         directory = self.directory
+        own = self._own
 
         def take(r: Record) -> None:
             nonlocal applied
             if r.value is None:
+                return
+            if r.value in own:
+                own.discard(r.value)
                 return
             try:
                 record = AuditRecord.model_validate_json(r.value)
@@ -160,11 +180,54 @@ class Router:
                 self.unauthenticated += 1
                 log.error("audit_record_unauthenticated", source=r.where)
                 return
-            self.memory.apply(record)
+            pending.append(record)
             applied += 1
+            if len(pending) >= 5_000:
+                self.memory.apply_all(pending)
+                pending.clear()
 
-        await self._audit.read_to_end(take)
+        await self._audit.read_to_end(take, timeout_s=600.0)
+        self.memory.apply_all(pending)
         return applied
+
+    async def _restore(self) -> None:
+        """Start the audit reader: from the snapshot's positions when it has them and
+        they are still inside the topic, else from the beginning (snapshot emptied)."""
+        started = time.monotonic()
+        positions: dict[int, int] | None = None
+        path = self.settings.router.snapshot
+        if path is not None:
+            self.snapshot = RouterSnapshot.open(path, self.names.audit)
+            if self.snapshot is None:
+                log.warning("router_snapshot_in_use", path=str(path))
+            else:
+                self.memory = RouterMemory(self.memory.keep, self.snapshot.seen)
+                self.memory.heads, positions = self.snapshot.load()
+        resumed = await self._audit.start(from_positions=positions)
+        if self.snapshot is not None and not resumed:
+            if positions is not None:
+                log.warning("router_snapshot_discarded", path=str(self.snapshot.path))
+            self.snapshot.reset(self.names.audit)
+            self.memory.heads = {}
+        tail = await self.catch_up()
+        await self._checkpoint()
+        self.restored = {
+            "from_snapshot": resumed,
+            "audit_records_read": tail,
+            "seconds": round(time.monotonic() - started, 3),
+            "chains": len(self.memory.heads),
+        }
+        log.info("router_memory_restored", **self.restored)
+
+    async def _checkpoint(self) -> None:
+        """Forget expired messages; save heads and audit positions to the snapshot
+        (the caller has just read the audit topic to its end)."""
+        self.memory.prune(self.clock())
+        # Everything committed so far was read back: what is left here was applied
+        # from the topic before its commit returned (harmless, idempotent).
+        self._own.clear()
+        if self.snapshot is not None:
+            self.snapshot.checkpoint(self.memory.heads, await self._audit.positions())
 
     # -- partition ownership --------------------------------------------------------
     def _transactional_id(self, tp: Partition) -> str:
@@ -233,22 +296,23 @@ class Router:
     # -- main loop --------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         r = self.settings.router
-        await self._audit.start()
-        await self.catch_up()
-        consumer = self.clients.consumer(
-            group_id=r.group_id,
-            max_poll_records=r.max_batch,
-            metadata_max_age_ms=5_000,
-            session_timeout_ms=r.session_timeout_ms,
-        )
-        await consumer.start()
-        consumer.subscribe(
-            pattern=self.names.outbox_pattern,
-            on_assigned=self._on_assigned,
-            on_revoked=self._on_revoked,
-        )
-        log.info("router_started", group=r.group_id, pattern=self.names.outbox_pattern)
+        consumer: Consumer | None = None
         try:
+            await self._restore()
+            next_checkpoint = time.monotonic() + r.checkpoint_s
+            consumer = self.clients.consumer(
+                group_id=r.group_id,
+                max_poll_records=r.max_batch,
+                metadata_max_age_ms=5_000,
+                session_timeout_ms=r.session_timeout_ms,
+            )
+            await consumer.start()
+            consumer.subscribe(
+                pattern=self.names.outbox_pattern,
+                on_assigned=self._on_assigned,
+                on_revoked=self._on_revoked,
+            )
+            log.info("router_started", group=r.group_id, pattern=self.names.outbox_pattern)
             while not stop.is_set():
                 batch = await consumer.poll(timeout_ms=r.poll_timeout_ms)
                 if consumer.assignment():
@@ -261,17 +325,33 @@ class Router:
                         if (owned := self._owned.get(tp)) is not None and owned.producer is not None
                     ]
                     await asyncio.gather(*work)
-                self.memory.prune(self.clock())
+                    if time.monotonic() >= next_checkpoint:
+                        await self._catch_up_and_checkpoint()
+                        next_checkpoint = time.monotonic() + r.checkpoint_s
         finally:
             log.info("router_stopping")
             for owned in list(self._owned.values()):
                 await self._drop_producer(owned)
             self._owned.clear()
-            with contextlib.suppress(TransportError):
-                await consumer.stop()
+            if consumer is not None:
+                with contextlib.suppress(TransportError):
+                    await consumer.stop()
+            if self.snapshot is not None and self.restored:
+                await self._catch_up_and_checkpoint()
             with contextlib.suppress(TransportError):
                 await self._audit.stop()
+            if self.snapshot is not None:
+                self.snapshot.close()
+                self.snapshot = None
             log.info("router_stopped")
+
+    async def _catch_up_and_checkpoint(self) -> None:
+        """The periodic checkpoint; a Kafka failure only postpones it."""
+        try:
+            await self.catch_up()
+            await self._checkpoint()
+        except TransportError as exc:
+            log.warning("checkpoint_postponed", error=str(exc), retriable=exc.retriable)
 
     async def _process(self, consumer: Consumer, owned: _Owned, records: list[Record]) -> None:
         try:
@@ -300,8 +380,8 @@ class Router:
             return
         owned.failures = 0
         done = time.time()
-        for rec, decision, audit in batch.decided:
-            self.memory.apply(audit)
+        self.memory.apply_all(audit for _, _, audit in batch.decided)
+        for rec, decision, _ in batch.decided:
             self._observe(decision, rec, done)
 
     async def _transaction(self, owned: _Owned, records: list[Record]) -> Batch:
@@ -334,6 +414,7 @@ class Router:
             # added or reinstated before its first message): decide again with it.
             batch = await self._decide(owned.tp, records)
         outputs: list[OutRecord] = []
+        written: list[bytes] = []
         signer = self.signer
         trace = {r.offset: tp for r, tp in zip(records, parents, strict=True)}
         for rec, decision, audit in batch.decided:
@@ -345,12 +426,14 @@ class Router:
                 sign(with_traceparent(s, parent), signer, STATUS_CONTEXT) for s in decision.status
             )
             signed = audit.signed(signer)
-            outputs.append(OutRecord(self.names.audit, audit.chain.encode(), signed.to_bytes()))
+            written.append(signed.to_bytes())
+            outputs.append(OutRecord(self.names.audit, audit.chain.encode(), written[-1]))
         await producer.commit(
             outputs,
             offsets={owned.tp: records[-1].offset + 1},
             group_id=self.settings.router.group_id,
         )
+        self._own.update(written)
         return batch
 
     async def _decide(self, tp: Partition, records: list[Record]) -> Batch:

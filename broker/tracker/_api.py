@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from broker.tracker import _views as views
 from broker.tracker._access import Access, Caller, Refusal, visible_to
-from broker.tracker._machine import Handover
+from broker.tracker._machine import Handover, HandoverStore, InMemoryHandovers
 from broker.tracker._views import RouteStats
 from schemas import ISO_3166_ALPHA2, PARTICIPANT_ID_PATTERN, HandoverState
 
@@ -136,13 +136,14 @@ Who = Annotated[Caller, Depends(_caller)]
 
 
 def create_app(
-    source: Callable[[], Iterable[Handover]],
+    source: Callable[[], Iterable[Handover] | HandoverStore],
     *,
     access: Access,
     ready: Callable[[], bool] = lambda: True,
 ) -> FastAPI:
     """The API over ``source()`` (called once per request), callers checked by
-    ``access``."""
+    ``access``. A :class:`HandoverStore` (the running tracker's) is queried by its
+    indexes; any other iterable is filtered as it is read."""
     app = FastAPI(
         title="crb tracker",
         description="Where each (message, recipient) handover stands; overdue handovers; "
@@ -154,12 +155,16 @@ def create_app(
 
     app.state.access = access
 
-    def seen(who: Caller) -> Iterable[Handover]:
-        """What ``who`` may see of the state."""
+    def seen(who: Caller, **filters: Any) -> Iterable[Handover]:
+        """What ``who`` may see of the state, narrowed by ``filters`` (the keyword
+        arguments of :meth:`HandoverStore.matching`)."""
+        got = source()
+        store = got if isinstance(got, HandoverStore) else InMemoryHandovers.of(got)
+        found = store.matching(**filters)
         if who.participant is None:
-            return source()
+            return found
         pid = who.participant
-        return (h for h in source() if visible_to(h, pid))
+        return (h for h in found if visible_to(h, pid))
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
@@ -198,27 +203,33 @@ def create_app(
                 status_code=403,
                 detail=f"a participant:{who.participant} token sees only its own handovers",
             )
-        mine = seen(who)
-        if participant is not None:
-            mine = (h for h in mine if visible_to(h, participant))
-        found = views.select(
-            mine, overdue=overdue, jurisdiction=_country(jurisdiction), state=state
+        country = _country(jurisdiction)
+        mine = seen(
+            who,
+            participant=participant or who.participant,
+            overdue=overdue,
+            jurisdiction=country,
+            state=state,
         )
+        found = views.select(mine, overdue=overdue, jurisdiction=country, state=state)
         return HandoverList(count=len(found), handovers=_list(found[:limit]))
 
     @app.get("/cases/{case_id}", response_model=CaseView)
     async def case(case_id: UUID, who: Who) -> CaseView:
-        found = _found(views.by_case(seen(who), case_id), f"case {case_id}")
+        found = _found(views.by_case(seen(who, case_id=case_id), case_id), f"case {case_id}")
         return CaseView(case_id=case_id, handovers=found)
 
     @app.get("/messages/{message_id}", response_model=MessageView)
     async def message(message_id: UUID, who: Who) -> MessageView:
-        found = _found(views.by_message(seen(who), message_id), f"message {message_id}")
+        found = _found(
+            views.by_message(seen(who, message_id=message_id), message_id),
+            f"message {message_id}",
+        )
         return MessageView(message_id=message_id, handovers=found)
 
     @app.get("/routes", response_model=RoutesView)
     async def routes(who: Who) -> RoutesView:
-        return RoutesView(routes=views.route_stats(seen(who)))
+        return RoutesView(routes=views.route_stats(seen(who, participant=who.participant)))
 
     return app
 

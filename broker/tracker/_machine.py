@@ -43,11 +43,13 @@ visible and to escalate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -70,7 +72,9 @@ __all__ = [
     "TIMED_STATES",
     "Disposition",
     "Handover",
+    "HandoverStore",
     "HistoryEntry",
+    "InMemoryHandovers",
     "Ledger",
     "Policy",
     "Rule",
@@ -519,19 +523,91 @@ class Step:
     dispositions: list[tuple[str, Disposition]]
 
 
+class HandoverStore(Mapping[str, Handover]):
+    """Where the ledger keeps its handovers, by key: in memory
+    (:class:`InMemoryHandovers`) or in the tracker's local snapshot on disk
+    (``broker.tracker._store``), so that memory stays bounded."""
+
+    @abstractmethod
+    def put(self, handovers: Sequence[Handover], /) -> None:
+        """Store these (replacing any with the same key)."""
+
+    @abstractmethod
+    def waiting(self) -> Iterable[tuple[str, str, datetime]]:
+        """``(key, sender, due_at)`` of every handover with a running timer."""
+
+    def matching(
+        self,
+        *,
+        case_id: UUID | None = None,
+        message_id: UUID | None = None,
+        participant: str | None = None,
+        state: HandoverState | None = None,
+        jurisdiction: str | None = None,
+        overdue: bool | None = None,
+    ) -> Iterable[Handover]:
+        """Handovers matching every given filter (``participant``: as sender,
+        recipient or escalation recipient). A store on disk answers from indexes."""
+        return (
+            h
+            for h in self.values()
+            if (case_id is None or h.case_id == case_id)
+            and (message_id is None or h.message_id == message_id)
+            and (participant is None or participant in (h.sender, h.recipient, h.escalated_to))
+            and (state is None or h.state is state)
+            and (jurisdiction is None or h.jurisdiction == jurisdiction)
+            and (overdue is None or h.overdue == overdue)
+        )
+
+
+class InMemoryHandovers(HandoverStore):
+    """Handovers in a dict."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Handover] = {}
+
+    @classmethod
+    def of(cls, handovers: Iterable[Handover]) -> InMemoryHandovers:
+        store = cls()
+        store.put(list(handovers))
+        return store
+
+    def __getitem__(self, key: str) -> Handover:
+        return self._by_key[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_key)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def put(self, handovers: Sequence[Handover]) -> None:
+        for h in handovers:
+            self._by_key[h.key] = h
+
+    def waiting(self) -> Iterable[tuple[str, str, datetime]]:
+        return [(k, h.sender, h.due_at) for k, h in self._by_key.items() if h.due_at is not None]
+
+
 class Ledger:
-    """Every handover by key, plus an index of running timers. In memory, no I/O.
+    """Every handover by key (in ``store``, default in memory), plus an index of
+    running timers (in memory: only handovers still waiting for a receipt).
 
     :meth:`step` computes a batch without changing the ledger; :meth:`commit`
     applies it once it is durable (the service calls it after the Kafka
     transaction committed).
     """
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, store: HandoverStore | None = None) -> None:
         self.policy = policy
-        self.handovers: dict[str, Handover] = {}
+        self.handovers: HandoverStore = store if store is not None else InMemoryHandovers()
         self._due: dict[str, datetime] = {}
         self._due_by_sender: dict[str, set[str]] = {}
+        for key, sender, due_at in self.handovers.waiting():
+            self._index(key, sender, due_at)
 
     def __len__(self) -> int:
         return len(self.handovers)
@@ -539,24 +615,36 @@ class Ledger:
     def get(self, key: str) -> Handover | None:
         return self.handovers.get(key)
 
+    def waiting_keys(self) -> set[str]:
+        """Keys of the handovers with a running timer (held in memory)."""
+        return set(self._due)
+
+    def _index(self, key: str, sender: str, due_at: datetime | None) -> None:
+        if due_at is not None:
+            self._due[key] = due_at
+            self._due_by_sender.setdefault(sender, set()).add(key)
+        else:
+            self._due.pop(key, None)
+            waiting = self._due_by_sender.get(sender)
+            if waiting is not None:
+                waiting.discard(key)
+                if not waiting:
+                    del self._due_by_sender[sender]
+
     def commit(self, changed: Iterable[Handover]) -> None:
-        for h in changed:
-            key = h.key
-            self.handovers[key] = h
-            if h.due_at is not None:
-                self._due[key] = h.due_at
-                self._due_by_sender.setdefault(h.sender, set()).add(key)
-            else:
-                self._due.pop(key, None)
-                waiting = self._due_by_sender.get(h.sender)
-                if waiting is not None:
-                    waiting.discard(key)
-                    if not waiting:
-                        del self._due_by_sender[h.sender]
+        """Take handovers made durable (in one write to the store)."""
+        batch = list(changed)
+        self.handovers.put(batch)
+        for h in batch:
+            self._index(h.key, h.sender, h.due_at)
 
     def load(self, h: Handover) -> None:
         """Take a stored handover (rebuild), re-deriving its deadline from the policy."""
-        self.commit([_with_deadline(h, self.policy)])
+        self.load_all((h,))
+
+    def load_all(self, handovers: Iterable[Handover]) -> None:
+        """Take stored handovers (rebuild), re-deriving their deadlines from the policy."""
+        self.commit([_with_deadline(h, self.policy) for h in handovers])
 
     def step(
         self,

@@ -3,8 +3,12 @@
 Start-up: a transactional producer with one id (``<prefix>-tracker`` unless set) is
 started first; its InitProducerId fences any previous instance and aborts that
 instance's open transaction. Only then is the compacted ``<prefix>.tracker`` topic
-read from the beginning to its end (``read_committed``, no group): that is the
-state. The ``<prefix>.status`` partitions are then assigned by hand and read from
+read to its end (``read_committed``, no group): that is the state. With a local
+snapshot (``tracker.snapshot``, :mod:`broker.tracker._store`) the topic is read
+only from where the snapshot is complete — a restart does not grow with
+history, and memory holds only the timers of handovers still waiting; without
+one (or when the topic no longer has those positions) from the beginning. The
+``<prefix>.status`` partitions are then assigned by hand and read from
 the tracker group's committed offsets (earliest if none).
 
 Per poll: :meth:`Ledger.step` folds the status events and ticks the timers
@@ -52,6 +56,7 @@ from adapters.kafka import (
     OutRecord,
     Partition,
     Record,
+    TopicReader,
     TransactionalProducer,
     TransportError,
     read_topic,
@@ -60,7 +65,8 @@ from adapters.kafka import (
 )
 from broker.settings import Settings, TrackerSettings
 from broker.signing import sign, signed_by
-from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
+from broker.tracker._machine import Handover, HandoverStore, Ledger, Policy, Sla, Step
+from broker.tracker._store import SqliteHandovers
 from keys import (
     STATUS_CONTEXT,
     TRACKER_STATE_CONTEXT,
@@ -105,6 +111,24 @@ def policy_from(settings: TrackerSettings, escalation: Escalation) -> Policy:
     return Policy(sla=sla, escalation_recipient=escalation, max_history=settings.max_history)
 
 
+def _state_record(r: Record, directory: Directory) -> Handover | None:
+    """The handover a tracker-topic record holds, if the tracker signed it; anything
+    else is reported and ``None``."""
+    if r.key is None or r.value is None:
+        return None  # the tracker never deletes a handover; a tombstone is not its own
+    try:
+        h = Handover.model_validate_json(r.value)
+    except ValidationError:
+        log.warning("bad_state_record", source=r.where)
+        return None
+    if h.key.encode() != r.key or not signed_by(
+        r, directory, _TRACKER, TRACKER_STATE_CONTEXT, at=h.updated_at
+    ):
+        log.error("state_record_unauthenticated", source=r.where)
+        return None
+    return h
+
+
 async def read_state(
     clients: KafkaClients, topic: str, directory: Directory
 ) -> dict[str, Handover]:
@@ -113,19 +137,9 @@ async def read_state(
     state: dict[str, Handover] = {}
 
     def take(r: Record) -> None:
-        if r.key is None or r.value is None:
-            return  # the tracker never deletes a handover; a tombstone is not its own
-        try:
-            h = Handover.model_validate_json(r.value)
-        except ValidationError:
-            log.warning("bad_state_record", source=r.where)
-            return
-        if h.key.encode() != r.key or not signed_by(
-            r, directory, _TRACKER, TRACKER_STATE_CONTEXT, at=h.updated_at
-        ):
-            log.error("state_record_unauthenticated", source=r.where)
-            return
-        state[h.key] = h
+        h = _state_record(r, directory)
+        if h is not None:
+            state[h.key] = h
 
     await read_topic(clients, topic, take)
     return state
@@ -166,13 +180,20 @@ class Tracker:
         self.transactions = 0
         self.retry = RetryPolicy(initial_s=0.5, max_s=5.0)
         self._producer: TransactionalProducer | None = None
+        self._store: SqliteHandovers | None = None
+        self.restored: dict[str, float | int | bool] = {}
+        """How the last start went: from a snapshot or not, records read, seconds."""
         self._failures = 0
         t = settings.tracker
         self.transactional_id = t.transactional_id or f"{settings.topics.prefix}-tracker"
 
     def snapshot(self) -> list[Handover]:
         """The committed handovers (a copy: safe to read while the tracker runs)."""
-        return list(self.ledger.handovers.values())
+        return list(self.ledger.handovers.matching())
+
+    def handovers(self) -> HandoverStore:
+        """The committed handovers, to query (``matching``) without copying them all."""
+        return self.ledger.handovers
 
     async def _new_producer(self) -> TransactionalProducer:
         producer = self.clients.transactional_producer(
@@ -182,14 +203,59 @@ class Tracker:
         await producer.start()  # InitProducerId: fences the previous instance
         return producer
 
+    def _open_store(self) -> SqliteHandovers:
+        path = self.settings.tracker.snapshot
+        policy = repr(self.policy)
+        store = SqliteHandovers.open(path, self.names.tracker, policy)
+        if store is None:
+            log.warning("tracker_snapshot_in_use", path=str(path))
+            store = SqliteHandovers.open(None, self.names.tracker, policy)
+            assert store is not None
+        return store
+
     async def rebuild(self) -> int:
-        """Replace the ledger with the committed state of the tracker topic."""
-        state = await read_state(self.clients, self.names.tracker, self.live.current)
-        self.ledger = Ledger(self.policy)
-        for h in state.values():
-            self.ledger.load(h)
-        log.info("tracker_rebuilt", handovers=len(state), topic=self.names.tracker)
-        return len(state)
+        """Replace the ledger with the committed state of the tracker topic: the
+        snapshot's handovers plus the records after its positions (all of them
+        without a usable snapshot). Returns how many records were read."""
+        started = asyncio.get_running_loop().time()
+        if self._store is None:
+            self._store = self._open_store()
+        store = self._store
+        directory = self.live.current
+        reader = TopicReader(self.clients, self.names.tracker)
+        try:
+            positions = store.positions()
+            resumed = await reader.start(from_positions=positions)
+            if not resumed:
+                if positions is not None:
+                    log.warning("tracker_snapshot_discarded", path=str(store.path))
+                store.reset(self.names.tracker)
+            self.ledger = Ledger(self.policy, store)
+            pending: list[Handover] = []
+
+            def take(r: Record) -> None:
+                h = _state_record(r, directory)
+                if h is not None:
+                    pending.append(h)
+                if len(pending) >= 5_000:
+                    self.ledger.load_all(pending)
+                    pending.clear()
+
+            read = await reader.read_to_end(take, timeout_s=600.0)
+            self.ledger.load_all(pending)
+            if store.policy_changed():
+                self.ledger.load_all([store[key] for key, _, _ in store.waiting()])
+            store.save_positions(await reader.positions())
+        finally:
+            await reader.stop()
+        self.restored = {
+            "from_snapshot": resumed,
+            "records_read": read,
+            "waiting": len(self.ledger.waiting_keys()),
+            "seconds": round(asyncio.get_running_loop().time() - started, 3),
+        }
+        log.info("tracker_rebuilt", topic=self.names.tracker, **self.restored)
+        return read
 
     async def run(self, stop: asyncio.Event) -> None:
         """Raises ``Fenced`` when a newer instance took over (this one stops), and
@@ -222,6 +288,11 @@ class Tracker:
                 with contextlib.suppress(TransportError):
                     await consumer.stop()
             await self._drop_producer()
+            if self._store is not None:
+                # Lets another tracker process take the file; what this one holds
+                # stays readable (``snapshot()`` after a stop).
+                self._store.release()
+                self._store = None
             log.info("tracker_stopped")
 
     def _answerable(self, now: datetime) -> Callable[[str], bool]:
@@ -241,7 +312,7 @@ class Tracker:
         try:
             if self._producer is None:
                 self._producer = await self._new_producer()
-            await self._transaction(self._producer, step, offsets)
+            written = await self._transaction(self._producer, step, offsets)
         except Fenced:
             log.error("tracker_fenced", transactional_id=self.transactional_id)
             raise
@@ -255,6 +326,11 @@ class Tracker:
             return False
         self._failures = 0
         self.ledger.commit(step.changed.values())
+        if self._store is not None:
+            topic = self.names.tracker
+            self._store.save_positions(
+                {p.partition: o for p, o in written.items() if p.topic == topic}
+            )
         self.transactions += 1
         for e in step.emitted:
             log.info(
@@ -307,7 +383,7 @@ class Tracker:
 
     async def _transaction(
         self, producer: TransactionalProducer, step: Step, offsets: dict[Partition, int]
-    ) -> None:
+    ) -> dict[Partition, int]:
         records = [
             sign(
                 OutRecord(
@@ -334,4 +410,6 @@ class Tracker:
             )
             for e in step.emitted
         ]
-        await producer.commit(records, offsets=offsets, group_id=self.settings.tracker.group_id)
+        return await producer.commit(
+            records, offsets=offsets, group_id=self.settings.tracker.group_id
+        )

@@ -6,6 +6,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -14,6 +15,7 @@ from adapters.kafka import KafkaClients
 from broker import topics
 from broker.audit import AuditRecord, chain_next, verify_chains
 from broker.router import Router
+from broker.router._store import RouterSnapshot
 from broker.settings import Settings
 from schemas import Priority, ServiceRole, StatusEvent, TopicNames
 from tests._fed import LiveFederation, now, settings_for, unique_prefix
@@ -365,3 +367,55 @@ async def test_traces_cross_the_router_and_batches_are_spans(kafka: KafkaEndpoin
     assert sorted(wanted) == sorted(linked)
     counts = [dict(s.attributes or {}).get("messaging.batch.message_count") for s in spans]
     assert 5 == sum(int(c) for c in counts if isinstance(c, int))
+
+
+async def test_a_restart_reads_only_what_its_snapshot_has_not_seen(
+    kafka: KafkaEndpoint, tmp_path: Path
+) -> None:
+    """With a snapshot, a restarted router reads the audit topic only from its last
+    checkpoint: after a clean stop nothing but what was appended since (here one
+    forged link, refused); yet it still knows every forwarded message — a resent
+    referral is a duplicate, a receipt to an earlier one is authorised. A snapshot
+    whose positions the topic no longer has is discarded and rebuilt from the
+    beginning, with the same memory."""
+    settings, fed = await _setup(kafka)
+    path = tmp_path / "router" / "memory.sqlite"
+    section = settings.router.model_copy(update={"snapshot": path, "checkpoint_s": 0.2})
+    settings = settings.model_copy(update={"router": section})
+    names = TopicNames(settings.topics.prefix)
+    a, b, c = fed.referral(), fed.referral(), fed.referral()
+    async with running_router(settings, fed) as router:
+        assert router.restored["from_snapshot"] is False
+        await _produce(kafka.bootstrap, [(names.outbox("de.hotline"), v) for v in (a, b, c)])
+        await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=3)
+    assert path.exists()
+
+    rows = await read_all(kafka.bootstrap, names.audit)
+    last = AuditRecord.model_validate_json(rows[-1].value or b"")
+    forged = chain_next(last, last.model_copy(update={"source_offset": 99}))
+    await _produce(kafka.bootstrap, [(names.audit, forged.to_bytes())])
+
+    receipt = fed.receipt(b, by="nl.hotline")
+    async with running_router(settings, fed) as router:
+        assert router.restored["from_snapshot"] is True
+        assert 0 == router.restored["audit_records_read"], "only the forged link was new"
+        assert 1 == router.unauthenticated
+        resent = [(names.outbox("de.hotline"), a), (names.outbox("nl.hotline"), receipt)]
+        await _produce(kafka.bootstrap, resent)
+        (back,) = await drain(kafka.bootstrap, names.inbox("de.hotline"), expect=1)
+        (dead,) = await drain(kafka.bootstrap, names.dlq, expect=1)
+    assert receipt == back.value
+    assert (b"duplicate_message", a) == (dict(dead.headers)["crb-reason"], dead.value)
+
+    snapshot = RouterSnapshot.open(path, names.audit)
+    assert snapshot is not None
+    heads, _ = snapshot.load()
+    snapshot.checkpoint(heads, {0: 10**9})  # past the end: the topic is not this one
+    snapshot.close()
+    async with running_router(settings, fed) as router:
+        assert router.restored["from_snapshot"] is False
+        assert 5 == router.restored["audit_records_read"], "3 forwards, a receipt, a duplicate"
+        assert 1 == router.unauthenticated
+        await _produce(kafka.bootstrap, [(names.outbox("de.hotline"), c)])
+        dead_letters = await drain(kafka.bootstrap, names.dlq, expect=2)
+    assert c == dead_letters[-1].value

@@ -281,11 +281,18 @@ async def test_urgent_without_receipt_overdue_escalated_failed(kafka: KafkaEndpo
     assert 5 == len(records)
 
 
-async def test_a_restarted_tracker_rebuilds_the_same_state(kafka: KafkaEndpoint) -> None:
+@pytest.mark.parametrize("snapshot", [False, True], ids=["from-topic", "from-snapshot"])
+async def test_a_restarted_tracker_rebuilds_the_same_state(
+    kafka: KafkaEndpoint, tmp_path: Path, snapshot: bool
+) -> None:
     """A second tracker on the same topics, started after the first stopped, rebuilds
     exactly the same handovers and views, raises no timer event twice, and goes on
-    from where the first left off (a late receipt after failed is noted)."""
+    from where the first left off (a late receipt after failed is noted). With a
+    local snapshot it reads nothing of the tracker topic; without, all of it."""
     settings = await _setup(kafka)
+    if snapshot:
+        section = settings.tracker.model_copy(update={"snapshot": tmp_path / "state.sqlite"})
+        settings = settings.model_copy(update={"tracker": section})
     clock = FakeClock()
     names = TopicNames(settings.topics.prefix)
     c1, c2 = mid(), mid()
@@ -321,6 +328,10 @@ async def test_a_restarted_tracker_rebuilds_the_same_state(kafka: KafkaEndpoint)
     assert 8 + 3 + 3 == emitted_before
 
     async with running_tracker(settings, clock) as (second, _):
+        assert snapshot is second.restored["from_snapshot"]
+        # Without: every state record written (7 new, 3 overdue, 3 escalated).
+        assert (0 if snapshot else 7 + 3 + 3) == second.restored["records_read"]
+        assert 5 == second.restored["waiting"], "3 escalated urgent, 2 high in time"
         assert before == _sorted(second.snapshot())
         assert by_case(before, c1) == by_case(second.snapshot(), c1)
         assert route_stats(before) == route_stats(second.snapshot())

@@ -1,9 +1,17 @@
-"""The router's memory and batch policy, pure: no Kafka, time passed in."""
+"""The router's memory and batch policy, pure: no Kafka, time passed in.
+
+Every memory behaviour holds for both places forwarded messages are kept: in RAM
+and in the router's local SQLite snapshot (``new_memory`` is parametrised).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from uuid import UUID
+
+import pytest
 
 from adapters.kafka import Record
 from broker.audit import AuditEntry, AuditRecord, Verdict, chain_id, chain_next
@@ -13,6 +21,7 @@ from broker.router import (
     SeenMessage,
     decide_batch,
 )
+from broker.router._store import RouterSnapshot
 from keys import Limits, parse
 from schemas import MessageType, Reason, TopicNames, uuid7
 from tests.unit._federation import NOW, federation, referral
@@ -21,6 +30,27 @@ FED = federation()
 DIRECTORY = FED.directory()
 NAMES = TopicNames("crb")
 TOPIC = NAMES.outbox("de.hotline")
+
+
+NewMemory = Callable[[timedelta], RouterMemory]
+
+
+@pytest.fixture(params=["ram", "sqlite"])
+def new_memory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NewMemory]:
+    """Makes a RouterMemory keeping forwarded messages in RAM or in a snapshot file."""
+    opened: list[RouterSnapshot] = []
+
+    def make(keep: timedelta) -> RouterMemory:
+        if request.param == "ram":
+            return RouterMemory(keep)
+        snapshot = RouterSnapshot.open(tmp_path / f"memory{len(opened)}.sqlite", "crb.audit")
+        assert snapshot is not None
+        opened.append(snapshot)
+        return RouterMemory(keep, snapshot.seen)
+
+    yield make
+    for snapshot in opened:
+        snapshot.close()
 
 
 def _envelope() -> bytes:
@@ -46,10 +76,10 @@ def _batch(records: list[Record], memory: RouterMemory) -> list[tuple[int, Reaso
     return [(rec.offset, decision.reason) for rec, decision, _ in batch.decided]
 
 
-def test_records_at_or_below_the_chain_head_are_skipped() -> None:
+def test_records_at_or_below_the_chain_head_are_skipped(new_memory: NewMemory) -> None:
     """A redelivery after a crash re-reads committed records: those the chain head
     covers are not decided again; the rest continue the chain."""
-    memory = RouterMemory(keep=timedelta(days=90))
+    memory = new_memory(timedelta(days=90))
     a, b, c = _envelope(), _envelope(), _envelope()
     assert [(0, None), (1, None)] == _batch(_records(a, b), memory)
     assert [(2, None)] == _batch(_records(a, b, c), memory)
@@ -57,19 +87,21 @@ def test_records_at_or_below_the_chain_head_are_skipped() -> None:
     assert (2, 2) == (head.seq, head.source_offset)
 
 
-def test_a_message_forwarded_earlier_in_the_batch_counts_as_seen() -> None:
+def test_a_message_forwarded_earlier_in_the_batch_counts_as_seen(new_memory: NewMemory) -> None:
     """The same envelope twice in one batch: forwarded once, then a duplicate —
     without copying the memory."""
-    memory = RouterMemory(keep=timedelta(days=90))
+    memory = new_memory(timedelta(days=90))
     env = _envelope()
     assert [(0, None), (1, Reason.DUPLICATE_MESSAGE)] == _batch(_records(env, env), memory)
     assert 1 == len(memory)
 
 
-def test_needs_catch_up_only_for_refusals_another_router_could_explain() -> None:
+def test_needs_catch_up_only_for_refusals_another_router_could_explain(
+    new_memory: NewMemory,
+) -> None:
     """unknown_original and duplicate_message might be news another router instance
     wrote a moment ago: the shell reads the audit topic and decides again."""
-    memory = RouterMemory(keep=timedelta(days=90))
+    memory = new_memory(timedelta(days=90))
     env = _envelope()
     _batch(_records(env), memory)
     fresh = decide_batch(
@@ -101,10 +133,10 @@ def _audit(message_id: UUID, seq: int, at_minutes: int) -> AuditRecord:
     return record.model_copy(update={"seq": seq})
 
 
-def test_forgetting_drops_exactly_what_left_the_window() -> None:
+def test_forgetting_drops_exactly_what_left_the_window(new_memory: NewMemory) -> None:
     """prune() forgets messages forwarded longer than ``keep`` ago — by when they were
     forwarded — and keeps the rest; each forgotten message is one heap pop."""
-    memory = RouterMemory(keep=timedelta(minutes=30))
+    memory = new_memory(timedelta(minutes=30))
     ids = [uuid7(NOW + timedelta(minutes=m)) for m in range(4)]
     for i, mid in enumerate(ids):
         memory.apply(_audit(mid, i, at_minutes=i * 20))  # at 0, 20, 40, 60 minutes
@@ -115,10 +147,12 @@ def test_forgetting_drops_exactly_what_left_the_window() -> None:
     assert 0 == len(memory)
 
 
-def test_seen_is_dated_by_forwarding_both_when_decided_and_when_rebuilt() -> None:
+def test_seen_is_dated_by_forwarding_both_when_decided_and_when_rebuilt(
+    new_memory: NewMemory,
+) -> None:
     """The same fact computed once: a message remembered by the decision and the same
     message rebuilt from its audit record carry the same forwarded_at."""
-    live = RouterMemory(keep=timedelta(days=90))
+    live = new_memory(timedelta(days=90))
     batch = decide_batch(
         _records(_envelope()), head=None, seen=live.seen, now=NOW + timedelta(minutes=3),
         directory=DIRECTORY, names=NAMES, limits=Limits(),
@@ -126,7 +160,7 @@ def test_seen_is_dated_by_forwarding_both_when_decided_and_when_rebuilt() -> Non
     (_, decision, audit) = batch.decided[0]
     assert decision.remember is not None
     remembered = decision.remember[1]
-    rebuilt = RouterMemory(keep=timedelta(days=90))
+    rebuilt = new_memory(timedelta(days=90))
     rebuilt.apply(audit)
     assert remembered == rebuilt.seen[decision.remember[0]]
     assert NOW + timedelta(minutes=3) == remembered.forwarded_at
