@@ -228,12 +228,22 @@ def _check_ip(value: str) -> str:
         raise ValueError("not an IPv4 or IPv6 address") from exc
 
 
+_URL_LENGTH = StringConstraints(min_length=8, max_length=4096, pattern=r"^[^\s]+$")
+_PLAIN_URL_WHOLE = (
+    r"^(?i:https?|ftps?)://(?:[^/?#@\[\]\s]*@)?[^/?#:@\[\]\s]+(?::[0-9]*)?(?:[/?#]\S*)?$"
+)
+""":data:`_PLAIN_URL` over the whole value, without whitespace: checked inside
+pydantic-core (its own regex engine), so the common URL never calls Python."""
+
 Url = Annotated[
-    str,
-    StringConstraints(min_length=8, max_length=4096, pattern=r"^[^\s]+$"),
-    AfterValidator(_check_url),
+    Annotated[str, StringConstraints(min_length=8, max_length=4096, pattern=_PLAIN_URL_WHOLE)]
+    | Annotated[str, _URL_LENGTH, AfterValidator(_check_url)],
+    Field(union_mode="left_to_right"),
+    WithJsonSchema({"type": "string", "minLength": 8, "maxLength": 4096, "pattern": r"^[^\s]+$"}),
 ]
-"""Absolute URL kept exactly as reported (not normalised: it is evidence)."""
+"""Absolute URL kept exactly as reported (not normalised: it is evidence). The
+plain shape is matched without leaving pydantic-core; anything else (IPv6 literal
+hosts, unusual forms) takes :func:`_check_url`."""
 
 
 def _ip_value(value: object) -> str:
@@ -246,14 +256,16 @@ def _ip_value(value: object) -> str:
 
 
 IpAddress = Annotated[
-    str,
-    PlainValidator(_ip_value),
+    Annotated[str, StringConstraints(pattern=_IPV4.pattern)]
+    | Annotated[str, PlainValidator(_ip_value)],
+    Field(union_mode="left_to_right"),
     WithJsonSchema(
         {"anyOf": [{"format": "ipv4", "type": "string"}, {"format": "ipv6", "type": "string"}]}
     ),
 ]
 """IPv4 or IPv6, kept as its canonical text (the same bytes in canonical JSON as
-the ``ipaddress`` objects it replaces)."""
+the ``ipaddress`` objects it replaces). A canonical dotted quad is matched inside
+pydantic-core; anything else takes :func:`_ip_value`."""
 Text = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
 Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$")]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{4,14}$")]
