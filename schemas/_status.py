@@ -14,6 +14,7 @@ from pydantic import AfterValidator, WithJsonSchema, model_validator
 from ._common import (
     SCHEMA_VERSION,
     CaseId,
+    Category,
     CountryCode,
     FrozenModel,
     MessageId,
@@ -74,6 +75,8 @@ class StatusEvent(FrozenModel):
     """The message's priority (from its signed header), for SLA timers."""
     jurisdiction: CountryCode | None = None
     """The case's jurisdiction (from its signed header), for operator views."""
+    category: Category | None = None
+    """The case's category (from its signed header), for operator views."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -166,7 +166,12 @@ def tracker_run(
         api = None
         if port:
             access = Access.of(store, lambda: live.current)
-            app = create_app(tracker.handovers, access=access, ready=tracker.ready.is_set)
+            app = create_app(
+                tracker.handovers,
+                access=access,
+                ready=tracker.ready.is_set,
+                console=tracker.handovers,
+            )
             api = asyncio.create_task(serve(app, settings.tracker.http_host, port, stop))
         try:
             await follower.alongside(tracker.run(stop))

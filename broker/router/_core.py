@@ -130,6 +130,7 @@ def _event(
         reason=reason,
         priority=header.priority,
         jurisdiction=header.jurisdiction,
+        category=header.category,
     )
 
 

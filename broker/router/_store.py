@@ -183,7 +183,7 @@ class RouterSnapshot:
         """Empty the snapshot (the next start reads the audit topic from its beginning)."""
         with self._lock, self._db:
             for table in ("seen", "heads", "positions", "meta"):
-                self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+                self._db.execute(f"DELETE FROM {table}")
             self._db.execute("INSERT INTO meta VALUES ('audit_topic', ?)", (audit_topic,))
 
     def load(self) -> tuple[dict[str, AuditRecord], dict[int, int] | None]:

@@ -26,7 +26,9 @@ from pydantic import BaseModel, ConfigDict
 
 from broker.tracker import _views as views
 from broker.tracker._access import Access, Caller, Refusal, visible_to
+from broker.tracker._console import mount_console
 from broker.tracker._machine import Handover, HandoverStore, InMemoryHandovers
+from broker.tracker._store import SqliteHandovers
 from broker.tracker._views import RouteStats
 from schemas import ISO_3166_ALPHA2, PARTICIPANT_ID_PATTERN, HandoverState
 
@@ -140,10 +142,12 @@ def create_app(
     *,
     access: Access,
     ready: Callable[[], bool] = lambda: True,
+    console: Callable[[], SqliteHandovers] | None = None,
 ) -> FastAPI:
     """The API over ``source()`` (called once per request), callers checked by
     ``access``. A :class:`HandoverStore` (the running tracker's) is queried by its
-    indexes; any other iterable is filtered as it is read."""
+    indexes; any other iterable is filtered as it is read. With ``console`` (the
+    running tracker's store), the operator console is served under ``/console``."""
     app = FastAPI(
         title="crb tracker",
         description="Where each (message, recipient) handover stands; overdue handovers; "
@@ -154,6 +158,8 @@ def create_app(
     )
 
     app.state.access = access
+    if console is not None:
+        mount_console(app, console, access=access)
 
     def seen(who: Caller, **filters: Any) -> Iterable[Handover]:
         """What ``who`` may see of the state, narrowed by ``filters`` (the keyword

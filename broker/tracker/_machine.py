@@ -55,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import (
     CaseId,
+    Category,
     CountryCode,
     HandoverState,
     MessageId,
@@ -269,6 +270,7 @@ class Handover(_Model):
     sender: ParticipantId
     priority: Priority | None = None
     jurisdiction: CountryCode | None = None
+    category: Category | None = None
     state: HandoverState
     routed_at: UtcDatetime | None = None
     received_at: UtcDatetime | None = None
@@ -351,6 +353,8 @@ def _fill(h: Handover, event: StatusEvent) -> dict[str, object]:
         update["priority"] = event.priority
     if h.jurisdiction is None and event.jurisdiction is not None:
         update["jurisdiction"] = event.jurisdiction
+    if h.category is None and event.category is not None:
+        update["category"] = event.category
     return update
 
 
@@ -395,6 +399,7 @@ def _new(event: StatusEvent) -> Handover:
         sender=event.sender,
         priority=event.priority,
         jurisdiction=event.jurisdiction,
+        category=event.category,
         state=event.state,
         updated_at=event.at,
     )

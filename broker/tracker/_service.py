@@ -65,7 +65,7 @@ from adapters.kafka import (
 )
 from broker.settings import Settings, TrackerSettings
 from broker.signing import sign, signed_by
-from broker.tracker._machine import Handover, HandoverStore, Ledger, Policy, Sla, Step
+from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
 from broker.tracker._store import SqliteHandovers
 from keys import (
     STATUS_CONTEXT,
@@ -174,7 +174,10 @@ class Tracker:
         self.clients = clients or KafkaClients(settings.kafka)
         self.names = TopicNames(settings.topics.prefix)
         self.policy = policy_from(settings.tracker, escalation)
-        self.ledger = Ledger(self.policy)
+        view = SqliteHandovers.open(None, self.names.tracker, repr(self.policy))
+        assert view is not None  # an in-memory database is never locked
+        self._view: SqliteHandovers = view
+        self.ledger = Ledger(self.policy, view)
         self.clock = clock
         self.ready = asyncio.Event()
         self.transactions = 0
@@ -191,9 +194,10 @@ class Tracker:
         """The committed handovers (a copy: safe to read while the tracker runs)."""
         return list(self.ledger.handovers.matching())
 
-    def handovers(self) -> HandoverStore:
-        """The committed handovers, to query (``matching``) without copying them all."""
-        return self.ledger.handovers
+    def handovers(self) -> SqliteHandovers:
+        """The committed handovers, to query without copying them all (the API and
+        the console read this; it is the snapshot the tracker writes after commits)."""
+        return self._view
 
     async def _new_producer(self) -> TransactionalProducer:
         producer = self.clients.transactional_producer(
@@ -231,6 +235,7 @@ class Tracker:
                     log.warning("tracker_snapshot_discarded", path=str(store.path))
                 store.reset(self.names.tracker)
             self.ledger = Ledger(self.policy, store)
+            self._view = store
             pending: list[Handover] = []
 
             def take(r: Record) -> None:

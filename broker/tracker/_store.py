@@ -34,11 +34,22 @@ from typing import IO, Any
 from uuid import UUID
 
 from broker.tracker._machine import Handover, HandoverStore
+from broker.tracker._views import (
+    ATTENTION_STATES,
+    BUCKETS,
+    Filters,
+    RouteCell,
+    percentile,
+)
 from schemas import HandoverState
 
 __all__ = ["SqliteHandovers"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+SCHEMA_VERSION = "2"
+"""Bumped whenever the tables change: a snapshot of another version is rebuilt
+from the topic (it is a cache of it)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,8 +64,15 @@ CREATE TABLE IF NOT EXISTS handovers (
     jurisdiction TEXT,
     overdue INTEGER NOT NULL,
     due_us INTEGER,
+    priority TEXT,
+    category TEXT,
+    at_us INTEGER NOT NULL,
+    routed_us INTEGER,
+    received_us INTEGER,
+    updated_us INTEGER NOT NULL,
     doc BLOB NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS by_at ON handovers (at_us);
 CREATE INDEX IF NOT EXISTS by_case ON handovers (case_id);
 CREATE INDEX IF NOT EXISTS by_message ON handovers (message_id);
 CREATE INDEX IF NOT EXISTS by_sender ON handovers (sender);
@@ -74,6 +92,39 @@ def _at(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def _where(f: Filters) -> tuple[str, list[object]]:
+    """A WHERE clause (fixed column names, every value a bound parameter) for ``f``."""
+    where: list[str] = []
+    args: list[object] = []
+    for column, value in (
+        ("message_id", None if f.message_id is None else str(f.message_id)),
+        ("case_id", None if f.case_id is None else str(f.case_id)),
+        ("sender", f.sender),
+        ("recipient", f.recipient),
+        ("jurisdiction", f.jurisdiction),
+        ("state", None if f.state is None else f.state.value),
+        ("priority", None if f.priority is None else f.priority.value),
+        ("category", None if f.category is None else f.category.value),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if f.bucket is not None:
+        states = sorted(s.value for s, b in BUCKETS.items() if b == f.bucket)
+        where.append(f"state IN ({', '.join('?' * len(states))})")
+        args += states
+    if f.participant is not None:
+        where.append("(sender = ? OR recipient = ? OR escalated_to = ?)")
+        args += [f.participant] * 3
+    if f.since is not None:
+        where.append("at_us >= ?")
+        args.append(_us(f.since))
+    if f.until is not None:
+        where.append("at_us < ?")
+        args.append(_us(f.until))
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
 def _row(h: Handover) -> tuple[Any, ...]:
     return (
         h.key,
@@ -86,6 +137,12 @@ def _row(h: Handover) -> tuple[Any, ...]:
         h.jurisdiction,
         int(h.overdue),
         _us(h.due_at) if h.due_at is not None else None,
+        h.priority.value if h.priority is not None else None,
+        h.category.value if h.category is not None else None,
+        _us(h.routed_at or h.updated_at),
+        _us(h.routed_at) if h.routed_at is not None else None,
+        _us(h.received_at) if h.received_at is not None else None,
+        _us(h.updated_at),
         h.model_dump_json().encode(),
     )
 
@@ -119,7 +176,19 @@ class SqliteHandovers(HandoverStore):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache, at most
+        found = db.execute(
+            "SELECT value FROM meta WHERE key = 'schema'"
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+            else "SELECT NULL"
+        ).fetchone()
+        if found is None or found[0] != SCHEMA_VERSION:
+            db.executescript(
+                "DROP TABLE IF EXISTS handovers; DROP TABLE IF EXISTS positions;"
+                " DROP TABLE IF EXISTS meta;"
+            )
         db.executescript(_SCHEMA)
+        with db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         if path is not None:
             path.chmod(0o600)
         store = cls(db, path, lock_file)
@@ -145,8 +214,9 @@ class SqliteHandovers(HandoverStore):
         """Empty the snapshot (the next start reads the topic from its beginning)."""
         with self._lock, self._db:
             for table in ("handovers", "positions", "meta"):
-                self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+                self._db.execute(f"DELETE FROM {table}")
             self._db.execute("INSERT INTO meta VALUES ('topic', ?)", (topic,))
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
 
     def positions(self) -> dict[int, int] | None:
         """How far into the tracker topic the snapshot is complete (None: never saved)."""
@@ -166,7 +236,9 @@ class SqliteHandovers(HandoverStore):
         rows = [_row(h) for h in handovers]
         with self._lock, self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO handovers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                "INSERT OR REPLACE INTO handovers VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
 
     def waiting(self) -> list[tuple[str, str, datetime]]:
@@ -208,26 +280,87 @@ class SqliteHandovers(HandoverStore):
         jurisdiction: str | None = None,
         overdue: bool | None = None,
     ) -> Iterable[Handover]:
-        where: list[str] = []
-        args: list[object] = []
-        for column, value in (
-            ("case_id", None if case_id is None else str(case_id)),
-            ("message_id", None if message_id is None else str(message_id)),
-            ("state", None if state is None else state.value),
-            ("jurisdiction", jurisdiction),
-            ("overdue", None if overdue is None else int(overdue)),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if participant is not None:
-            where.append("(sender = ? OR recipient = ? OR escalated_to = ?)")
-            args += [participant] * 3
-        # Only fixed column names are joined in; every value is a bound parameter.
-        sql = "SELECT doc FROM handovers" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608
+        filters = Filters(
+            case_id=case_id,
+            message_id=message_id,
+            participant=participant,
+            state=state,
+            jurisdiction=jurisdiction,
+        )
+        where, args = _where(filters)
+        if overdue is not None:
+            where += (" AND " if where else " WHERE ") + "overdue = ?"
+            args.append(int(overdue))
         with self._lock:
-            docs = [doc for (doc,) in self._db.execute(sql, args)]
+            docs = [doc for (doc,) in self._db.execute(f"SELECT doc FROM handovers{where}", args)]
         return [Handover.model_validate_json(doc) for doc in docs]
+
+    # -- the operator console's queries ---------------------------------------------
+    def search(
+        self, filters: Filters, *, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[Handover]]:
+        """How many handovers match ``filters``, and up to ``limit`` of them from
+        ``offset``, newest first (by when they were routed)."""
+        where, args = _where(filters)
+        with self._lock:
+            (count,) = self._db.execute(
+                f"SELECT count(*) FROM handovers{where}",
+                args,
+            ).fetchone()
+            docs = self._db.execute(
+                f"SELECT doc FROM handovers{where} ORDER BY at_us DESC, key LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        return int(count), [Handover.model_validate_json(doc) for (doc,) in docs]
+
+    def board(self, participant: str | None = None) -> list[RouteCell]:
+        """The route board: per sender → recipient, handovers per bucket and the
+        median / p95 time to receipt (nearest rank), ordered by route."""
+        where, args = _where(Filters(participant=participant))
+        cells: dict[tuple[str, str | None], RouteCell] = {}
+        with self._lock:
+            counts = self._db.execute(
+                f"SELECT sender, recipient, state, count(*) FROM handovers{where}"
+                " GROUP BY sender, recipient, state",
+                args,
+            ).fetchall()
+            clause = " AND " if where else " WHERE "
+            times = self._db.execute(
+                f"SELECT sender, recipient, received_us - routed_us FROM handovers{where}"
+                f"{clause}received_us IS NOT NULL AND routed_us IS NOT NULL",
+                args,
+            ).fetchall()
+        for sender, recipient, state, n in counts:
+            cell = cells.setdefault((sender, recipient), RouteCell(sender, recipient))
+            cell.counts[BUCKETS[HandoverState(state)]] += n
+        seconds: dict[tuple[str, str | None], list[float]] = {}
+        for sender, recipient, us in times:
+            seconds.setdefault((sender, recipient), []).append(us / 1e6)
+        for route, values in seconds.items():
+            cell = cells[route]
+            cell.median_s = percentile(values, 50)
+            cell.p95_s = percentile(values, 95)
+        return [cells[k] for k in sorted(cells, key=lambda k: (k[0], k[1] or ""))]
+
+    def attention(
+        self, participant: str | None = None, *, limit: int = 500
+    ) -> tuple[int, list[Handover]]:
+        """Overdue, escalated, failed and dead-lettered handovers: how many, and up
+        to ``limit`` of them, urgent first, then the oldest first."""
+        where, args = _where(Filters(participant=participant))
+        states = sorted(s.value for s in ATTENTION_STATES)
+        clause = (" AND " if where else " WHERE ") + f"state IN ({', '.join('?' * len(states))})"
+        rank = "CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 ELSE 2 END"
+        with self._lock:
+            (count,) = self._db.execute(
+                f"SELECT count(*) FROM handovers{where}{clause}",
+                [*args, *states],
+            ).fetchone()
+            docs = self._db.execute(
+                f"SELECT doc FROM handovers{where}{clause} ORDER BY {rank}, at_us, key LIMIT ?",
+                [*args, *states, limit],
+            ).fetchall()
+        return int(count), [Handover.model_validate_json(doc) for (doc,) in docs]
 
     def size_bytes(self) -> int:
         if self.path is None:

@@ -11,15 +11,23 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
 from broker.tracker._machine import Handover
-from schemas import HandoverState
+from schemas import Category, HandoverState, Priority
 
 __all__ = [
+    "ATTENTION_STATES",
+    "BUCKETS",
+    "BUCKET_ORDER",
+    "Filters",
+    "RouteCell",
     "RouteStats",
+    "attention_order",
     "by_case",
     "by_message",
     "find",
@@ -134,3 +142,108 @@ def route_stats(handovers: Iterable[Handover]) -> list[RouteStats]:
             )
         )
     return out
+
+
+# ------------------------------------------------------------- operator console
+
+BUCKETS: dict[HandoverState, str] = {
+    HandoverState.SUBMITTED: "in_flight",
+    HandoverState.ROUTED: "in_flight",
+    HandoverState.REDELIVERED: "in_flight",
+    HandoverState.RECEIVED: "received",
+    HandoverState.OVERDUE: "overdue",
+    HandoverState.ESCALATED: "overdue",
+    HandoverState.FAILED: "failed",
+    HandoverState.DEAD_LETTERED: "failed",
+    HandoverState.ACCEPTED: "done",
+    HandoverState.REJECTED: "done",
+    HandoverState.MOVED: "done",
+    HandoverState.ACTIONED: "done",
+    HandoverState.CLOSED: "done",
+}
+"""The route board's buckets, by current state: ``in_flight`` (routed, no receipt
+yet, within its SLA), ``received`` (receipt in, the case decision awaited),
+``overdue`` (no receipt past the SLA, escalated or not), ``failed`` (failed or
+dead-lettered) and ``done`` (a case decision taken)."""
+BUCKET_ORDER = ("in_flight", "received", "overdue", "failed", "done")
+ATTENTION_STATES = frozenset(
+    {HandoverState.OVERDUE, HandoverState.ESCALATED, HandoverState.FAILED,
+     HandoverState.DEAD_LETTERED}
+)  # fmt: skip
+"""What the needs-attention list shows."""
+PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.ROUTINE: 2, None: 2}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """A search over handovers; every field set must match (``None``: any).
+    ``participant`` matches as sender, recipient or escalation recipient;
+    ``since``/``until`` bound when the handover was routed (first seen if never)."""
+
+    message_id: UUID | None = None
+    case_id: UUID | None = None
+    participant: str | None = None
+    sender: str | None = None
+    recipient: str | None = None
+    jurisdiction: str | None = None
+    state: HandoverState | None = None
+    bucket: str | None = None
+    """One of :data:`BUCKET_ORDER`: any state of that bucket."""
+    priority: Priority | None = None
+    category: Category | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.bucket is not None and self.bucket not in BUCKET_ORDER:
+            raise ValueError(f"bucket: one of {', '.join(BUCKET_ORDER)}")
+
+    def matches(self, h: Handover) -> bool:
+        """The same test the store answers from its indexes (pure, for checking it)."""
+        at = h.routed_at or h.updated_at
+        return (
+            (self.message_id is None or h.message_id == self.message_id)
+            and (self.case_id is None or h.case_id == self.case_id)
+            and (
+                self.participant is None
+                or self.participant in (h.sender, h.recipient, h.escalated_to)
+            )
+            and (self.sender is None or h.sender == self.sender)
+            and (self.recipient is None or h.recipient == self.recipient)
+            and (self.jurisdiction is None or h.jurisdiction == self.jurisdiction)
+            and (self.state is None or h.state is self.state)
+            and (self.bucket is None or BUCKETS[h.state] == self.bucket)
+            and (self.priority is None or h.priority is self.priority)
+            and (self.category is None or h.category is self.category)
+            and (self.since is None or at >= self.since)
+            and (self.until is None or at < self.until)
+        )
+
+    def query(self) -> dict[str, str]:
+        """The filters as URL query parameters (what is set only)."""
+        out: dict[str, str] = {}
+        for name, value in vars(self).items():
+            if value is None:
+                continue
+            out[name] = value.isoformat() if isinstance(value, datetime) else str(value)
+        return out
+
+
+@dataclass
+class RouteCell:
+    """One sender → recipient cell of the route board."""
+
+    sender: str
+    recipient: str | None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKET_ORDER, 0))
+    median_s: float | None = None
+    p95_s: float | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def attention_order(h: Handover) -> tuple[int, datetime]:
+    """Urgent first, then the oldest first."""
+    return PRIORITY_RANK.get(h.priority, 2), h.routed_at or h.updated_at
