@@ -91,6 +91,10 @@ class TrackerSettings(Section):
     http_port: int | None = None
     tokens_file: Path | None = None
     """The HTTP API's bearer tokens (hashed), default ``$CRB_HOME/tokens.json``."""
+    health_probe_s: float = Field(default=5.0, gt=0)
+    """How often the tracker asks Kafka for the status topic's end (``/healthz``)."""
+    health_grace_s: float = Field(default=30.0, gt=0)
+    """``/healthz`` answers 503 once Kafka has not answered for this long."""
     snapshot: Path | None = None
     """The tracker's local snapshot of its handovers (``broker.tracker._store``): a
     restart reads only the tracker-topic records written since, and memory holds

@@ -171,6 +171,7 @@ def tracker_run(
                 access=access,
                 ready=tracker.ready.is_set,
                 console=tracker.handovers,
+                health=tracker.health_report,
             )
             api = asyncio.create_task(serve(app, settings.tracker.http_host, port, stop))
         try:

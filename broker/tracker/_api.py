@@ -22,17 +22,19 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from broker.tracker import _views as views
 from broker.tracker._access import Access, Caller, Refusal, visible_to
 from broker.tracker._console import mount_console
+from broker.tracker._health import HealthReport
 from broker.tracker._machine import Handover, HandoverStore, InMemoryHandovers
 from broker.tracker._store import SqliteHandovers
 from broker.tracker._views import RouteStats
 from schemas import ISO_3166_ALPHA2, PARTICIPANT_ID_PATTERN, HandoverState
 
-__all__ = ["HandoverView", "create_app", "serve"]
+__all__ = ["HandoverView", "create_app", "prometheus_text", "serve"]
 
 
 class _Out(BaseModel):
@@ -82,7 +84,15 @@ class RoutesView(_Out):
 
 class Health(_Out):
     status: str
+    """``ok``, ``starting`` or ``degraded`` (Kafka silent past the grace period)."""
     ready: bool
+    kafka_seen_s: float | None = None
+    """Seconds since Kafka last answered the tracker."""
+    lag_records: int | None = None
+    """Status records not folded yet, at the last probe."""
+    stale_s: float | None = None
+    """Seconds since the tracker was last caught up with the status topic."""
+    detail: str = ""
 
 
 class WhoAmI(_Out):
@@ -143,6 +153,7 @@ def create_app(
     access: Access,
     ready: Callable[[], bool] = lambda: True,
     console: Callable[[], SqliteHandovers] | None = None,
+    health: Callable[[], HealthReport] | None = None,
 ) -> FastAPI:
     """The API over ``source()`` (called once per request), callers checked by
     ``access``. A :class:`HandoverStore` (the running tracker's) is queried by its
@@ -172,9 +183,34 @@ def create_app(
         pid = who.participant
         return (h for h in found if visible_to(h, pid))
 
-    @app.get("/healthz", response_model=Health)
-    async def healthz() -> Health:
-        return Health(status="ok", ready=ready())
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "Starting, or Kafka silent."}},
+    )
+    async def healthz() -> Response:
+        """Whether the tracker is ready and Kafka answers it (503 if not, and why).
+        No token needed; no case data."""
+        if health is None:
+            body = Health(status="ok" if ready() else "starting", ready=ready())
+        else:
+            r = health()
+            body = Health(**vars(r))
+        code = 200 if body.status == "ok" else 503
+        return JSONResponse(body.model_dump(mode="json"), status_code=code)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(who: Who) -> PlainTextResponse:
+        """Prometheus text: handovers by state, overdue by priority, the tracker's
+        lag and how long since Kafka answered. Operator tokens only."""
+        if who.participant is not None:
+            raise HTTPException(status_code=403, detail="metrics need an operator token")
+        got = source()
+        store = got if isinstance(got, HandoverStore) else InMemoryHandovers.of(got)
+        report = health() if health is not None else None
+        return PlainTextResponse(
+            prometheus_text(store, report), media_type="text/plain; version=0.0.4"
+        )
 
     @app.get("/whoami", response_model=WhoAmI)
     async def whoami(who: Who) -> WhoAmI:
@@ -238,6 +274,44 @@ def create_app(
         return RoutesView(routes=views.route_stats(seen(who, participant=who.participant)))
 
     return app
+
+
+def prometheus_text(store: HandoverStore, health: HealthReport | None) -> str:
+    """The tracker's metrics in Prometheus text format (counted when scraped)."""
+    by_state: dict[str, int] = dict.fromkeys((s.value for s in HandoverState), 0)
+    overdue: dict[str, int] = {"urgent": 0, "high": 0, "routine": 0}
+    if isinstance(store, SqliteHandovers):
+        by_state.update(store.count_by_state())
+        overdue.update(store.count_overdue_by_priority())
+    else:
+        for h in store.matching():
+            by_state[h.state.value] += 1
+            if h.overdue:
+                overdue[(h.priority.value if h.priority else "routine")] += 1
+    lines = [
+        "# HELP crb_tracker_handovers Handovers by current state.",
+        "# TYPE crb_tracker_handovers gauge",
+        *(f'crb_tracker_handovers{{state="{k}"}} {v}' for k, v in sorted(by_state.items())),
+        "# HELP crb_tracker_overdue Handovers overdue (no receipt past the SLA), by priority.",
+        "# TYPE crb_tracker_overdue gauge",
+        *(f'crb_tracker_overdue{{priority="{k}"}} {v}' for k, v in sorted(overdue.items())),
+    ]
+    if health is not None:
+        up = 1 if health.status == "ok" else 0
+        lines += [
+            "# HELP crb_tracker_up 1 when ready and Kafka answers within the grace period.",
+            "# TYPE crb_tracker_up gauge",
+            f"crb_tracker_up {up}",
+        ]
+        for name, value, text in (
+            ("crb_tracker_lag_records", health.lag_records, "Status records not folded yet."),
+            ("crb_tracker_stale_seconds", health.stale_s, "Seconds since last caught up."),
+            ("crb_tracker_kafka_seen_seconds", health.kafka_seen_s,
+             "Seconds since Kafka last answered."),
+        ):  # fmt: skip
+            if value is not None:
+                lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    return "\n".join(lines) + "\n"
 
 
 async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -65,6 +66,7 @@ from adapters.kafka import (
 )
 from broker.settings import Settings, TrackerSettings
 from broker.signing import sign, signed_by
+from broker.tracker._health import HealthReport, TrackerHealth
 from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
 from broker.tracker._store import SqliteHandovers
 from keys import (
@@ -180,6 +182,8 @@ class Tracker:
         self.ledger = Ledger(self.policy, view)
         self.clock = clock
         self.ready = asyncio.Event()
+        self.health = TrackerHealth()
+        """What ``/healthz`` and the metrics report (see :mod:`._health`)."""
         self.transactions = 0
         self.retry = RetryPolicy(initial_s=0.5, max_s=5.0)
         self._producer: TransactionalProducer | None = None
@@ -193,6 +197,10 @@ class Tracker:
     def snapshot(self) -> list[Handover]:
         """The committed handovers (a copy: safe to read while the tracker runs)."""
         return list(self.ledger.handovers.matching())
+
+    def health_report(self) -> HealthReport:
+        """What ``/healthz`` says now (see :mod:`._health`)."""
+        return self.health.report(time.monotonic(), self.settings.tracker.health_grace_s)
 
     def handovers(self) -> SqliteHandovers:
         """The committed handovers, to query without copying them all (the API and
@@ -268,6 +276,7 @@ class Tracker:
         t = self.settings.tracker
         self._producer = await self._new_producer()
         consumer: Consumer | None = None
+        probe: asyncio.Task[None] | None = None
         try:
             await self.rebuild()
             partitions = await self.clients.partitions(self.names.status)
@@ -277,6 +286,8 @@ class Tracker:
             consumer.assign(tps)
             await consumer.rewind(tps)
             self.ready.set()
+            self.health.ready = True
+            probe = asyncio.create_task(self._probe(consumer, tps, stop), name="tracker-probe")
             log.info("tracker_started", group=t.group_id, transactional_id=self.transactional_id)
             while not stop.is_set():
                 batch = await consumer.poll(*tps, timeout_ms=t.poll_timeout_ms)
@@ -289,6 +300,11 @@ class Tracker:
                     await consumer.rewind(tps)
         finally:
             log.info("tracker_stopping")
+            self.health.ready = False
+            if probe is not None:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
             if consumer is not None:
                 with contextlib.suppress(TransportError):
                     await consumer.stop()
@@ -299,6 +315,24 @@ class Tracker:
                 self._store.release()
                 self._store = None
             log.info("tracker_stopped")
+
+    async def _probe(self, consumer: Consumer, tps: list[Partition], stop: asyncio.Event) -> None:
+        """Every ``health_probe_s``: ask Kafka for the status topic's end (bounded by
+        a timeout) and record the answer and the lag in :attr:`health`."""
+        t = self.settings.tracker
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(max(1.0, t.health_probe_s)):
+                    ends = await consumer.end_offsets(tps)
+                    lag = 0
+                    for p in tps:
+                        lag += max(0, ends[p] - await consumer.position(p))
+                self.health.probed(loop.time(), lag)
+            except (TransportError, TimeoutError) as exc:
+                self.health.failed(str(exc) or "no answer within the probe's timeout")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), t.health_probe_s)
 
     def _answerable(self, now: datetime) -> Callable[[str], bool]:
         current = self.live.current
@@ -330,6 +364,7 @@ class Tracker:
             await asyncio.sleep(self.retry.delay(self._failures))
             return False
         self._failures = 0
+        self.health.kafka_answered(asyncio.get_running_loop().time())
         self.ledger.commit(step.changed.values())
         if self._store is not None:
             topic = self.names.tracker

@@ -362,6 +362,19 @@ class SqliteHandovers(HandoverStore):
             ).fetchall()
         return int(count), [Handover.model_validate_json(doc) for (doc,) in docs]
 
+    def count_by_state(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, count(*) FROM handovers GROUP BY state")
+            return {state: int(n) for state, n in rows}
+
+    def count_overdue_by_priority(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT coalesce(priority, 'routine'), count(*) FROM handovers"
+                " WHERE overdue = 1 GROUP BY coalesce(priority, 'routine')"
+            )
+            return {priority: int(n) for priority, n in rows}
+
     def size_bytes(self) -> int:
         if self.path is None:
             return 0

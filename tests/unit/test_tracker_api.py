@@ -126,7 +126,8 @@ async def test_routes_give_counts_and_times(client: httpx.AsyncClient) -> None:
 async def test_healthz_and_openapi(client: httpx.AsyncClient) -> None:
     """/healthz answers (and tells nothing about handovers); /openapi.json documents
     every path with response schemas, and the 401/403 refusals."""
-    assert {"status": "ok", "ready": True} == (await client.get("/healthz")).json()
+    health = (await client.get("/healthz")).json()
+    assert ("ok", True) == (health["status"], health["ready"])
     doc = (await client.get("/openapi.json")).json()
     assert {
         "/whoami",
@@ -135,6 +136,7 @@ async def test_healthz_and_openapi(client: httpx.AsyncClient) -> None:
         "/messages/{message_id}",
         "/routes",
         "/healthz",
+        "/metrics",
     } == set(doc["paths"])
     assert "HandoverView" in doc["components"]["schemas"]
     assert "RouteStats" in doc["components"]["schemas"]
