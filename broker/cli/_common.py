@@ -71,6 +71,16 @@ def errors() -> Iterator[None]:
         raise CliError(str(exc) or type(exc).__name__, exit_code=2) from exc
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS's choice)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def require_port(host: str, port: int, what: str) -> None:
     """Fail with one line (exit 1) if ``host:port`` cannot be bound — before a
     service starts, instead of a traceback from inside its server."""

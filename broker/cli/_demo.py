@@ -5,17 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from broker.cli._common import CliError
+from broker.cli._common import CliError, free_port, require_port
 from broker.cli._context import Context, uses
+from broker.cli._router import stop_on_signals
 from broker.dev.kafka_local import BrokerStartError, LocalKafka, LocalKafkaError
 from broker.logs import configure_logging
+from schemas import utcnow
+
+if TYPE_CHECKING:
+    from broker.dev.demo import DemoConfig, DemoReport
 
 __all__ = ["register"]
 
@@ -32,8 +40,15 @@ def demo(
     *,
     referrals: Annotated[int, typer.Option(min=10, max=5000, help="How many to push.")] = 300,
     keep: Annotated[
-        bool, typer.Option(help="Leave Kafka and the services running; print how to reach them.")
+        bool,
+        typer.Option(
+            help="Keep everything running in the foreground (Kafka, router, tracker with "
+            "the operator console, adapters) until Ctrl-C or SIGTERM, then stop it all."
+        ),
     ] = False,
+    port: Annotated[
+        int | None, typer.Option(help="With --keep: the console's port (default: a free one).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the synthetic data.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every receipt.")] = 180.0,
 ) -> None:
@@ -65,7 +80,17 @@ def demo(
 
     folder = ctx.home / "demo"
     shutil.rmtree(folder, ignore_errors=True)
-    config = DemoConfig(kafka=launcher.settings(), folder=folder, referrals=referrals, seed=seed)
+    console_port = None
+    if keep:
+        console_port = port or free_port()
+        require_port("127.0.0.1", console_port, "--port")
+    config = DemoConfig(
+        kafka=launcher.settings(),
+        folder=folder,
+        referrals=referrals,
+        seed=seed,
+        console_port=console_port,
+    )
     columns = (
         TextColumn("{task.description:<28}"),
         BarColumn(),
@@ -82,11 +107,52 @@ def demo(
                     tasks[stage] = bar.add_task(label, total=total)
                 bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
 
-            report = asyncio.run(run_demo(config, progress=progress))
-    finally:
-        if not keep and not was_running:
-            launcher.down()
+            def shown(report: DemoReport) -> None:
+                bar.stop()
+                _show(console, report)
+                if console_port is not None:
+                    token = _operator_token(folder)
+                    console.print(f"console: http://127.0.0.1:{console_port}/")
+                    console.print(f"operator token: {token}")
+                    console.print("Running until Ctrl-C or SIGTERM.")
 
+            report = asyncio.run(_run(run_demo, config, progress, shown, keep=keep))
+    finally:
+        if not was_running:
+            launcher.down()
+    if not report.ok:
+        raise CliError(
+            f"{report.expected_handovers - report.received_handovers} handovers not received "
+            "or unexpected dead letters"
+        )
+
+
+async def _run(
+    run_demo: Callable[..., Awaitable[DemoReport]],
+    config: DemoConfig,
+    progress: Callable[[str, int, int], None],
+    shown: Callable[[DemoReport], None],
+    *,
+    keep: bool,
+) -> DemoReport:
+    stop: asyncio.Event | None = None
+    if keep:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+    return await run_demo(config, progress=progress, on_report=shown, keep=stop)
+
+
+def _operator_token(folder: Path) -> str:
+    """A fresh operator token for the console (12 h), in the demo's token store."""
+    from broker.tracker import OPERATOR, TokenStore
+
+    token, _ = TokenStore(folder / "tokens.json").issue(
+        OPERATOR, label="demo console", ttl=timedelta(hours=12), now=utcnow()
+    )
+    return token
+
+
+def _show(console: Console, report: DemoReport) -> None:
     table = Table(title=f"Delivery by route (topic prefix {report.prefix})")
     for name in ("route", "sent", "received", "median to receipt", "p99 to receipt"):
         table.add_column(name, justify="left" if name == "route" else "right")
@@ -114,17 +180,6 @@ def demo(
         f"{report.received_handovers} received; {report.elapsed_s:.1f} s; "
         f"opened referrals in {report.inbox_folder}"
     )
-    if keep:
-        console.print(
-            f"Kafka left running at {bootstrap}; stop it with `.venv/bin/crb kafka down`.\n"
-            f"Look around: CRB_HOME={folder} .venv/bin/crb handovers --bootstrap {bootstrap} "
-            f"--prefix {report.prefix}"
-        )
-    if not report.ok:
-        raise CliError(
-            f"{report.expected_handovers - report.received_handovers} handovers not received "
-            "or unexpected dead letters"
-        )
 
 
 def register(app: typer.Typer) -> None:

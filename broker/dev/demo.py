@@ -53,7 +53,15 @@ from adapters.kafka import (
 from broker import acls, topics
 from broker.router import Router
 from broker.settings import RouterSettings, Settings
-from broker.tracker import Tracker, route_stats
+from broker.tracker import (
+    Access,
+    Handover,
+    TokenStore,
+    Tracker,
+    create_app,
+    route_stats,
+    serve,
+)
 from keys import LiveDirectory
 from keys.testing import Federation, MemberSpec, synthetic_referral
 from schemas import (
@@ -98,6 +106,8 @@ class DemoConfig:
     timeout_s: float = 180.0
     seed: int | None = None
     prefix: str = field(default_factory=lambda: "demo" + secrets.token_hex(3))
+    console_port: int | None = None
+    """Serve the tracker's API and operator console on 127.0.0.1:PORT while running."""
 
 
 @dataclass(frozen=True)
@@ -168,14 +178,66 @@ def _settings(config: DemoConfig) -> Settings:
     )
 
 
+def _report(
+    config: DemoConfig,
+    routed: list[Handover],
+    missing: int,
+    dead: Counter[str],
+    valid: int,
+    started: float,
+) -> DemoReport:
+    """The delivery table: per route, from the routed handovers the tracker holds."""
+    received = sum(1 for h in routed if h.received_at is not None)
+    rows = [
+        RouteRow(
+            r.sender,
+            r.recipient or "-",
+            r.sent,
+            r.received,
+            r.median_seconds_to_receipt,
+            r.p99_seconds_to_receipt,
+        )
+        for r in route_stats(routed)
+    ]
+    return DemoReport(
+        prefix=config.prefix,
+        submitted=config.referrals + 2,
+        valid=valid,
+        expected_handovers=len(routed) + missing,
+        received_handovers=received,
+        routes=rows,
+        dead_letters=dead,
+        elapsed_s=time.monotonic() - started,
+        inbox_folder=config.folder / "inbox",
+    )
+
+
+def _serve_console(
+    folder: Path, port: int, tracker: Tracker, live: LiveDirectory, stop: asyncio.Event
+) -> asyncio.Task[None]:
+    """The tracker's API and operator console on 127.0.0.1:``port``, as ``crb
+    tracker run --http-port`` serves them (tokens in the demo's token store)."""
+    access = Access.of(TokenStore(folder / "tokens.json"), lambda: live.current)
+    app = create_app(
+        tracker.handovers,
+        access=access,
+        ready=tracker.ready.is_set,
+        console=tracker.handovers,
+        health=tracker.health_report,
+    )
+    return asyncio.create_task(serve(app, "127.0.0.1", port, stop), name="console")
+
+
 async def run_demo(
     config: DemoConfig,
     *,
     progress: Callable[[str, int, int], None] = lambda _stage, _done, _total: None,
     keep: asyncio.Event | None = None,
+    on_report: Callable[[DemoReport], None] = lambda _report: None,
 ) -> DemoReport:
-    """Run the whole flow once (see the module docstring). ``keep``: if given, the
-    services keep running after the report until it is set."""
+    """Run the whole flow once (see the module docstring). ``on_report`` is called
+    with the report as soon as it is ready; ``keep``: if given, the services keep
+    running after that until it is set."""
     started = time.monotonic()
     rng = random.Random(config.seed)  # noqa: S311 - synthetic data, not secrets
     now = utcnow()
@@ -208,6 +270,8 @@ async def run_demo(
     )
     tasks.append(asyncio.create_task(follower.alongside(router.run(stop)), name="router"))
     tasks.append(asyncio.create_task(tracker.run(stop), name="tracker"))
+    if config.console_port is not None:
+        tasks.append(_serve_console(config.folder, config.console_port, tracker, live, stop))
     identities = {
         pid: Identity(pid, m.signing, (m.opening,), directory) for pid, m in fed.members.items()
     }
@@ -227,29 +291,8 @@ async def run_demo(
         sent = await _push(config, rng, senders, own, progress)
         valid_ids = {str(s.message_id) for _, s in sent}
         routed, missing, dead = await _await_receipts(config, tracker, clients, valid_ids, progress)
-        received = sum(1 for h in routed if h.received_at is not None)
-        rows = [
-            RouteRow(
-                r.sender,
-                r.recipient or "-",
-                r.sent,
-                r.received,
-                r.median_seconds_to_receipt,
-                r.p99_seconds_to_receipt,
-            )
-            for r in route_stats(routed)
-        ]
-        report = DemoReport(
-            prefix=config.prefix,
-            submitted=config.referrals + 2,
-            valid=len(valid_ids),
-            expected_handovers=len(routed) + len(missing),
-            received_handovers=received,
-            routes=rows,
-            dead_letters=dead,
-            elapsed_s=time.monotonic() - started,
-            inbox_folder=config.folder / "inbox",
-        )
+        report = _report(config, routed, len(missing), dead, len(valid_ids), started)
+        on_report(report)
         if keep is not None:
             await keep.wait()
         return report

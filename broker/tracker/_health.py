@@ -60,6 +60,8 @@ class TrackerHealth:
     def report(self, now: float, grace_s: float) -> HealthReport:
         seen = None if self.kafka_ok_at is None else round(now - self.kafka_ok_at, 1)
         stale = None if self.caught_up_at is None else round(now - self.caught_up_at, 1)
+        if self.lag_records == 0:
+            stale = 0.0
         if not self.ready:
             return HealthReport("starting", False, seen, self.lag_records, stale,
                                 "rebuilding state or waiting for Kafka")  # fmt: skip
