@@ -21,9 +21,11 @@ handovers it takes part in — the others do not exist for it (404).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,14 +33,14 @@ from urllib.parse import parse_qs, urlencode
 from uuid import UUID
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from broker.tracker._access import Access, Caller, Refusal, visible_to
 from broker.tracker._machine import Handover
 from broker.tracker._store import SqliteHandovers
-from broker.tracker._views import BUCKET_ORDER, Filters, by_case
+from broker.tracker._views import BUCKET_ORDER, BUCKETS, Filters, by_case
 from schemas import ISO_3166_ALPHA2, Category, HandoverState, Priority
 
 __all__ = ["BASE", "COOKIE", "mount_console"]
@@ -46,6 +48,10 @@ __all__ = ["BASE", "COOKIE", "mount_console"]
 BASE = "/console"
 COOKIE = "crb_console"
 PAGE_SIZE = 100
+POLL_S = 1.0
+"""How often the event stream looks for changes."""
+HEARTBEAT_S = 15.0
+RECONNECT_S = 3.0
 CSV_MAX = 100_000
 HERE = Path(__file__).parent / "console"
 
@@ -189,13 +195,22 @@ class _Console:
             context["scope"] = (
                 "operator" if who.participant is None else f"participant {who.participant}"
             )
-        return HTMLResponse(self.env.get_template(name).render(**context), status_code=status)
+        template = self.env.get_template(name)
+        if context.pop("fragment", False) and "live" in template.blocks:
+            # What the live script fetches to refresh the list in place.
+            html = "".join(template.blocks["live"](template.new_context(context)))
+            return HTMLResponse(html, status_code=status)
+        return HTMLResponse(template.render(**context), status_code=status)
 
-    def caller(self, request: Request) -> Caller | Refusal:
+    @staticmethod
+    def header_of(request: Request) -> str | None:
         header = request.headers.get("authorization")
         if header is None and (token := request.cookies.get(COOKIE)):
             header = f"Bearer {token}"
-        return self.access.check(header)
+        return header
+
+    def caller(self, request: Request) -> Caller | Refusal:
+        return self.access.check(self.header_of(request))
 
     def refused(self, found: Refusal) -> Response:
         if found.status == 401:
@@ -206,6 +221,15 @@ class _Console:
     def not_found(self, who: Caller, what: str) -> HTMLResponse:
         return self.render("error.html", status=404, title="Not found",
                            detail=f"No handover for {what}.", who=who)  # fmt: skip
+
+    def live(self, request: Request) -> dict[str, Any]:
+        """What a live page needs: the change number it shows, and whether only its
+        list is asked for (``?fragment=1``, the live script's refresh)."""
+        return {
+            "live": True,
+            "seq": self.store().seq,
+            "fragment": request.query_params.get("fragment") == "1",
+        }
 
     @staticmethod
     def scoped(who: Caller, filters: Filters) -> Filters | None:
@@ -221,6 +245,7 @@ class _Console:
         """The filters and offset a search URL asks for, or the error naming the
         bad parameter."""
         params = dict(request.query_params)
+        params.pop("fragment", None)
         try:
             offset = max(0, int(params.pop("offset", "0") or 0))
         except ValueError:
@@ -256,6 +281,7 @@ def mount_console(
         return response
 
     _sign_in_routes(app, c)
+    _live_routes(app, c)
     _overview_routes(app, c)
     _search_routes(app, c)
     _detail_routes(app, c)
@@ -292,6 +318,56 @@ def _sign_in_routes(app: FastAPI, c: _Console) -> None:
         return response
 
 
+def _event(seq: int, h: Handover) -> str:
+    """One server-sent event: a handover changed (header fields only)."""
+    data = {
+        "key": h.key, "message_id": str(h.message_id), "case_id": str(h.case_id),
+        "sender": h.sender, "recipient": h.recipient, "state": h.state.value,
+        "bucket": BUCKETS[h.state], "priority": h.priority.value if h.priority else None,
+        "overdue": h.overdue, "escalated_to": h.escalated_to,
+    }  # fmt: skip
+    return f"id: {seq}\nevent: handover\ndata: {json.dumps(data)}\n\n"
+
+
+def _live_routes(app: FastAPI, c: _Console) -> None:
+    @app.get(f"{BASE}/events", include_in_schema=False)
+    async def events(request: Request) -> Response:
+        """Server-sent events: every handover the caller may see that changes, with
+        the tracker's change number as the event id. ``Last-Event-ID`` (a browser
+        reconnecting) or ``?after=N`` (the number the page was rendered at) says
+        where to resume; without either, only what changes from now on."""
+        who = c.caller(request)
+        if isinstance(who, Refusal):
+            return Response(who.detail, status_code=int(who.status), media_type="text/plain")
+        resume = request.headers.get("last-event-id") or request.query_params.get("after")
+        try:
+            after = int(resume) if resume is not None else c.store().seq
+        except ValueError:
+            return Response("after: not a number", status_code=400, media_type="text/plain")
+
+        async def stream() -> AsyncIterator[str]:
+            nonlocal after
+            yield f"retry: {int(RECONNECT_S * 1000)}\n\n"
+            quiet = 0.0
+            while not await request.is_disconnected():
+                if c.access.check(c.header_of(request)) != who:
+                    return  # the token was revoked or expired meanwhile
+                for seq, h in c.store().changes(after, who.participant):
+                    after = seq
+                    yield _event(seq, h)
+                    quiet = 0.0
+                quiet += POLL_S
+                if quiet >= HEARTBEAT_S:
+                    yield ": still here\n\n"
+                    quiet = 0.0
+                await asyncio.sleep(POLL_S)  # the store is polled: changes land in batches
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream",
+            headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
+        )  # fmt: skip
+
+
 def _overview_routes(app: FastAPI, c: _Console) -> None:
     @app.get(f"{BASE}/", include_in_schema=False)
     async def board(request: Request) -> Response:
@@ -309,7 +385,7 @@ def _overview_routes(app: FastAPI, c: _Console) -> None:
             "board.html", title="Route board", page="board", who=who,
             cells={(cell.sender, cell.recipient): cell for cell in cells}, senders=senders,
             recipients=recipients, buckets=BUCKET_ORDER, query=query,
-            total=sum(cell.total for cell in cells),
+            total=sum(cell.total for cell in cells), **c.live(request),
         )  # fmt: skip
 
     @app.get(f"{BASE}/attention", include_in_schema=False)
@@ -319,7 +395,7 @@ def _overview_routes(app: FastAPI, c: _Console) -> None:
             return c.refused(who)
         count, shown = c.store().attention(who.participant, limit=500)
         return c.render("attention.html", title="Needs attention", page="attention",
-                        who=who, count=count, shown=shown)  # fmt: skip
+                        who=who, count=count, shown=shown, **c.live(request))  # fmt: skip
 
 
 def _search_routes(app: FastAPI, c: _Console) -> None:
@@ -329,13 +405,13 @@ def _search_routes(app: FastAPI, c: _Console) -> None:
         if isinstance(who, Refusal):
             return c.refused(who)
         filters, error, offset = c.search_of(request, who)
-        form = {k: v for k, v in request.query_params.items() if k != "offset"}
+        form = {k: v for k, v in request.query_params.items() if k not in ("offset", "fragment")}
         context: dict[str, Any] = {
             "title": "Search handovers", "page": "search", "who": who, "form": form,
             "error": error, "states": [s.value for s in HandoverState],
             "buckets": BUCKET_ORDER, "priorities": [p.value for p in Priority],
             "categories": [x.value for x in Category], "count": 0, "shown": [],
-            "offset": offset,
+            "offset": offset, **c.live(request),
         }  # fmt: skip
         if filters is None:
             return c.render("search.html", status=400 if error else 200, **context)

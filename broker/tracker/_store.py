@@ -47,7 +47,7 @@ __all__ = ["SqliteHandovers"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 """Bumped whenever the tables change: a snapshot of another version is rebuilt
 from the topic (it is a cache of it)."""
 
@@ -70,8 +70,10 @@ CREATE TABLE IF NOT EXISTS handovers (
     routed_us INTEGER,
     received_us INTEGER,
     updated_us INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
     doc BLOB NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS by_seq ON handovers (seq);
 CREATE INDEX IF NOT EXISTS by_at ON handovers (at_us);
 CREATE INDEX IF NOT EXISTS by_case ON handovers (case_id);
 CREATE INDEX IF NOT EXISTS by_message ON handovers (message_id);
@@ -125,7 +127,7 @@ def _where(f: Filters) -> tuple[str, list[object]]:
     return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
-def _row(h: Handover) -> tuple[Any, ...]:
+def _row(h: Handover, seq: int) -> tuple[Any, ...]:
     return (
         h.key,
         str(h.message_id),
@@ -143,6 +145,7 @@ def _row(h: Handover) -> tuple[Any, ...]:
         _us(h.routed_at) if h.routed_at is not None else None,
         _us(h.received_at) if h.received_at is not None else None,
         _us(h.updated_at),
+        seq,
         h.model_dump_json().encode(),
     )
 
@@ -156,6 +159,7 @@ class SqliteHandovers(HandoverStore):
         self.path = path
         self._lock_file = lock_file
         self._lock = threading.Lock()
+        self._seq = 0
 
     @classmethod
     def open(cls, path: Path | None, topic: str, policy: str) -> SqliteHandovers | None:
@@ -192,6 +196,8 @@ class SqliteHandovers(HandoverStore):
         if path is not None:
             path.chmod(0o600)
         store = cls(db, path, lock_file)
+        (last,) = db.execute("SELECT coalesce(max(seq), 0) FROM handovers").fetchone()
+        store._seq = int(last)
         if store._meta("topic") != topic:
             store.reset(topic)
         store._policy_changed = store._meta("policy") != policy
@@ -233,13 +239,36 @@ class SqliteHandovers(HandoverStore):
 
     # -- HandoverStore ----------------------------------------------------------------
     def put(self, handovers: Sequence[Handover]) -> None:
-        rows = [_row(h) for h in handovers]
+        """Store these; each gets the next change sequence number (:meth:`changes`)."""
         with self._lock, self._db:
+            first = self._seq + 1
+            self._seq += len(handovers)
+            rows = [_row(h, first + i) for i, h in enumerate(handovers)]
             self._db.executemany(
                 "INSERT OR REPLACE INTO handovers VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+    @property
+    def seq(self) -> int:
+        """The change sequence number of the last handover stored."""
+        return self._seq
+
+    def changes(
+        self, after: int, participant: str | None = None, *, limit: int = 500
+    ) -> list[tuple[int, Handover]]:
+        """Handovers changed after sequence number ``after``, oldest change first,
+        with their sequence numbers (a handover changed twice appears once, at its
+        latest). The live console resumes from the last number it saw."""
+        where, args = _where(Filters(participant=participant))
+        clause = (" AND " if where else " WHERE ") + "seq > ?"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT seq, doc FROM handovers{where}{clause} ORDER BY seq LIMIT ?",
+                [*args, after, limit],
+            ).fetchall()
+        return [(int(seq), Handover.model_validate_json(doc)) for seq, doc in rows]
 
     def waiting(self) -> list[tuple[str, str, datetime]]:
         with self._lock:

@@ -4,11 +4,14 @@ to a participant — with nothing loaded from outside the tracker."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 import os
 import random
 import re
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -16,7 +19,7 @@ from uuid import UUID
 import httpx
 import pytest
 
-from broker.tracker import OPERATOR, Access, Handover, create_app
+from broker.tracker import OPERATOR, Access, Handover, create_app, serve
 from broker.tracker._access import new_token
 from broker.tracker._console import COOKIE, parse_filters
 from broker.tracker._store import SqliteHandovers
@@ -303,3 +306,104 @@ def test_a_csv_cell_never_starts_a_formula() -> None:
     assert "nl.hotline" == _csv_cell("nl.hotline")
     assert "" == _csv_cell(None)
     assert UUID(int=1).hex not in _csv_cell("x")
+
+
+async def test_a_live_page_refreshes_its_list_alone(
+    console: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    client, tokens = console
+    op = _cookie(tokens["operator"])
+    whole = await client.get("/console/attention", headers=op)
+    assert 'data-events="/console/events?after=' in whole.text
+    part = await client.get("/console/attention", params={"fragment": "1"}, headers=op)
+    assert 200 == part.status_code
+    assert "<html" not in part.text
+    assert "overdue, escalated, failed or dead-lettered" in part.text
+    searched = await client.get(
+        "/console/handovers", params={"state": "received", "fragment": "1"}, headers=op
+    )
+    assert "handovers match" in searched.text
+    assert "<form" not in searched.text
+
+
+async def _next_event(lines: AsyncIterator[str]) -> dict[str, str]:
+    """The next server-sent event's fields (comments and retry lines skipped)."""
+    event: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if "data" in event:
+                return event
+            event = {}
+            continue
+        name, _, value = line.partition(": ")
+        if name and not line.startswith(":"):
+            event[name] = value
+    raise AssertionError("the stream ended")
+
+
+async def test_the_event_stream_sends_what_changed_and_resumes_after_the_last_id() -> None:
+    """Against a real HTTP server: a change after the page's number arrives with the
+    next number as its id; reconnecting with Last-Event-ID sends only later ones; a
+    participant's stream leaves out other participants' handovers."""
+    store = _store(HANDOVERS[:10])
+    records = {}
+    tokens = {}
+    for name, scope in (("operator", OPERATOR), ("nl.hotline", "participant:nl.hotline")):
+        token, record = new_token(scope, label=name, now=T0)
+        records[record.id] = record
+        tokens[name] = token
+    access = Access(lambda: records, clock=lambda: T0 + timedelta(hours=1))
+    app = create_app(lambda: store, access=access, console=lambda: store)
+    port = _free_port()
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(app, "127.0.0.1", port, stop))
+    base = f"http://127.0.0.1:{port}"
+    start = store.seq
+    theirs, mine, later = (
+        h.model_copy(update={"recipient": r, "escalated_to": None, "sender": "de.hotline"})
+        for h, r in zip(HANDOVERS[10:13], ("fr.hotline", "nl.hotline", "nl.hotline"), strict=True)
+    )
+    try:
+        async with asyncio.timeout(30), httpx.AsyncClient(base_url=base, timeout=10) as web:
+            await _until_up(web)
+            op = {**_cookie(tokens["operator"])}
+            async with web.stream("GET", f"/console/events?after={start}", headers=op) as s:
+                assert s.headers["content-type"].startswith("text/event-stream")
+                lines = s.aiter_lines()
+                store.put([theirs])
+                first = await _next_event(lines)
+            assert (str(start + 1), "handover") == (first["id"], first["event"])
+            assert theirs.key == json.loads(first["data"])["key"]
+            nl = {**_cookie(tokens["nl.hotline"]), "Last-Event-ID": first["id"]}
+            async with web.stream("GET", "/console/events", headers=nl) as s:
+                lines = s.aiter_lines()
+                store.put([mine])
+                got = await _next_event(lines)
+            assert mine.key == json.loads(got["data"])["key"], "not fr.hotline's handover"
+            assert str(start + 2) == got["id"]
+            resumed = {**op, "Last-Event-ID": got["id"]}
+            async with web.stream("GET", "/console/events", headers=resumed) as s:
+                lines = s.aiter_lines()
+                store.put([later])
+                again = await _next_event(lines)
+            assert (str(start + 3), later.key) == (again["id"], json.loads(again["data"])["key"])
+            assert 401 == (await web.get("/console/events")).status_code
+    finally:
+        stop.set()
+        await server
+
+
+async def _until_up(web: httpx.AsyncClient) -> None:
+    while True:
+        try:
+            await web.get("/healthz")
+            return
+        except httpx.TransportError:
+            await asyncio.sleep(0.05)  # the server task is starting in this loop
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
