@@ -186,7 +186,7 @@ class Router:
                 self.memory.apply_all(pending)
                 pending.clear()
 
-        await self._audit.read_to_end(take, timeout_s=600.0)
+        await self._audit.read_to_end(take)
         self.memory.apply_all(pending)
         return applied
 

@@ -254,7 +254,7 @@ class Tracker:
                     self.ledger.load_all(pending)
                     pending.clear()
 
-            read = await reader.read_to_end(take, timeout_s=600.0)
+            read = await reader.read_to_end(take)
             self.ledger.load_all(pending)
             if store.policy_changed():
                 self.ledger.load_all([store[key] for key, _, _ in store.waiting()])
