@@ -43,7 +43,7 @@ from adapters.kafka import (
 from broker.settings import Settings
 from schemas import Directory, KeyKind, Participant, TopicNames
 
-__all__ = ["AclReport", "apply", "diff", "entitled", "plan"]
+__all__ = ["AclReport", "apply", "diff", "entitled", "plan", "redrive_transactional_id"]
 
 
 def entitled(participant: Participant, now: datetime) -> bool:
@@ -53,6 +53,11 @@ def entitled(participant: Participant, now: datetime) -> bool:
 
 def _tracker_transactional_id(settings: Settings) -> str:
     return settings.tracker.transactional_id or f"{settings.topics.prefix}-tracker"
+
+
+def redrive_transactional_id(settings: Settings) -> str:
+    """The tracker's transactional id for redrives (apart from its state's)."""
+    return f"{_tracker_transactional_id(settings)}.redrive"
 
 
 def plan(directory: Directory, settings: Settings, *, now: datetime) -> frozenset[Grant]:
@@ -89,6 +94,13 @@ def plan(directory: Directory, settings: Settings, *, now: datetime) -> frozense
     allow(TRACKER, "TOPIC", names.directory, "READ")
     allow(TRACKER, "GROUP", t.group_id, "READ")
     allow(TRACKER, "TRANSACTIONAL_ID", _tracker_transactional_id(settings), "WRITE")
+    # Dead letters: the tracker lists them, and redrives one on an operator's word —
+    # its original bytes back into the outbox they came from (the router checks them
+    # all again) — recording the action on the actions topic, in one transaction.
+    allow(TRACKER, "TOPIC", names.dlq, "READ")
+    allow(TRACKER, "TOPIC", names.actions, "READ", "WRITE")
+    allow(TRACKER, "TOPIC", f"{names.prefix}.outbox.", "WRITE", prefixed=True)
+    allow(TRACKER, "TRANSACTIONAL_ID", redrive_transactional_id(settings), "WRITE")
     return frozenset(grants)
 
 

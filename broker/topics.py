@@ -73,6 +73,7 @@ def plan(directory: Directory, settings: TopicSettings) -> list[TopicSpec]:
         },
     )
     add(names.audit, settings.partitions, **{"retention.ms": str(settings.audit_retention_ms)})
+    add(names.actions, 1, **{"retention.ms": str(settings.audit_retention_ms)})
     add(names.status, settings.partitions, **{"cleanup.policy": "compact"})
     add(names.tracker, settings.partitions, **{"cleanup.policy": "compact"})
     add(

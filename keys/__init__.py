@@ -58,6 +58,7 @@ from keys._keys import Kem, KeyId, OpeningKey, SealingKey, SigningKey, VerifyKey
 from keys._keystore import FEDERATION_OWNER, Keystore
 from keys._live import LiveDirectory, Offer, OfferOutcome, answerable
 from keys._services import (
+    ACTION_CONTEXT,
     AUDIT_CONTEXT,
     STATUS_CONTEXT,
     TRACKER_STATE_CONTEXT,
@@ -69,6 +70,7 @@ from keys._services import (
 )
 
 __all__ = [
+    "ACTION_CONTEXT",
     "AUDIT_CONTEXT",
     "DEFAULT_LIMITS",
     "DIRECTORY_SIGNATURE_CONTEXT",

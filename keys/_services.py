@@ -14,7 +14,9 @@ signature on one kind is never valid on another:
 - :data:`AUDIT_CONTEXT` — the audit record's ``hash`` (which covers its content
   and the previous link);
 - :data:`STATUS_CONTEXT` — the exact status-event value bytes;
-- :data:`TRACKER_STATE_CONTEXT` — the exact tracker-state value bytes.
+- :data:`TRACKER_STATE_CONTEXT` — the exact tracker-state value bytes;
+- :data:`ACTION_CONTEXT` — the exact operator-action value bytes (the tracker
+  records a dead letter redriven on an operator's word).
 
 Pure (no I/O) except :func:`service_signing_key`, which reads the keystore.
 Signing is deterministic (Ed25519).
@@ -41,6 +43,7 @@ from keys._keystore import Keystore
 from schemas import Directory, PublicKeyRecord, Service, ServiceRole
 
 __all__ = [
+    "ACTION_CONTEXT",
     "AUDIT_CONTEXT",
     "STATUS_CONTEXT",
     "TRACKER_STATE_CONTEXT",
@@ -54,6 +57,7 @@ __all__ = [
 AUDIT_CONTEXT: Final = b"crb/audit/v1\x00"
 STATUS_CONTEXT: Final = b"crb/status/v1\x00"
 TRACKER_STATE_CONTEXT: Final = b"crb/tracker-state/v1\x00"
+ACTION_CONTEXT: Final = b"crb/operator-action/v1\x00"
 
 
 def service_owner(role: ServiceRole) -> str:

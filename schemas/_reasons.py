@@ -27,6 +27,7 @@ __all__ = [
     "DEAD_LETTER_REASONS",
     "OPEN_REASONS",
     "QUARANTINE_REASONS",
+    "REDRIVE_REASONS",
     "ROUTING_REASONS",
     "STATUS_REASONS",
     "VERIFY_REASONS",
@@ -160,3 +161,25 @@ STATUS_REASONS: Final = (DEAD_LETTER_REASONS - VERIFY_REASONS - {R.DUPLICATE_MES
 """A dead-letter reason reaches the status stream only for a header whose signature
 verified (an unverified header could name any message id) and never for a duplicate
 (its status would overwrite the original's)."""
+
+REDRIVE_REASONS: Final = frozenset(
+    {
+        R.UNKNOWN_SENDER,
+        R.SENDER_SUSPENDED,
+        R.UNKNOWN_KEY,
+        R.KEY_EXPIRED,
+        R.FUTURE_DATED,
+        R.UNAUTHORISED,
+        R.UNKNOWN_ORIGINAL,
+        R.NO_RECIPIENT,
+        R.UNKNOWN_RECIPIENT,
+        R.RECIPIENT_SUSPENDED,
+        R.RECIPIENT_MISMATCH,
+    }
+)
+"""Dead letters worth sending through the router again once the cause is fixed: a
+newer directory (a participant added or reinstated, a key now valid, a role or
+rule changed), the original of a reply forwarded at last, the clock reaching a
+future-dated envelope's time. Every other reason can never succeed with the same
+bytes (a bad signature, a record in another participant's outbox, a duplicate,
+an envelope too old or malformed) and is refused."""

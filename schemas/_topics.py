@@ -8,6 +8,8 @@ Names are a convention with a configurable prefix (default ``crb``)::
     <prefix>.audit                  hash-chained decisions (kept forever by default)
     <prefix>.status                 handover status events (compacted)
     <prefix>.tracker                the tracker's own handover state (compacted)
+    <prefix>.actions                operator actions, e.g. a dead letter redriven
+                                    (tracker-signed, kept like the audit topic)
     <prefix>.directory              the signed directory, every version (compacted by
                                     federation id; only the federation admin writes)
 
@@ -37,6 +39,10 @@ class TopicNames:
     @property
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
+
+    @property
+    def actions(self) -> str:
+        return f"{self.prefix}.actions"
 
     @property
     def audit(self) -> str:

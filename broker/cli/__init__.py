@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from broker.cli import _adapters, _demo, _kafka, _router, _tokens, _tracker, _trust
+from broker.cli import _adapters, _demo, _dlq, _kafka, _router, _tokens, _tracker, _trust
 from broker.cli._common import CliError, fail
 from broker.logs import configure_logging
 
@@ -63,6 +63,7 @@ _router.register(app)
 _tracker.register(app)
 _tokens.register(app)
 _adapters.register(app)
+_dlq.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -172,6 +172,7 @@ def tracker_run(
                 ready=tracker.ready.is_set,
                 console=tracker.handovers,
                 health=tracker.health_report,
+                redrive=lambda p, o, by: tracker.redrive(p, o, by=by),
             )
             api = asyncio.create_task(serve(app, settings.tracker.http_host, port, stop))
         try:

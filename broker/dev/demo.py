@@ -224,6 +224,7 @@ def _serve_console(
         ready=tracker.ready.is_set,
         console=tracker.handovers,
         health=tracker.health_report,
+        redrive=lambda p, o, by: tracker.redrive(p, o, by=by),
     )
     return asyncio.create_task(serve(app, "127.0.0.1", port, stop), name="console")
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from broker.tracker import _views as views
 from broker.tracker._access import Access, Caller, Refusal, visible_to
 from broker.tracker._console import mount_console
+from broker.tracker._deadletters import DeadLetter, RedriveError, redrive_refusal
 from broker.tracker._health import HealthReport
 from broker.tracker._machine import Handover, HandoverStore, InMemoryHandovers
 from broker.tracker._store import SqliteHandovers
@@ -154,11 +156,14 @@ def create_app(
     ready: Callable[[], bool] = lambda: True,
     console: Callable[[], SqliteHandovers] | None = None,
     health: Callable[[], HealthReport] | None = None,
+    redrive: Redrive | None = None,
 ) -> FastAPI:
     """The API over ``source()`` (called once per request), callers checked by
     ``access``. A :class:`HandoverStore` (the running tracker's) is queried by its
     indexes; any other iterable is filtered as it is read. With ``console`` (the
-    running tracker's store), the operator console is served under ``/console``."""
+    running tracker's store), the operator console is served under ``/console``
+    and the dead letters under ``/dead-letters``; ``redrive`` (the running
+    tracker's) lets an operator token redrive one."""
     app = FastAPI(
         title="crb tracker",
         description="Where each (message, recipient) handover stands; overdue handovers; "
@@ -170,7 +175,8 @@ def create_app(
 
     app.state.access = access
     if console is not None:
-        mount_console(app, console, access=access)
+        mount_console(app, console, access=access, redrive=redrive)
+        _dead_letter_routes(app, console, redrive)
 
     def seen(who: Caller, **filters: Any) -> Iterable[Handover]:
         """What ``who`` may see of the state, narrowed by ``filters`` (the keyword
@@ -274,6 +280,93 @@ def create_app(
         return RoutesView(routes=views.route_stats(seen(who, participant=who.participant)))
 
     return app
+
+
+Redrive = Callable[[int, int, str], Awaitable[DeadLetter]]
+"""``(partition, offset, token id)`` → the dead letter, redriven (``Tracker.redrive``)."""
+
+
+class DeadLetterView(_Out):
+    """A dead letter (header fields only; never the payload)."""
+
+    partition: int
+    offset: int
+    reason: str
+    redrivable: bool
+    why_not: str | None
+    """Why it may not be redriven, if it may not."""
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    rejected_at: datetime | None
+    sender: str | None
+    size: int
+    sha256: str
+    truncated: bool
+    message_id: str | None
+    message_type: str | None
+    case_id: str | None
+    jurisdiction: str | None
+    priority: str | None
+    recipients: list[str]
+    redriven_at: datetime | None
+    redriven_by: str | None
+    redrive_offset: int | None
+
+    @classmethod
+    def of(cls, d: DeadLetter) -> DeadLetterView:
+        why = redrive_refusal(d)
+        fields = {**vars(d), "recipients": list(d.recipients)}
+        return cls(**fields, redrivable=why is None, why_not=why)
+
+
+class DeadLetterList(_Out):
+    count: int
+    dead_letters: list[DeadLetterView]
+
+
+def _dead_letter_routes(
+    app: FastAPI, store: Callable[[], SqliteHandovers], redrive: Redrive | None
+) -> None:
+    @app.get("/dead-letters", response_model=DeadLetterList)
+    async def dead_letters(
+        who: Who,
+        reason: Annotated[str | None, Query(description="Only this reason.")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    ) -> DeadLetterList:
+        """Dead letters, newest first; a participant token sees only those that came
+        from its own outbox."""
+        count, found = store().dead_letters(who.participant, reason=reason, limit=limit)
+        return DeadLetterList(count=count, dead_letters=[DeadLetterView.of(d) for d in found])
+
+    def _visible(who: Caller, partition: int, offset: int) -> DeadLetter:
+        found = store().dead_letter(partition, offset)
+        if found is None or (who.participant is not None and found.sender != who.participant):
+            raise HTTPException(status_code=404, detail=f"no dead letter at {partition}/{offset}")
+        return found
+
+    @app.get("/dead-letters/{partition}/{offset}", response_model=DeadLetterView)
+    async def dead_letter(partition: int, offset: int, who: Who) -> DeadLetterView:
+        return DeadLetterView.of(_visible(who, partition, offset))
+
+    @app.post(
+        "/dead-letters/{partition}/{offset}/redrive",
+        response_model=DeadLetterView,
+        responses={409: {"description": "Can never succeed, or already redriven."},
+                   503: {"description": "Kafka did not take it; nothing was sent."}},
+    )  # fmt: skip
+    async def redrive_one(partition: int, offset: int, who: Who) -> DeadLetterView:
+        """Put the original bytes back into the outbox they came from (the router
+        checks them all again); recorded, with the token's id, on the actions topic.
+        Operator tokens only."""
+        if who.participant is not None or redrive is None:
+            raise HTTPException(status_code=403, detail="redrive needs an operator token")
+        _visible(who, partition, offset)
+        try:
+            done = await redrive(partition, offset, who.token_id)
+        except RedriveError as exc:
+            raise HTTPException(status_code=exc.status, detail=exc.detail) from exc
+        return DeadLetterView.of(done)
 
 
 def prometheus_text(store: HandoverStore, health: HealthReport | None) -> str:

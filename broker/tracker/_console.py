@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
+import hmac
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,10 +41,11 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from broker.tracker._access import Access, Caller, Refusal, visible_to
+from broker.tracker._deadletters import DeadLetter, RedriveError, redrive_refusal
 from broker.tracker._machine import Handover
 from broker.tracker._store import SqliteHandovers
 from broker.tracker._views import BUCKET_ORDER, BUCKETS, Filters, by_case
-from schemas import ISO_3166_ALPHA2, Category, HandoverState, Priority
+from schemas import DEAD_LETTER_REASONS, ISO_3166_ALPHA2, Category, HandoverState, Priority
 
 __all__ = ["BASE", "COOKIE", "mount_console"]
 
@@ -181,6 +185,8 @@ class _Console:
         self.store = store
         self.access = access
         self.secure_cookie = secure_cookie
+        self.redrive: Callable[[int, int, str], Awaitable[DeadLetter]] | None = None
+        self._csrf_key = secrets.token_bytes(32)
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -201,6 +207,11 @@ class _Console:
             html = "".join(template.blocks["live"](template.new_context(context)))
             return HTMLResponse(html, status_code=status)
         return HTMLResponse(template.render(**context), status_code=status)
+
+    def csrf(self, request: Request) -> str:
+        """The form token for this caller's session (bound to its sign-in token)."""
+        token = (self.header_of(request) or "").encode()
+        return hmac.new(self._csrf_key, token, hashlib.sha256).hexdigest()
 
     @staticmethod
     def header_of(request: Request) -> str | None:
@@ -266,10 +277,13 @@ def mount_console(
     *,
     access: Access,
     secure_cookie: bool = False,
+    redrive: Callable[[int, int, str], Awaitable[DeadLetter]] | None = None,
 ) -> None:
     """Add the console's routes to ``app`` (the tracker's API app). ``store()`` is
-    the running tracker's handover store; ``secure_cookie`` when served over TLS."""
+    the running tracker's handover store; ``secure_cookie`` when served over TLS;
+    ``redrive`` the running tracker's (else the console cannot redrive)."""
     c = _Console(store, access, secure_cookie)
+    c.redrive = redrive
     app.mount(f"{BASE}/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
     @app.middleware("http")
@@ -285,6 +299,7 @@ def mount_console(
     _overview_routes(app, c)
     _search_routes(app, c)
     _detail_routes(app, c)
+    _dead_letter_routes(app, c)
 
 
 def _sign_in_routes(app: FastAPI, c: _Console) -> None:
@@ -467,3 +482,70 @@ def _detail_routes(app: FastAPI, c: _Console) -> None:
         if not shown:
             return c.not_found(who, f"case {cid}")
         return c.render("case.html", title=f"Case {cid}", who=who, case_id=cid, shown=shown)
+
+
+def _dead_letter_routes(app: FastAPI, c: _Console) -> None:
+    @app.get(f"{BASE}/dead-letters", include_in_schema=False)
+    async def dead_letters(request: Request) -> Response:
+        who = c.caller(request)
+        if isinstance(who, Refusal):
+            return c.refused(who)
+        reason = request.query_params.get("reason") or None
+        count, shown = c.store().dead_letters(who.participant, reason=reason, limit=500)
+        return c.render(
+            "dead_letters.html", title="Dead letters", page="dead", who=who, count=count,
+            shown=shown, reason=reason, reasons=sorted(r.value for r in DEAD_LETTER_REASONS),
+            refusal=redrive_refusal,
+        )  # fmt: skip
+
+    def visible(who: Caller, partition: int, offset: int) -> DeadLetter | None:
+        found = c.store().dead_letter(partition, offset)
+        if found is None or (who.participant is not None and found.sender != who.participant):
+            return None
+        return found
+
+    def page(
+        request: Request, who: Caller, d: DeadLetter, status: int = 200, **kw: Any
+    ) -> Response:
+        return c.render(
+            "dead_letter.html", status=status, title=f"Dead letter {d.where}", page="dead",
+            who=who, d=d, why_not=redrive_refusal(d),
+            can_redrive=who.participant is None and c.redrive is not None,
+            csrf=c.csrf(request), **kw,
+        )  # fmt: skip
+
+    @app.get(f"{BASE}/dead-letters/{{partition}}/{{offset}}", include_in_schema=False)
+    async def dead_letter(request: Request, partition: int, offset: int) -> Response:
+        who = c.caller(request)
+        if isinstance(who, Refusal):
+            return c.refused(who)
+        found = visible(who, partition, offset)
+        if found is None:
+            return c.render("error.html", status=404, title="Not found", who=who,
+                            detail=f"No dead letter at {partition}/{offset}.")  # fmt: skip
+        return page(request, who, found)
+
+    @app.post(f"{BASE}/dead-letters/{{partition}}/{{offset}}/redrive", include_in_schema=False)
+    async def redrive(request: Request, partition: int, offset: int) -> Response:
+        who = c.caller(request)
+        if isinstance(who, Refusal):
+            return c.refused(who)
+        found = visible(who, partition, offset)
+        if found is None:
+            return c.render("error.html", status=404, title="Not found", who=who,
+                            detail=f"No dead letter at {partition}/{offset}.")  # fmt: skip
+        if who.participant is not None or c.redrive is None:
+            return page(request, who, found, status=403, error="Redrive needs an operator token.")
+        body = await request.body()
+        form = parse_qs(body.decode("utf-8", "replace")) if len(body) <= 8192 else {}
+        sent = (form.get("csrf") or [""])[0]
+        if not hmac.compare_digest(sent, c.csrf(request)):
+            return page(request, who, found, status=403, error="The form expired: try again.")
+        try:
+            done = await c.redrive(partition, offset, who.token_id)
+        except RedriveError as exc:
+            return page(request, who, found, status=exc.status, error=exc.detail)
+        return page(
+            request, who, done,
+            notice=f"Redriven into {done.source_topic} at offset {done.redrive_offset}.",
+        )  # fmt: skip

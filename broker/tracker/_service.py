@@ -31,6 +31,13 @@ answered (revoked, suspended) is closed with reason ``sender_revoked``.
 The tracker reads its own timer events back from the status topic; they are
 already in the handover's history, so they fold as duplicates (no write).
 
+Dead letters: the tracker follows ``<prefix>.dlq`` into its store (one row per
+record, header fields only; :mod:`._deadletters`) and the ``<prefix>.actions``
+topic for the redrives it recorded. :meth:`Tracker.redrive` puts a dead letter's
+original bytes back into the outbox they came from and records who asked on the
+actions topic, signed, in one transaction of its own (transactional id
+``<tracker id>.redrive``); what can never succeed is refused first.
+
 One instance at a time: a second one fences the first, whose next transaction
 fails with ``adapters.kafka.Fenced`` — it then stops (it owned everything, so it
 stops owning everything) and never fences back. A missing topic is
@@ -42,8 +49,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 
 import structlog
@@ -64,12 +74,20 @@ from adapters.kafka import (
     trace_id,
     traceparent_of,
 )
+from broker.acls import redrive_transactional_id
 from broker.settings import Settings, TrackerSettings
 from broker.signing import sign, signed_by
+from broker.tracker._deadletters import (
+    DeadLetter,
+    RedriveError,
+    dead_letter_of,
+    redrive_refusal,
+)
 from broker.tracker._health import HealthReport, TrackerHealth
 from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
 from broker.tracker._store import SqliteHandovers
 from keys import (
+    ACTION_CONTEXT,
     STATUS_CONTEXT,
     TRACKER_STATE_CONTEXT,
     LiveDirectory,
@@ -151,6 +169,10 @@ _TRACKER = (ServiceRole.TRACKER,)
 _STATUS_WRITERS = (ServiceRole.ROUTER, ServiceRole.TRACKER)
 
 
+DEAD_LETTER_POLL_S = 2.0
+"""How often the tracker looks for new dead letters."""
+
+
 class Tracker:
     """Runs until ``stop`` is set. ``ledger`` holds the committed state (read it for
     views); ``ready`` is set once the state is rebuilt and the status topic assigned."""
@@ -191,6 +213,7 @@ class Tracker:
         self.restored: dict[str, float | int | bool] = {}
         """How the last start went: from a snapshot or not, records read, seconds."""
         self._failures = 0
+        self._redrive_lock = asyncio.Lock()
         t = settings.tracker
         self.transactional_id = t.transactional_id or f"{settings.topics.prefix}-tracker"
 
@@ -277,6 +300,7 @@ class Tracker:
         self._producer = await self._new_producer()
         consumer: Consumer | None = None
         probe: asyncio.Task[None] | None = None
+        dead: asyncio.Task[None] | None = None
         try:
             await self.rebuild()
             partitions = await self.clients.partitions(self.names.status)
@@ -288,6 +312,7 @@ class Tracker:
             self.ready.set()
             self.health.ready = True
             probe = asyncio.create_task(self._probe(consumer, tps, stop), name="tracker-probe")
+            dead = asyncio.create_task(self._follow_dead_letters(stop), name="dead-letters")
             log.info("tracker_started", group=t.group_id, transactional_id=self.transactional_id)
             while not stop.is_set():
                 batch = await consumer.poll(*tps, timeout_ms=t.poll_timeout_ms)
@@ -301,10 +326,11 @@ class Tracker:
         finally:
             log.info("tracker_stopping")
             self.health.ready = False
-            if probe is not None:
-                probe.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probe
+            for task in (probe, dead):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if consumer is not None:
                 with contextlib.suppress(TransportError):
                     await consumer.stop()
@@ -333,6 +359,141 @@ class Tracker:
                 self.health.failed(str(exc) or "no answer within the probe's timeout")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), t.health_probe_s)
+
+    # -- dead letters --------------------------------------------------------------------
+    async def _follow_dead_letters(self, stop: asyncio.Event) -> None:
+        """Keep the store's dead letters in step with the dead-letter topic, and their
+        redrive marks with the actions topic (signed by a tracker key only)."""
+        store = self._view
+        letters = TopicReader(self.clients, self.names.dlq)
+        actions = TopicReader(self.clients, self.names.actions)
+        try:
+            if not await letters.start(from_positions=store.dead_positions()):
+                store.reset_dead_letters()
+            await actions.start()
+            while not stop.is_set():
+                try:
+                    found: list[Record] = []
+                    await letters.read_to_end(found.append)
+                    store.put_dead_letters(
+                        [dead_letter_of(r, self.names) for r in found], await letters.positions()
+                    )
+                    await actions.read_to_end(self._take_action)
+                except TransportError as exc:
+                    log.warning("dead_letters_unreadable", error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), DEAD_LETTER_POLL_S)
+        except TransportError as exc:  # e.g. the topics are missing: the rest goes on
+            log.error("dead_letters_not_followed", error=str(exc))
+        finally:
+            await letters.stop()
+            await actions.stop()
+
+    def _take_action(self, r: Record) -> None:
+        """A redrive recorded on the actions topic, if a tracker key signed it."""
+        try:
+            action = json.loads(r.value or b"")
+            at = datetime.fromisoformat(action["at"])
+            partition, offset = int(action["partition"]), int(action["offset"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("bad_action_record", source=r.where)
+            return
+        if not signed_by(r, self.live.current, _TRACKER, ACTION_CONTEXT, at=at):
+            log.error("action_record_unauthenticated", source=r.where)
+            return
+        dead = self._view.dead_letter(partition, offset)
+        if dead is not None and dead.redriven_at is None:
+            self._view.mark_redriven(
+                replace(
+                    dead,
+                    redriven_at=at,
+                    redriven_by=str(action.get("by")),
+                    redrive_offset=action.get("outbox_offset"),
+                )
+            )
+
+    async def redrive(self, partition: int, offset: int, *, by: str) -> DeadLetter:
+        """Put the dead letter at ``partition``/``offset`` back into its outbox, on
+        the word of token ``by``; returns it marked redriven. Raises
+        :class:`RedriveError`."""
+        async with self._redrive_lock:
+            dead = self._view.dead_letter(partition, offset)
+            if dead is None:
+                raise RedriveError(404, f"no dead letter at {partition}/{offset}")
+            refusal = redrive_refusal(dead)
+            if refusal is not None:
+                raise RedriveError(409, refusal)
+            assert dead.source_topic is not None
+            try:
+                record = await self._fetch_dead_letter(partition, offset)
+                if hashlib.sha256(record.value or b"").hexdigest() != dead.sha256:
+                    raise RedriveError(409, "the dead-letter record is not what was listed")
+                now = self.clock()
+                action = {
+                    "action": "redrive", "topic": self.names.dlq, "partition": partition,
+                    "offset": offset, "reason": dead.reason, "sha256": dead.sha256,
+                    "outbox": dead.source_topic, "by": by, "at": now.isoformat(),
+                }  # fmt: skip
+                back = OutRecord(
+                    dead.source_topic,
+                    record.key,
+                    record.value,
+                    (
+                        ("crb-redrive-of", f"{self.names.dlq}/{partition}/{offset}".encode()),
+                        ("crb-redriven-by", by.encode()),
+                    ),
+                )
+                noted = sign(
+                    OutRecord(
+                        self.names.actions,
+                        f"{partition}/{offset}".encode(),
+                        json.dumps(action, sort_keys=True).encode(),
+                        (("crb-action", b"redrive"),),
+                    ),
+                    self.signer,
+                    ACTION_CONTEXT,
+                )
+                producer = self.clients.transactional_producer(
+                    redrive_transactional_id(self.settings)
+                )
+                await producer.start()
+                try:
+                    written = await producer.commit([back, noted])
+                finally:
+                    with contextlib.suppress(TransportError):
+                        await producer.stop()
+            except TransportError as exc:
+                raise RedriveError(503, f"Kafka: {exc}") from exc
+            landed = next((o - 1 for p, o in written.items() if p.topic == dead.source_topic), None)
+            done = replace(dead, redriven_at=now, redriven_by=by, redrive_offset=landed)
+            self._view.mark_redriven(done)
+            log.info(
+                "dead_letter_redriven", dead_letter=f"{partition}/{offset}", reason=dead.reason,
+                outbox=dead.source_topic, outbox_offset=landed, by=by,
+                message_id=dead.message_id,
+            )  # fmt: skip
+            return done
+
+    async def _fetch_dead_letter(self, partition: int, offset: int) -> Record:
+        consumer = self.clients.consumer(group_id=None)
+        await consumer.start()
+        try:
+            tp = Partition(self.names.dlq, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            async with asyncio.timeout(15):
+                while True:
+                    batch = await consumer.poll(tp, timeout_ms=500)
+                    for r in batch.get(tp, []):
+                        if r.offset == offset:
+                            return r
+                        if r.offset > offset:
+                            raise RedriveError(409, "the dead-letter record is gone")
+        except TimeoutError as exc:
+            raise RedriveError(503, "the dead-letter record could not be read") from exc
+        finally:
+            with contextlib.suppress(TransportError):
+                await consumer.stop()
 
     def _answerable(self, now: datetime) -> Callable[[str], bool]:
         current = self.live.current

@@ -25,14 +25,17 @@ message, participant, state, jurisdiction, overdue — and parse only what match
 from __future__ import annotations
 
 import fcntl
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
+from broker.tracker._deadletters import DeadLetter
 from broker.tracker._machine import Handover, HandoverStore
 from broker.tracker._views import (
     ATTENTION_STATES,
@@ -47,7 +50,7 @@ __all__ = ["SqliteHandovers"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 """Bumped whenever the tables change: a snapshot of another version is rebuilt
 from the topic (it is a cache of it)."""
 
@@ -83,7 +86,33 @@ CREATE INDEX IF NOT EXISTS by_escalated_to ON handovers (escalated_to);
 CREATE INDEX IF NOT EXISTS by_state ON handovers (state);
 CREATE INDEX IF NOT EXISTS waiting ON handovers (due_us) WHERE due_us IS NOT NULL;
 CREATE TABLE IF NOT EXISTS positions (partition INTEGER PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    sender TEXT,
+    rejected_us INTEGER,
+    redriven_us INTEGER,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (partition, offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dead_by_time ON dead_letters (rejected_us);
+CREATE TABLE IF NOT EXISTS dead_positions (partition INTEGER PRIMARY KEY, next INTEGER NOT NULL);
 """
+
+
+def _dead_json(d: DeadLetter) -> str:
+    doc = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(d).items()}
+    return json.dumps(doc)
+
+
+def _dead_of(text: str) -> DeadLetter:
+    doc = json.loads(text)
+    for name in ("rejected_at", "redriven_at"):
+        if doc[name] is not None:
+            doc[name] = datetime.fromisoformat(doc[name])
+    doc["recipients"] = tuple(doc["recipients"])
+    return DeadLetter(**doc)
 
 
 def _us(at: datetime) -> int:
@@ -188,7 +217,8 @@ class SqliteHandovers(HandoverStore):
         if found is None or found[0] != SCHEMA_VERSION:
             db.executescript(
                 "DROP TABLE IF EXISTS handovers; DROP TABLE IF EXISTS positions;"
-                " DROP TABLE IF EXISTS meta;"
+                " DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS dead_letters;"
+                " DROP TABLE IF EXISTS dead_positions;"
             )
         db.executescript(_SCHEMA)
         with db:
@@ -219,7 +249,7 @@ class SqliteHandovers(HandoverStore):
     def reset(self, topic: str) -> None:
         """Empty the snapshot (the next start reads the topic from its beginning)."""
         with self._lock, self._db:
-            for table in ("handovers", "positions", "meta"):
+            for table in ("handovers", "positions", "meta", "dead_letters", "dead_positions"):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("INSERT INTO meta VALUES ('topic', ?)", (topic,))
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
@@ -390,6 +420,87 @@ class SqliteHandovers(HandoverStore):
                 [*args, *states, limit],
             ).fetchall()
         return int(count), [Handover.model_validate_json(doc) for (doc,) in docs]
+
+    # -- dead letters ------------------------------------------------------------------
+    def put_dead_letters(self, letters: Sequence[DeadLetter], positions: dict[int, int]) -> None:
+        """Store dead letters read from the topic, with how far it was read (a
+        redrive already recorded is kept: the topic does not know of it)."""
+        rows = [
+            (
+                d.partition, d.offset, d.reason, d.sender,
+                _us(d.rejected_at) if d.rejected_at else None, None, _dead_json(d),
+            )
+            for d in letters
+        ]  # fmt: skip
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO dead_positions VALUES (?, ?)", list(positions.items())
+            )
+
+    def dead_positions(self) -> dict[int, int] | None:
+        with self._lock:
+            rows = self._db.execute("SELECT partition, next FROM dead_positions").fetchall()
+        return dict(rows) or None
+
+    def reset_dead_letters(self) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM dead_letters")
+            self._db.execute("DELETE FROM dead_positions")
+
+    def dead_letters(
+        self,
+        participant: str | None = None,
+        *,
+        reason: str | None = None,
+        limit: int = 500,
+    ) -> tuple[int, list[DeadLetter]]:
+        """How many dead letters (of ``participant``'s outbox, with ``reason``), and up
+        to ``limit`` of them, newest first."""
+        where: list[str] = []
+        args: list[object] = []
+        if participant is not None:
+            where.append("sender = ?")
+            args.append(participant)
+        if reason is not None:
+            where.append("reason = ?")
+            args.append(reason)
+        clause = " WHERE " + " AND ".join(where) if where else ""
+        with self._lock:
+            (count,) = self._db.execute(
+                f"SELECT count(*) FROM dead_letters{clause}", args
+            ).fetchone()
+            docs = self._db.execute(
+                f"SELECT doc FROM dead_letters{clause}"
+                " ORDER BY rejected_us DESC, partition, offset DESC LIMIT ?",
+                [*args, limit],
+            ).fetchall()
+        return int(count), [_dead_of(doc) for (doc,) in docs]
+
+    def dead_letter(self, partition: int, offset: int) -> DeadLetter | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc FROM dead_letters WHERE partition = ? AND offset = ?",
+                (partition, offset),
+            ).fetchone()
+        return None if row is None else _dead_of(row[0])
+
+    def mark_redriven(self, dead: DeadLetter) -> None:
+        """Record a redrive (``dead`` carries ``redriven_at``/``_by``/``redrive_offset``)."""
+        assert dead.redriven_at is not None
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE dead_letters SET redriven_us = ?, doc = ?"
+                " WHERE partition = ? AND offset = ?",
+                (_us(dead.redriven_at), _dead_json(dead), dead.partition, dead.offset),
+            )
+
+    def count_dead_letters(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
+        return int(count)
 
     def count_by_state(self) -> dict[str, int]:
         with self._lock:

@@ -60,7 +60,7 @@ async def _setup(kafka: KafkaEndpoint, partitions: int = 1) -> tuple[Settings, L
         fed.directory(), KafkaClients(settings.kafka), settings.topics
     )
     assert drift == []
-    assert len(created) == 2 * 6 + 5
+    assert len(created) == 2 * 6 + 6
     # Idempotent: a second apply creates nothing and reports no drift.
     assert await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics) == (
         [],

@@ -64,8 +64,8 @@ def test_topics_plan_lists_what_the_directory_implies(tmp_path: Path) -> None:
         f"x.{kind}.{p}" for p in ("de.hotline", "nl.hotline") for kind in ("outbox", "inbox")
     }
     assert expected <= names
-    assert {"x.dlq", "x.audit", "x.status", "x.tracker", "x.directory"} <= names
-    assert len(names) == 2 * 6 + 5
+    assert {"x.dlq", "x.audit", "x.actions", "x.status", "x.tracker", "x.directory"} <= names
+    assert len(names) == 2 * 6 + 6
 
 
 def test_audit_verify_without_kafka_is_one_line(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import re
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -407,3 +408,68 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+async def test_dead_letters_are_listed_and_redriven_only_by_an_operator_with_the_form_token() -> (
+    None
+):
+    from dataclasses import replace as redone
+
+    from broker.tracker._deadletters import DeadLetter
+
+    store = _store(HANDOVERS[:5])
+    letters = [
+        DeadLetter(
+            0, i, reason, f"crb.outbox.{sender}", 0, 10 + i, T0, sender, 100, "0" * 64, False
+        )
+        for i, (reason, sender) in enumerate(
+            [("unknown_key", "nl.hotline"), ("bad_signature", "de.hotline")]
+        )
+    ]
+    store.put_dead_letters(letters, {0: 2})
+    asked: list[tuple[int, int, str]] = []
+
+    async def redrive(p: int, o: int, by: str) -> DeadLetter:
+        asked.append((p, o, by))
+        done = redone(letters[o], redriven_at=T0, redriven_by=by, redrive_offset=99)
+        store.mark_redriven(done)
+        return done
+
+    records, tokens = {}, {}
+    for name, scope in (("operator", OPERATOR), ("nl.hotline", "participant:nl.hotline")):
+        token, record = new_token(scope, label=name, now=T0)
+        records[record.id] = record
+        tokens[name] = token
+    access = Access(lambda: records, clock=lambda: T0 + timedelta(hours=1))
+    app = create_app(lambda: store, access=access, console=lambda: store, redrive=redrive)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tracker") as web:
+        op, nl = _cookie(tokens["operator"]), _cookie(tokens["nl.hotline"])
+        listed = (await web.get("/console/dead-letters", headers=op)).text
+        assert "2 dead letters" in listed
+        assert "1 dead letters" in (await web.get("/console/dead-letters", headers=nl)).text
+        assert 404 == (await web.get("/console/dead-letters/0/1", headers=nl)).status_code
+        page = await web.get("/console/dead-letters/0/0", headers=op)
+        csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+        assert csrf, page.text
+        final = await web.get("/console/dead-letters/0/1", headers=op)
+        assert "can never succeed" in final.text
+        assert 'name="csrf"' not in final.text
+        path = "/console/dead-letters/0/0/redrive"
+        forged = await web.post(path, data={"csrf": "0" * 64}, headers=op)
+        assert 403 == forged.status_code
+        refused = await web.post(path, data={"csrf": csrf[1]}, headers=nl)
+        assert 403 == refused.status_code
+        assert [] == asked
+        done = await web.post(path, data={"csrf": csrf[1]}, headers=op)
+        assert 200 == done.status_code
+        assert "Redriven into crb.outbox.nl.hotline at offset 99" in done.text
+        assert [(0, 0, records_id(records, "operator"))] == asked
+        api = await web.get(
+            "/dead-letters/0/0", headers={"Authorization": f"Bearer {tokens['operator']}"}
+        )
+        assert api.json()["redriven_at"] is not None
+
+
+def records_id(records: dict[str, Any], label: str) -> str:
+    return next(k for k, r in records.items() if r.label == label)
