@@ -162,7 +162,9 @@ def tracker_run(
     async def main() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        tracker = Tracker(settings, escalation, clients=clients, directory=live, signer=signer)
+        tracker = Tracker(
+            settings, escalation, clients=clients, directory=live, signer=signer, follower=follower
+        )
         api = None
         if port:
             access = Access.of(store, lambda: live.current)

@@ -267,7 +267,11 @@ async def run_demo(
         follower=follower,
     )
     tracker = Tracker(
-        as_principal(TRACKER), directory, directory=live, signer=fed.signer(ServiceRole.TRACKER)
+        as_principal(TRACKER),
+        directory,
+        directory=live,
+        signer=fed.signer(ServiceRole.TRACKER),
+        follower=follower,
     )
     tasks.append(asyncio.create_task(follower.alongside(router.run(stop)), name="router"))
     tasks.append(asyncio.create_task(tracker.run(stop), name="tracker"))

@@ -620,6 +620,10 @@ class Ledger:
     def get(self, key: str) -> Handover | None:
         return self.handovers.get(key)
 
+    def waiting_senders(self) -> set[str]:
+        """Senders with a handover whose timer runs."""
+        return set(self._due_by_sender)
+
     def waiting_keys(self) -> set[str]:
         """Keys of the handovers with a running timer (held in memory)."""
         return set(self._due)

@@ -59,7 +59,7 @@ from datetime import datetime
 import structlog
 from pydantic import ValidationError
 
-from adapters import RetryPolicy
+from adapters import DirectoryFollower, RetryPolicy
 from adapters.kafka import (
     Consumer,
     Fenced,
@@ -186,8 +186,13 @@ class Tracker:
         signer: RecordSigner,
         clients: KafkaClients | None = None,
         clock: Clock = utcnow,
+        follower: DirectoryFollower | None = None,
     ) -> None:
         self.settings = settings
+        self.follower = follower
+        """Reads the directory topic before a handover is closed because its sender
+        looks unanswerable: a reinstatement published a moment ago is not missed."""
+        self._refreshed_at = 0.0
         self.live = directory if isinstance(directory, LiveDirectory) else LiveDirectory(directory)
         """Who signs status events, and who can still be answered (``Ledger.step``)."""
         if signer.role is not ServiceRole.TRACKER:
@@ -318,6 +323,7 @@ class Tracker:
                 batch = await consumer.poll(*tps, timeout_ms=t.poll_timeout_ms)
                 events, offsets = self._parse(batch)
                 now = self.clock()
+                await self._refresh_before_closing(events, now)
                 step = self.ledger.step(events, now, answerable=self._answerable(now))
                 if (step.changed or step.emitted or offsets) and not await self._commit(
                     step, offsets
@@ -494,6 +500,23 @@ class Tracker:
         finally:
             with contextlib.suppress(TransportError):
                 await consumer.stop()
+
+    async def _refresh_before_closing(self, events: list[StatusEvent], now: datetime) -> None:
+        """If a sender with waiting handovers looks unanswerable (revoked, suspended),
+        read the directory topic first (at most once a second): the router may have
+        forwarded on a newer version this tracker has not taken yet, and closing a
+        handover is final."""
+        if self.follower is None or time.monotonic() - self._refreshed_at < 1.0:
+            return
+        current = self.live.current
+        senders = {e.sender for e in events} | self.ledger.waiting_senders()
+        if all(answerable(current, s, now) for s in senders):
+            return
+        self._refreshed_at = time.monotonic()
+        try:
+            await self.follower.refresh()
+        except TransportError as exc:
+            log.warning("directory_refresh_failed", error=str(exc))
 
     def _answerable(self, now: datetime) -> Callable[[str], bool]:
         current = self.live.current

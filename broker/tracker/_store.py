@@ -50,16 +50,17 @@ __all__ = ["SqliteHandovers"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 """Bumped whenever the tables change: a snapshot of another version is rebuilt
 from the topic (it is a cache of it)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS handovers (
-    key TEXT PRIMARY KEY,
-    message_id TEXT NOT NULL,
-    case_id TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    message_id BLOB NOT NULL,
+    case_id BLOB NOT NULL,
     sender TEXT NOT NULL,
     recipient TEXT,
     escalated_to TEXT,
@@ -73,10 +74,8 @@ CREATE TABLE IF NOT EXISTS handovers (
     routed_us INTEGER,
     received_us INTEGER,
     updated_us INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
     doc BLOB NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS by_seq ON handovers (seq);
+);
 CREATE INDEX IF NOT EXISTS by_at ON handovers (at_us);
 CREATE INDEX IF NOT EXISTS by_case ON handovers (case_id);
 CREATE INDEX IF NOT EXISTS by_message ON handovers (message_id);
@@ -128,8 +127,8 @@ def _where(f: Filters) -> tuple[str, list[object]]:
     where: list[str] = []
     args: list[object] = []
     for column, value in (
-        ("message_id", None if f.message_id is None else str(f.message_id)),
-        ("case_id", None if f.case_id is None else str(f.case_id)),
+        ("message_id", None if f.message_id is None else f.message_id.bytes),
+        ("case_id", None if f.case_id is None else f.case_id.bytes),
         ("sender", f.sender),
         ("recipient", f.recipient),
         ("jurisdiction", f.jurisdiction),
@@ -158,9 +157,10 @@ def _where(f: Filters) -> tuple[str, list[object]]:
 
 def _row(h: Handover, seq: int) -> tuple[Any, ...]:
     return (
+        seq,
         h.key,
-        str(h.message_id),
-        str(h.case_id),
+        h.message_id.bytes,
+        h.case_id.bytes,
         h.sender,
         h.recipient,
         h.escalated_to,
@@ -174,7 +174,6 @@ def _row(h: Handover, seq: int) -> tuple[Any, ...]:
         _us(h.routed_at) if h.routed_at is not None else None,
         _us(h.received_at) if h.received_at is not None else None,
         _us(h.updated_at),
-        seq,
         h.model_dump_json().encode(),
     )
 

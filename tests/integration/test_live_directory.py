@@ -143,6 +143,7 @@ async def test_revocation_reaches_the_running_router_and_kafka_within_a_refresh(
         clients=tracker_clients,
         directory=tracker_live,
         signer=fed.signer(ServiceRole.TRACKER),
+        follower=tracker_follower,
     )
 
     def run_router(stop: asyncio.Event) -> Coroutine[Any, Any, None]:

@@ -105,6 +105,7 @@ async def test_a_dead_letter_redriven_after_the_fix_ends_received(
         clients=tracker_clients,
         directory=tracker_live,
         signer=fed.signer(ServiceRole.TRACKER),
+        follower=tracker_follower,
     )
     operator, op_record = new_token(OPERATOR, label="operator", now=utcnow())
     hotline, nl_record = new_token("participant:de.hotline", label="de", now=utcnow())
