@@ -136,7 +136,12 @@ def _tracker_history(fed: Any, names: Any) -> Any:
     return chunk
 
 
-def measure(kafka: Any, history: int, folder: Path) -> dict[str, Any]:
+SERVICES = ("router", "tracker")
+
+
+def measure(
+    kafka: Any, history: int, folder: Path, services: tuple[str, ...] = SERVICES
+) -> dict[str, Any]:
     """Generate ``history`` past decisions and handovers, then time both restarts."""
     from adapters.kafka import KafkaClients
     from bench.bench_router import _federation, _settings
@@ -153,18 +158,22 @@ def measure(kafka: Any, history: int, folder: Path) -> dict[str, Any]:
     names = TopicNames(prefix)
     asyncio.run(topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics))
     started = time.monotonic()
-    if history:
+    if history and "router" in services:
         asyncio.run(_produce(kafka, _audit_history(fed, names), history))
+    if history and "tracker" in services:
         asyncio.run(_produce(kafka, _tracker_history(fed, names), history))
     generated_s = time.monotonic() - started
     env = services_env(kafka, folder, prefix, settings, admin=True)
     crb = str(Path(sys.executable).with_name("crb"))
     out: dict[str, Any] = {"history": history, "generated_s": round(generated_s, 1)}
     for run, phase in enumerate(("cold", "restart"), start=1):
-        out |= _time_router(crb, env, folder, kafka, names, fed, phase, forwards=run)
-        out |= _time_tracker(crb, env, folder, history, phase)
-    out["router_snapshot_mib"] = _mib(folder / "router" / "memory.sqlite")
-    out["tracker_snapshot_mib"] = _mib(folder / "tracker" / "state.sqlite")
+        if "router" in services:
+            out |= _time_router(crb, env, folder, kafka, names, fed, phase, forwards=run)
+        if "tracker" in services:
+            out |= _time_tracker(crb, env, folder, history, phase)
+    for service, file in (("router", "memory.sqlite"), ("tracker", "state.sqlite")):
+        if service in services:
+            out[f"{service}_snapshot_mib"] = _mib(folder / service / file)
     return out
 
 
@@ -284,30 +293,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--max", type=int, default=100_000, help="largest history")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--services", default="router,tracker", help="comma-separated: router, tracker"
+    )
     args = parser.parse_args(argv)
     from broker.dev.kafka_local import LocalKafka
     from broker.logs import configure_logging
 
     configure_logging("warning")
+    services = tuple(s for s in args.services.split(",") if s in SERVICES)
     launcher = LocalKafka(Path(tempfile.mkdtemp(prefix="crb-bench-restart-kafka-")))
     launcher.up(nodes=1)
     rows = []
     try:
         for n in sorted({0, min(100_000, args.max), args.max}):
-            rows.append(measure(launcher.settings(), n, Path(tempfile.mkdtemp(prefix="crb-rs-"))))
+            folder = Path(tempfile.mkdtemp(prefix="crb-rs-"))
+            rows.append(measure(launcher.settings(), n, folder, services))
             if not args.json:
                 print(json.dumps(rows[-1]), flush=True)
     finally:
         launcher.destroy()
     base = rows[0]
+    measured = {"router": "first_forward_s", "tracker": "ready_s"}
     for r in rows:
-        for phase in ("cold", "restart"):
-            r[f"router_{phase}_vs_empty"] = round(
-                r[f"router_{phase}_first_forward_s"] / base[f"router_{phase}_first_forward_s"], 2
-            )
-            r[f"tracker_{phase}_vs_empty"] = round(
-                r[f"tracker_{phase}_ready_s"] / base[f"tracker_{phase}_ready_s"], 2
-            )
+        for service in services:
+            for phase in ("cold", "restart"):
+                name = f"{service}_{phase}_{measured[service]}"
+                r[f"{service}_{phase}_vs_empty"] = round(r[name] / base[name], 2)
     print(json.dumps({"restarts": rows}))
     return 0
 

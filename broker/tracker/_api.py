@@ -171,6 +171,11 @@ def create_app(
         "(`crb token issue`); a participant's token sees only its own handovers.",
         version="1",
         responses=_REFUSALS,
+        # FastAPI's /docs and /redoc pages load their scripts from public CDNs: blank
+        # on an air-gapped network, and a third party on a police one. The OpenAPI
+        # document itself stays at /openapi.json (any local viewer reads it).
+        docs_url=None,
+        redoc_url=None,
     )
 
     app.state.access = access

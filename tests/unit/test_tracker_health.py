@@ -58,3 +58,18 @@ async def test_healthz_answers_503_unless_ok(status: str, code: int) -> None:
     assert 'crb_tracker_overdue{priority="urgent"} 1' in text
     assert f"crb_tracker_up {1 if status == 'ok' else 0}" in text
     assert "crb_tracker_lag_records 3" in text
+
+
+async def test_no_page_loads_anything_from_a_public_cdn() -> None:
+    """/docs and /redoc would fetch Swagger UI and ReDoc from jsdelivr: not served;
+    the OpenAPI document is."""
+    _, record = new_token(OPERATOR, label="t", now=T0)
+    access = Access(lambda: {record.id: record}, clock=lambda: T0)
+    app = create_app(lambda: [], access=access)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+            assert 404 == (await client.get(path)).status_code, path
+        doc = await client.get("/openapi.json")
+    assert 200 == doc.status_code
+    assert "cdn" not in doc.text.lower()
