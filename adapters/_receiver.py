@@ -176,7 +176,9 @@ class Receiver:
                 record, record.value or b"", header.message_id, Reason.SINK_REFUSED, exc.reason
             )
         self.hook("delivered", header.message_id)
-        self.store.record_delivered(received, at=now)
+        with self.store.transaction():  # the delivery and its reference: one barrier
+            self.store.record_delivered(received, at=now)
+            self._index_reference(opened.message, header.message_id, header.case_id)
         self._recorded(step)
         known = self.store.get(header.message_id)
         assert known is not None
@@ -184,9 +186,9 @@ class Receiver:
         return self._count(Outcome.DELIVERED)
 
     def _recorded(self, step: _Deliver) -> None:
-        """After a delivery is recorded: its reference indexed, the hook, the log."""
+        """After a delivery is recorded (with its reference, in the same state
+        transaction): the hook, the log."""
         header = step.opened.header
-        self._index_reference(step.opened.message, header.message_id, header.case_id)
         self.hook("recorded", header.message_id)
         self.stats.recent.append((header.message_id, header.message_type.value, header.sender))
         del self.stats.recent[:-RECENT]
@@ -301,6 +303,8 @@ class Receiver:
         with self.store.transaction():
             for d in deliver:
                 self.store.record_delivered(d.received, at=now)
+                header = d.opened.header
+                self._index_reference(d.opened.message, header.message_id, header.case_id)
         for d in deliver:
             self._recorded(d)
             known = self.store.get(d.received.message_id)

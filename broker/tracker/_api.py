@@ -282,6 +282,9 @@ def create_app(
 
     @app.get("/routes", response_model=RoutesView)
     async def routes(who: Who) -> RoutesView:
+        got = source()
+        if isinstance(got, SqliteHandovers):
+            return RoutesView(routes=got.route_stats(who.participant))
         return RoutesView(routes=views.route_stats(seen(who, participant=who.participant)))
 
     return app

@@ -27,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import json
 import sqlite3
+import statistics
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
@@ -42,6 +43,7 @@ from broker.tracker._views import (
     BUCKETS,
     Filters,
     RouteCell,
+    RouteStats,
     percentile,
 )
 from schemas import HandoverState
@@ -399,6 +401,42 @@ class SqliteHandovers(HandoverStore):
             cell.median_s = percentile(values, 50)
             cell.p95_s = percentile(values, 95)
         return [cells[k] for k in sorted(cells, key=lambda k: (k[0], k[1] or ""))]
+
+    def route_stats(self, participant: str | None = None) -> list[RouteStats]:
+        """:func:`broker.tracker._views.route_stats` over the handovers ``participant``
+        takes part in (all without), answered from columns: nothing is parsed."""
+        where, args = _where(Filters(participant=participant))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sender, recipient, count(*),"
+                " sum(received_us IS NOT NULL), sum(state = 'dead_lettered'),"
+                f" sum(overdue), sum(state = 'failed') FROM handovers{where}"
+                " GROUP BY sender, recipient",
+                args,
+            ).fetchall()
+            clause = " AND " if where else " WHERE "
+            times = self._db.execute(
+                f"SELECT sender, recipient, received_us - routed_us FROM handovers{where}"
+                f"{clause}received_us IS NOT NULL AND routed_us IS NOT NULL",
+                args,
+            ).fetchall()
+        seconds: dict[tuple[str, str | None], list[float]] = {}
+        for sender, recipient, us in times:
+            seconds.setdefault((sender, recipient), []).append(us / 1e6)
+        out = []
+        for sender, recipient, n, received, dead, overdue, failed in sorted(
+            rows, key=lambda r: (r[0], r[1] or "")
+        ):
+            values = seconds.get((sender, recipient), [])
+            out.append(
+                RouteStats(
+                    sender=sender, recipient=recipient, sent=n - dead, received=received,
+                    dead_lettered=dead, overdue=overdue, failed=failed,
+                    median_seconds_to_receipt=statistics.median(values) if values else None,
+                    p99_seconds_to_receipt=percentile(values, 99),
+                )
+            )  # fmt: skip
+        return out
 
     def attention(
         self, participant: str | None = None, *, limit: int = 500

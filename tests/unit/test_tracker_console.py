@@ -473,3 +473,12 @@ async def test_dead_letters_are_listed_and_redriven_only_by_an_operator_with_the
 
 def records_id(records: dict[str, Any], label: str) -> str:
     return next(k for k, r in records.items() if r.label == label)
+
+
+def test_route_stats_from_columns_equal_the_pure_ones() -> None:
+    from broker.tracker._views import route_stats
+
+    store = _store(HANDOVERS)
+    for participant in (None, "nl.hotline", "fr.hotline"):
+        mine = [h for h in HANDOVERS if Filters(participant=participant).matches(h)]
+        assert route_stats(mine) == store.route_stats(participant)
