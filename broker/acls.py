@@ -101,6 +101,11 @@ def plan(directory: Directory, settings: Settings, *, now: datetime) -> frozense
     allow(TRACKER, "TOPIC", names.actions, "READ", "WRITE")
     allow(TRACKER, "TOPIC", f"{names.prefix}.outbox.", "WRITE", prefixed=True)
     allow(TRACKER, "TRANSACTIONAL_ID", redrive_transactional_id(settings), "WRITE")
+    # The health strip and alerts: how far the router and each participant's adapter
+    # have read (group offsets against the topics' ends). Describe only.
+    allow(TRACKER, "GROUP", r.group_id, "DESCRIBE")
+    allow(TRACKER, "GROUP", f"{settings.adapter.group_id_prefix}.", "DESCRIBE", prefixed=True)
+    allow(TRACKER, "TOPIC", f"{names.prefix}.inbox.", "DESCRIBE", prefixed=True)
     return frozenset(grants)
 
 

@@ -95,6 +95,16 @@ class TrackerSettings(Section):
     """How often the tracker asks Kafka for the status topic's end (``/healthz``)."""
     health_grace_s: float = Field(default=30.0, gt=0)
     """``/healthz`` answers 503 once Kafka has not answered for this long."""
+    alert_interval_s: float = Field(default=10.0, gt=0)
+    """How often the tracker looks around for the health strip and the alerts."""
+    alert_webhook: str | None = None
+    """Where alert notices are POSTed as JSON (fired and resolved), if anywhere."""
+    dead_letter_alert_per_hour: int = Field(default=10, ge=0)
+    """More dead letters than this in the last hour raises an alert."""
+    silent_after: timedelta = timedelta(minutes=15)
+    """A participant whose inbox backlog has not moved for this long is silent."""
+    key_warning_days: int = Field(default=30, ge=1)
+    """Keys ending within this many days raise an alert."""
     snapshot: Path | None = None
     """The tracker's local snapshot of its handovers (``broker.tracker._store``): a
     restart reads only the tracker-topic records written since, and memory holds

@@ -280,6 +280,18 @@ class Admin(_Client):
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
 
+    async def group_offsets(self, group_id: str) -> dict[Partition, int]:
+        """The committed offsets of consumer group ``group_id`` (empty if none)."""
+        with kafka_errors():
+            found = await self._raw.list_consumer_group_offsets(group_id)
+        return {_ours(tp): meta.offset for tp, meta in found.items() if meta.offset >= 0}
+
+    async def brokers(self) -> int:
+        """How many brokers the cluster's metadata lists now."""
+        with kafka_errors():
+            described = await self._raw.describe_cluster()
+        return len(described.get("brokers", ()))
+
     async def list_topics(self) -> list[str]:
         with kafka_errors():
             return sorted(await self._raw.list_topics())

@@ -175,6 +175,7 @@ def tracker_run(
                 console=tracker.handovers,
                 health=tracker.health_report,
                 redrive=lambda p, o, by: tracker.redrive(p, o, by=by),
+                strip=lambda: tracker.watch.strip,
             )
             api = asyncio.create_task(serve(app, settings.tracker.http_host, port, stop))
         try:

@@ -225,6 +225,7 @@ def _serve_console(
         console=tracker.handovers,
         health=tracker.health_report,
         redrive=lambda p, o, by: tracker.redrive(p, o, by=by),
+        strip=lambda: tracker.watch.strip,
     )
     return asyncio.create_task(serve(app, "127.0.0.1", port, stop), name="console")
 

@@ -34,6 +34,7 @@ from broker.tracker._health import HealthReport
 from broker.tracker._machine import Handover, HandoverStore, InMemoryHandovers
 from broker.tracker._store import SqliteHandovers
 from broker.tracker._views import RouteStats
+from broker.tracker._watch import HealthStrip
 from schemas import ISO_3166_ALPHA2, PARTICIPANT_ID_PATTERN, HandoverState
 
 __all__ = ["HandoverView", "create_app", "prometheus_text", "serve"]
@@ -157,6 +158,7 @@ def create_app(
     console: Callable[[], SqliteHandovers] | None = None,
     health: Callable[[], HealthReport] | None = None,
     redrive: Redrive | None = None,
+    strip: Callable[[], HealthStrip | None] | None = None,
 ) -> FastAPI:
     """The API over ``source()`` (called once per request), callers checked by
     ``access``. A :class:`HandoverStore` (the running tracker's) is queried by its
@@ -180,7 +182,7 @@ def create_app(
 
     app.state.access = access
     if console is not None:
-        mount_console(app, console, access=access, redrive=redrive)
+        mount_console(app, console, access=access, redrive=redrive, strip=strip)
         _dead_letter_routes(app, console, redrive)
 
     def seen(who: Caller, **filters: Any) -> Iterable[Handover]:

@@ -45,6 +45,7 @@ from broker.tracker._deadletters import DeadLetter, RedriveError, redrive_refusa
 from broker.tracker._machine import Handover
 from broker.tracker._store import SqliteHandovers
 from broker.tracker._views import BUCKET_ORDER, BUCKETS, Filters, by_case
+from broker.tracker._watch import HealthStrip
 from schemas import DEAD_LETTER_REASONS, ISO_3166_ALPHA2, Category, HandoverState, Priority
 
 __all__ = ["BASE", "COOKIE", "mount_console"]
@@ -186,6 +187,7 @@ class _Console:
         self.access = access
         self.secure_cookie = secure_cookie
         self.redrive: Callable[[int, int, str], Awaitable[DeadLetter]] | None = None
+        self.strip: Callable[[], HealthStrip | None] | None = None
         self._csrf_key = secrets.token_bytes(32)
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -201,6 +203,8 @@ class _Console:
             context["scope"] = (
                 "operator" if who.participant is None else f"participant {who.participant}"
             )
+        if who is not None and who.participant is None and self.strip is not None:
+            context.setdefault("strip", self.strip())
         template = self.env.get_template(name)
         if context.pop("fragment", False) and "live" in template.blocks:
             # What the live script fetches to refresh the list in place.
@@ -278,12 +282,14 @@ def mount_console(
     access: Access,
     secure_cookie: bool = False,
     redrive: Callable[[int, int, str], Awaitable[DeadLetter]] | None = None,
+    strip: Callable[[], HealthStrip | None] | None = None,
 ) -> None:
     """Add the console's routes to ``app`` (the tracker's API app). ``store()`` is
     the running tracker's handover store; ``secure_cookie`` when served over TLS;
     ``redrive`` the running tracker's (else the console cannot redrive)."""
     c = _Console(store, access, secure_cookie)
     c.redrive = redrive
+    c.strip = strip
     app.mount(f"{BASE}/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
     @app.middleware("http")

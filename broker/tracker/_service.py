@@ -86,6 +86,7 @@ from broker.tracker._deadletters import (
 from broker.tracker._health import HealthReport, TrackerHealth
 from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
 from broker.tracker._store import SqliteHandovers
+from broker.tracker._watch import Watch
 from keys import (
     ACTION_CONTEXT,
     STATUS_CONTEXT,
@@ -210,6 +211,8 @@ class Tracker:
         self.clock = clock
         self.ready = asyncio.Event()
         self.health = TrackerHealth()
+        self.watch = Watch(self)
+        """The health strip and the alerts (see :mod:`._watch`)."""
         """What ``/healthz`` and the metrics report (see :mod:`._health`)."""
         self.transactions = 0
         self.retry = RetryPolicy(initial_s=0.5, max_s=5.0)
@@ -306,6 +309,7 @@ class Tracker:
         consumer: Consumer | None = None
         probe: asyncio.Task[None] | None = None
         dead: asyncio.Task[None] | None = None
+        watch: asyncio.Task[None] | None = None
         try:
             await self.rebuild()
             partitions = await self.clients.partitions(self.names.status)
@@ -318,6 +322,7 @@ class Tracker:
             self.health.ready = True
             probe = asyncio.create_task(self._probe(consumer, tps, stop), name="tracker-probe")
             dead = asyncio.create_task(self._follow_dead_letters(stop), name="dead-letters")
+            watch = asyncio.create_task(self.watch.run(stop), name="tracker-watch")
             log.info("tracker_started", group=t.group_id, transactional_id=self.transactional_id)
             while not stop.is_set():
                 batch = await consumer.poll(*tps, timeout_ms=t.poll_timeout_ms)
@@ -332,7 +337,7 @@ class Tracker:
         finally:
             log.info("tracker_stopping")
             self.health.ready = False
-            for task in (probe, dead):
+            for task in (probe, dead, watch):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -534,10 +534,25 @@ class SqliteHandovers(HandoverStore):
                 (_us(dead.redriven_at), _dead_json(dead), dead.partition, dead.offset),
             )
 
-    def count_dead_letters(self) -> int:
+    def count_dead_letters(self, since: datetime | None = None) -> int:
+        """Dead letters in all, or rejected at or after ``since``."""
         with self._lock:
-            (count,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
+            if since is None:
+                (count,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
+            else:
+                (count,) = self._db.execute(
+                    "SELECT count(*) FROM dead_letters WHERE rejected_us >= ?", (_us(since),)
+                ).fetchone()
         return int(count)
+
+    def urgent_overdue(self) -> list[tuple[str, str, str | None]]:
+        """(key, sender, recipient) of urgent handovers past their SLA, no receipt."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, sender, recipient FROM handovers WHERE overdue = 1"
+                " AND priority = 'urgent' ORDER BY at_us"
+            ).fetchall()
+        return [(k, s, r) for k, s, r in rows]
 
     def count_by_state(self) -> dict[str, int]:
         with self._lock:
