@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration bench venv kafka-jars clean
+.PHONY: demo test lint typecheck unit integration bench venv kafka-jars chromium clean
 
 venv: $(STAMP)
 
@@ -34,7 +34,16 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test: kafka-jars lint
+# The browser tests drive Debian's Chromium; installed here when missing and we may.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium is not installed: the browser tests will be skipped (apt-get install chromium)"; \
+	  fi; }
+
+test: kafka-jars lint chromium
 	$(BIN)/pytest
 
 bench: kafka-jars

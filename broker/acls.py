@@ -120,7 +120,7 @@ def _ours(grant: Grant, settings: Settings) -> bool:
         )
     if grant.kind == "TRANSACTIONAL_ID":
         return grant.name.startswith(settings.router.transactional_id_prefix) or (
-            grant.name == _tracker_transactional_id(settings)
+            grant.name in (_tracker_transactional_id(settings), redrive_transactional_id(settings))
         )
     return False
 

@@ -222,6 +222,9 @@ class Tracker:
         """How the last start went: from a snapshot or not, records read, seconds."""
         self._failures = 0
         self._redrive_lock = asyncio.Lock()
+        self.redrive_markers: dict[Partition, int] = {}
+        """Where a redrive's commit marker sits in an outbox (not a record: the
+        router's lag there is 0 when its group stands at it)."""
         t = settings.tracker
         self.transactional_id = t.transactional_id or f"{settings.topics.prefix}-tracker"
 
@@ -476,6 +479,9 @@ class Tracker:
             except TransportError as exc:
                 raise RedriveError(503, f"Kafka: {exc}") from exc
             landed = next((o - 1 for p, o in written.items() if p.topic == dead.source_topic), None)
+            for p, o in written.items():
+                if p.topic == dead.source_topic:
+                    self.redrive_markers[p] = o
             done = replace(dead, redriven_at=now, redriven_by=by, redrive_offset=landed)
             self._view.mark_redriven(done)
             log.info(

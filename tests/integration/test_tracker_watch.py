@@ -106,8 +106,14 @@ async def test_the_watch_sees_the_system_and_alerts_a_webhook_once(
     producer = c.admin.producer()
     await producer.start()
     try:
-        # Something in nl.hotline's inbox that no adapter collects.
-        await producer.send_and_wait(OutRecord(c.names.inbox("nl.hotline"), b"k", b"sealed"))
+        # Something in nl.hotline's inbox that no adapter collects, written in a
+        # transaction as the router writes inboxes.
+        writer = c.admin.transactional_producer(f"{prefix}-test-inbox")
+        await writer.start()
+        try:
+            await writer.commit([OutRecord(c.names.inbox("nl.hotline"), b"k", b"sealed")])
+        finally:
+            await writer.stop()
         await producer.send_and_wait(routed)
         async with running(run_tracker, tracker.ready, "tracker"):
 
