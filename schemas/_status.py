@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, WithJsonSchema, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from ._common import (
     SCHEMA_VERSION,
@@ -77,6 +77,11 @@ class StatusEvent(FrozenModel):
     """The case's jurisdiction (from its signed header), for operator views."""
     category: Category | None = None
     """The case's category (from its signed header), for operator views."""
+    reply_id: MessageId | None = None
+    """For a receipt or case decision: the reply that moved the handover on."""
+    reply_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """The SHA-256 of that reply's envelope, whose signature the router verified
+    before forwarding it (the evidence: the receiving agency's signed receipt)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:

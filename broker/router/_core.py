@@ -295,7 +295,9 @@ def decide(
         OutRecord(topic=names.inbox(r), key=key, value=value, headers=meta)
         for r in resolution.recipients
     )
-    events = _forward_events(header, resolution.recipients, resolution.orphan, seen, now)
+    events = _forward_events(
+        header, resolution.recipients, resolution.orphan, seen, now, verified.digest
+    )
     audit = _audit(
         record,
         Verdict.FORWARDED,
@@ -330,6 +332,7 @@ def _forward_events(
     orphan: bool,
     seen: Mapping[UUID, SeenMessage],
     now: datetime,
+    digest: str,
 ) -> list[StatusEvent]:
     """Status events for a forward. A referral opens one handover per recipient
     (``routed``); a reply moves the *original* handover of its sender on: a receipt
@@ -353,9 +356,10 @@ def _forward_events(
         state = HandoverState(header.decision.value)
     if original is None or state is None or header.in_reply_to is None:
         return []
-    return [
-        _event(header, state, now, handover=(header.in_reply_to, original.sender, header.sender))
-    ]
+    event = _event(
+        header, state, now, handover=(header.in_reply_to, original.sender, header.sender)
+    )
+    return [event.model_copy(update={"reply_id": header.message_id, "reply_sha256": digest})]
 
 
 _REPLY_STATES = {MessageType.RECEIPT: HandoverState.RECEIVED}

@@ -272,6 +272,12 @@ class Handover(_Model):
     jurisdiction: CountryCode | None = None
     category: Category | None = None
     state: HandoverState
+    receipt_id: MessageId | None = None
+    """The receiving agency's signed receipt, as the router forwarded it."""
+    receipt_sha256: str | None = None
+    decision_id: MessageId | None = None
+    """The case acknowledgement carrying the first decision."""
+    decision_sha256: str | None = None
     routed_at: UtcDatetime | None = None
     received_at: UtcDatetime | None = None
     decided_at: UtcDatetime | None = None
@@ -369,6 +375,10 @@ def _effects(h: Handover, event: StatusEvent, rule: Rule) -> dict[str, object]:
         u["routed_at"] = at
     if (e is S.RECEIVED or e in CASE_STATES) and h.received_at is None:
         u["received_at"] = at  # a case decision implies the receipt
+    if e is S.RECEIVED and event.reply_id is not None and h.receipt_id is None:
+        u["receipt_id"], u["receipt_sha256"] = event.reply_id, event.reply_sha256
+    if e in DECISIONS and event.reply_id is not None and h.decision_id is None:
+        u["decision_id"], u["decision_sha256"] = event.reply_id, event.reply_sha256
     if e in DECISIONS and h.decided_at is None:
         u["decided_at"] = at
     if e is S.ACTIONED:

@@ -286,7 +286,9 @@ async def test_the_console_in_a_browser(
                 what="the redriven referral received", timeout_s=60,
             )  # fmt: skip
             await page.goto(f"{base}/console/handover/{late.message_id}/nl.hotline")
-            assert "received" in await page.inner_text("dl.fields")
+            fields = await page.inner_text("dl.fields")
+            assert "received" in fields
+            assert "signature verified by the router" in fields, "the receipt's evidence"
             await _shot(page, "handover", tracker)
 
             # 4. nl.police24's token sees its own handover, not nl.hotline's.

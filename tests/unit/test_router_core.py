@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from uuid import UUID
 
@@ -250,6 +251,10 @@ def test_receipt_travels_back_to_the_original_sender(fed: Federation) -> None:
         "nl.hotline",
         "received",
     )
+    # The evidence: which receipt moved it, and the digest of the bytes verified.
+    assert decision.header is not None
+    assert decision.header.message_id == event.reply_id
+    assert hashlib.sha256(receipt).hexdigest() == event.reply_sha256
 
 
 def test_reply_to_an_unknown_message_is_refused(fed: Federation) -> None:

@@ -805,3 +805,22 @@ def test_percentile_nearest_rank() -> None:
     assert 7.0 == percentile([7.0], 99)
     assert 3.0 == percentile([1.0, 2.0, 3.0, 4.0], 75)
     assert 4.0 == percentile([4.0, 1.0, 3.0, 2.0], 100)
+
+
+def test_the_first_receipt_and_decision_are_kept_as_evidence() -> None:
+    """The reply that moved a handover (its id and verified envelope digest) is kept:
+    the first receipt, and the acknowledgement carrying the first decision."""
+    receipt, again, ack = mid(), mid(), mid()
+
+    def reply(state: HandoverState, at: datetime, reply_id: UUID, digit: str) -> StatusEvent:
+        return ev(state, at).model_copy(update={"reply_id": reply_id, "reply_sha256": digit * 64})
+
+    h = fold(
+        ev(S.ROUTED, T0),
+        reply(S.RECEIVED, T0 + timedelta(seconds=1), receipt, "a"),
+        reply(S.RECEIVED, T0 + timedelta(seconds=2), again, "b"),
+        reply(S.ACCEPTED, T0 + timedelta(seconds=3), ack, "c"),
+    )
+    assert (receipt, "a" * 64) == (h.receipt_id, h.receipt_sha256)
+    assert (ack, "c" * 64) == (h.decision_id, h.decision_sha256)
+    assert (None, None) == (fold(ev(S.ROUTED, T0)).receipt_id, fold(ev(S.ROUTED, T0)).decision_id)
