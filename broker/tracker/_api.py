@@ -221,8 +221,9 @@ def create_app(
         got = source()
         store = got if isinstance(got, HandoverStore) else InMemoryHandovers.of(got)
         report = health() if health is not None else None
+        looked = strip() if strip is not None else None
         return PlainTextResponse(
-            prometheus_text(store, report), media_type="text/plain; version=0.0.4"
+            prometheus_text(store, report, looked), media_type="text/plain; version=0.0.4"
         )
 
     @app.get("/whoami", response_model=WhoAmI)
@@ -379,7 +380,9 @@ def _dead_letter_routes(
         return DeadLetterView.of(done)
 
 
-def prometheus_text(store: HandoverStore, health: HealthReport | None) -> str:
+def prometheus_text(
+    store: HandoverStore, health: HealthReport | None, strip: HealthStrip | None = None
+) -> str:
     """The tracker's metrics in Prometheus text format (counted when scraped)."""
     by_state: dict[str, int] = dict.fromkeys((s.value for s in HandoverState), 0)
     overdue: dict[str, int] = {"urgent": 0, "high": 0, "routine": 0}
@@ -414,6 +417,22 @@ def prometheus_text(store: HandoverStore, health: HealthReport | None) -> str:
         ):  # fmt: skip
             if value is not None:
                 lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    if strip is not None:
+        lines += [
+            "# HELP crb_tracker_dead_letters Dead letters on the dead-letter topic.",
+            "# TYPE crb_tracker_dead_letters gauge",
+            f"crb_tracker_dead_letters {strip.dead_letters}",
+            "# HELP crb_tracker_inbox_backlog_records Records a participant has not collected.",
+            "# TYPE crb_tracker_inbox_backlog_records gauge",
+            *(f'crb_tracker_inbox_backlog_records{{participant="{p}"}} {n}'
+              for p, n, _ in strip.inbox_backlog),
+        ]  # fmt: skip
+        if strip.router_lag is not None:
+            lines += [
+                "# HELP crb_router_lag_records Outbox records the router has not decided.",
+                "# TYPE crb_router_lag_records gauge",
+                f"crb_router_lag_records {strip.router_lag}",
+            ]
     return "\n".join(lines) + "\n"
 
 

@@ -54,6 +54,9 @@ class HealthStrip:
     tracker: HealthReport
     brokers: int | None = None
     router_lag: int | None = None
+    router_stalled_s: float | None = None
+    """While the router has a lag: seconds since its group last moved (the tracker
+    may not read outboxes to date the oldest record, so it times the standstill)."""
     dead_letters: int = 0
     dead_letters_last_hour: int = 0
     keys_expiring: tuple[tuple[str, str, datetime], ...] = ()
@@ -121,10 +124,11 @@ class Watch:
         errors: list[str] = []
         brokers: int | None = None
         router_lag: int | None = None
+        stalled: float | None = None
         backlog: tuple[tuple[str, int, float], ...] = ()
         try:
             async with asyncio.timeout(10):
-                brokers, router_lag, backlog = await self._kafka()
+                brokers, router_lag, stalled, backlog = await self._kafka()
         except (TransportError, TimeoutError) as exc:
             errors.append(f"Kafka: {exc or 'no answer within 10 s'}")
         report = t.health_report()
@@ -139,14 +143,15 @@ class Watch:
         notices = self.alerting.evaluate(observation)
         self.strip = HealthStrip(
             at=now, directory_version=directory.version, tracker=report, brokers=brokers,
-            router_lag=router_lag, dead_letters=store.count_dead_letters(),
+            router_lag=router_lag, router_stalled_s=stalled,
+            dead_letters=store.count_dead_letters(),
             dead_letters_last_hour=observation.dead_letters_last_hour,
             keys_expiring=observation.keys_not_after, inbox_backlog=backlog,
             alerts=tuple(self.alerting.standing.values()), errors=tuple(errors),
         )  # fmt: skip
         return notices
 
-    async def _kafka(self) -> tuple[int, int, tuple[tuple[str, int, float], ...]]:
+    async def _kafka(self) -> tuple[int, int, float | None, tuple[tuple[str, int, float], ...]]:
         t = self.tracker
         names = t.names
         participants = [p.participant_id for p in t.live.current.participants]
@@ -178,6 +183,11 @@ class Watch:
                 # redrive leaves a commit marker there, which is not a record.
                 router_lag += 0 if markers.get(p) == at and end == at + 1 else max(0, end - at)
         clock = time.monotonic()
+        moved = sum(router.values())
+        seen = self._backlog.setdefault("\0router", _Backlog(moved, clock))
+        if router_lag == 0 or moved != seen.committed:
+            self._backlog["\0router"] = seen = _Backlog(moved, clock)
+        stalled = round(clock - seen.since, 1) if router_lag else None
         backlog: list[tuple[str, int, float]] = []
         for pid in participants:
             committed = inbox_groups[pid]
@@ -193,7 +203,7 @@ class Watch:
             if lag == 0 or done != seen.committed:
                 self._backlog[pid] = seen = _Backlog(done, clock)
             backlog.append((pid, lag, round(clock - seen.since, 1) if lag else 0.0))
-        return brokers, router_lag, tuple(backlog)
+        return brokers, router_lag, stalled, tuple(backlog)
 
     async def _post(self, notices: list[Notice]) -> None:
         url = self.tracker.settings.tracker.alert_webhook

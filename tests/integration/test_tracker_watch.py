@@ -140,6 +140,7 @@ async def test_the_watch_sees_the_system_and_alerts_a_webhook_once(
                 owner for owner, _, _ in strip.keys_expiring
             }
             assert [] == list(strip.errors)
+            assert strip.router_stalled_s is None, "no lag, no standstill"
             before = len(received)
             await wait_until(lambda: tracker.watch.alerting.standing is not None, what="x")
             # Standing alerts are not repeated: a few more looks send nothing new.

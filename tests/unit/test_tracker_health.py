@@ -73,3 +73,21 @@ async def test_no_page_loads_anything_from_a_public_cdn() -> None:
         doc = await client.get("/openapi.json")
     assert 200 == doc.status_code
     assert "cdn" not in doc.text.lower()
+
+
+async def test_metrics_carry_what_the_watch_saw() -> None:
+    from broker.tracker._watch import HealthStrip
+
+    token, record = new_token(OPERATOR, label="t", now=T0)
+    access = Access(lambda: {record.id: record}, clock=lambda: T0)
+    strip = HealthStrip(
+        at=T0, directory_version=4, tracker=_report("ok"), brokers=3, router_lag=7,
+        router_stalled_s=12.0, dead_letters=2, inbox_backlog=(("fr.police24", 5, 900.0),),
+    )  # fmt: skip
+    app = create_app(lambda: [], access=access, health=lambda: _report("ok"), strip=lambda: strip)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        text = (await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})).text
+    assert "crb_router_lag_records 7" in text
+    assert "crb_tracker_dead_letters 2" in text
+    assert 'crb_tracker_inbox_backlog_records{participant="fr.police24"} 5' in text
