@@ -320,7 +320,8 @@ def build() -> dict[str, bytes]:
         "description": "The signed federation directory the envelope vectors verify against.",
         "root_key_id": root.key_id,
         "root_ed25519_public_hex": root.verify_key.public_raw().hex(),
-        "signed_message_prefix_utf8": "crb/directory/v1\\u0000",
+        "signed_message_prefix_utf8": "crb/directory/v1\u0000",
+        "signed_message_prefix_hex": b"crb/directory/v1\x00".hex(),
         "signed_directory": json.loads(signed.to_json()),
     }
     rejections = {

@@ -167,8 +167,9 @@ FederationId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 """SHA-256 digest, 64 lowercase hex characters."""
 
-KeyCommitment = Annotated[str, StringConstraints(pattern=r"^(?:[0-9a-f]{2}){32,64}$")]
-"""Key commitment, lowercase hex of 32 to 64 bytes (computed by ``keys/``)."""
+KeyCommitment = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+"""Key commitment: HMAC-SHA256, 32 bytes as 64 lowercase hex characters (computed by
+``keys/``; ENVELOPE.md)."""
 
 ReasonText = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]

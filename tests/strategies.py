@@ -301,7 +301,7 @@ def headers(draw: st.DrawFn) -> s.EnvelopeHeader:
         decision=draw(st.sampled_from(s.DecisionKind))
         if message_type == s.MessageType.CASE_ACK
         else None,
-        key_commitment=draw(st.binary(min_size=32, max_size=64)).hex(),
+        key_commitment=draw(st.binary(min_size=32, max_size=32)).hex(),
     )
 
 

@@ -174,7 +174,10 @@ def test_directory_vector_signature_verifies_with_pynacl() -> None:
         signed["directory"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
     ).encode()
     root = nacl.signing.VerifyKey(bytes.fromhex(d["root_ed25519_public_hex"]))
-    message = b"crb/directory/v1\x00" + canonical
+    prefix = bytes.fromhex(d["signed_message_prefix_hex"])
+    assert d["signed_message_prefix_utf8"].encode() == prefix, "a real NUL, not the text \\u0000"
+    assert prefix.endswith(b"\x00")
+    message = prefix + canonical
     sig = base64.b64decode(signed["signature"])
     assert message == root.verify(message, sig)
 

@@ -90,6 +90,7 @@ def test_canonical_bytes_round_trip_property(header: s.EnvelopeHeader) -> None:
         ({"priority": "URGENT"}, "Input should be"),
         ({"key_commitment": "AB" * 32}, "pattern"),
         ({"key_commitment": "ab" * 16}, "pattern"),
+        ({"key_commitment": "ab" * 33}, "pattern"),  # HMAC-SHA256: exactly 32 bytes
         ({"in_reply_to": None, "message_type": "receipt", "recipients": ["nl.hotline"]}, "needs"),
         ({"in_reply_to": str(CASE)}, "only receipts"),
         ({"schema_version": 2}, "Input should be 1"),
