@@ -7,7 +7,10 @@ Layout (``root`` is configurable)::
                        write to a dot-file and rename, dot-files are ignored
     root/processing/   claimed files, and <name>.pending.json once sealed: the
                        exact envelope bytes and their message and case ids
-    root/sent/         <name> and <name>.sent.json (message ids, Kafka-acknowledged)
+    root/sent/         <name>.sent.json (message ids, Kafka-acknowledged); the
+                       plaintext <name> itself only when ``keep_sent`` says how
+                       long (default: not at all — once Kafka has the sealed
+                       envelopes, a plaintext copy on this disk is only a liability)
     root/failed/       <name> and <name>.error.txt saying why (every bad CSV row)
 
 A file's life is the pure state machine :data:`TRANSITIONS`::
@@ -213,8 +216,11 @@ class DropFolder:
         reseal_after: timedelta = timedelta(hours=20),
         jurisdiction: str | None = None,
         index: ReferenceIndex | None = None,
+        keep_sent: timedelta = timedelta(0),
     ) -> None:
         self.root = root
+        self.keep_sent = keep_sent
+        """How long a sent file's plaintext stays in ``sent/`` (0: deleted at once)."""
         self.index = index
         """Where sent referrals' own references are recorded (the adapter state)."""
         self.sender = sender
@@ -252,9 +258,34 @@ class DropFolder:
         )
 
     async def run_once(self) -> list[FileResult]:
-        """Finish what a previous run left in ``processing/``, then take ``incoming/``."""
+        """Finish what a previous run left in ``processing/``, then take ``incoming/``;
+        forget sent plaintext past ``keep_sent``."""
         self.claim()
-        return [await self.process(p) for p in self.pending()]
+        results = [await self.process(p) for p in self.pending()]
+        self.purge_sent()
+        return results
+
+    def purge_sent(self) -> int:
+        """Delete the plaintext of files sent longer than ``keep_sent`` ago (by the
+        ``sent_at`` of their ``.sent.json`` record, which stays); returns how many."""
+        now = self.sender.clock()
+        purged = 0
+        for note in self.sent.glob("*.sent.json"):
+            plaintext = note.with_name(note.name.removesuffix(".sent.json"))
+            if not plaintext.exists():
+                continue
+            try:
+                sent_at = datetime.fromisoformat(json.loads(note.read_bytes())["sent_at"])
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("sent_record_unreadable", file=note.name, error=str(exc))
+                continue
+            if now - sent_at >= self.keep_sent:
+                plaintext.unlink(missing_ok=True)
+                purged += 1
+        if purged:
+            fsync_dir(self.sent)
+            log.info("sent_copies_purged", files=purged, keep_sent=str(self.keep_sent))
+        return purged
 
     async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:
         while not stop.is_set():
@@ -316,7 +347,10 @@ class DropFolder:
             ],
         }
         atomic_write(target.with_name(target.name + ".sent.json"), json.dumps(note).encode())
-        path.rename(target)
+        if self.keep_sent > timedelta(0):
+            path.rename(target)
+        else:
+            path.unlink()  # Kafka has it, sealed; no plaintext copy is kept
         _sidecar(path).unlink(missing_ok=True)
         fsync_dir(self.sent)
         fsync_dir(self.processing)

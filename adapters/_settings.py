@@ -24,6 +24,9 @@ class AdapterSettings(Section):
     max_inbox_lag: timedelta = timedelta(days=7)
     """How far back an inbox record's Kafka timestamp may set the envelope's
     verification time (an adapter that was down for a day still opens its mail)."""
+    keep_sent: timedelta = timedelta(0)
+    """How long the drop folder keeps a sent file's plaintext in ``sent/`` (default:
+    not at all; the ``.sent.json`` record of its message ids always stays)."""
     send_deadline_s: float = Field(default=300.0, gt=0)
     """How long one produce keeps retrying through broker outages before failing."""
     retry_max_s: float = Field(default=30.0, gt=0)

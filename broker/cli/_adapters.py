@@ -238,7 +238,11 @@ async def _send_queued(
     with StateStore(adapter.state) as index:
         async with adapter.outbox(deadline_s=deadline_s) as outbox:
             folder = DropFolder(
-                root, adapter.sender(outbox), jurisdiction=jurisdiction, index=index
+                root,
+                adapter.sender(outbox),
+                jurisdiction=jurisdiction,
+                index=index,
+                keep_sent=adapter.ctx.settings.adapter.keep_sent,
             )
             return await folder.run_once()
 
@@ -283,6 +287,7 @@ def dropfolder_cmd(
                 adapter.sender(outbox),
                 jurisdiction=jurisdiction,
                 index=index,
+                keep_sent=ctx.settings.adapter.keep_sent,
             )
             if once:
                 return await drop.run_once()

@@ -120,4 +120,6 @@ async def test_cli_send_inbox_ack_round_trip(
     )
     assert ("case_ack", message_id) == (ack["message_type"], ack["in_reply_to"])
     assert {"kind": "accepted", "receiver_reference": "NL-7"} == ack["case_ack"]["decision"]
-    assert (tmp_path / "adapters" / "de.hotline" / "dropfolder" / "sent" / "case.json").exists()
+    sent = tmp_path / "adapters" / "de.hotline" / "dropfolder" / "sent"
+    assert (sent / "case.json.sent.json").exists()
+    assert not (sent / "case.json").exists(), "no plaintext copy kept after sending"

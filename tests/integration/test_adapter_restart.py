@@ -74,7 +74,7 @@ async def test_drop_folder_send_survives_a_broker_restart(
     finally:
         await asyncio.to_thread(kafka.launcher.up, nodes=1)  # whole again for other tests
     assert FileState.SENT == result.state
-    assert (tmp_path / "drop" / "sent" / "case.json").exists()
+    assert (tmp_path / "drop" / "sent" / "case.json.sent.json").exists()
     records = await read_all(
         kafka.bootstrap, TopicNames(settings.topics.prefix).outbox("de.hotline")
     )

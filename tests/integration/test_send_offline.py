@@ -104,7 +104,8 @@ async def test_send_with_kafka_away_queues_then_sends_once(
         assert (0, "") == (code, out), err
     assert [] == list((queue / "incoming").iterdir())
     assert [] == [p for p in (queue / "processing").iterdir() if not p.name.startswith(".")]
-    assert (queue / "sent" / "case.json").exists()
+    assert (queue / "sent" / "case.json.sent.json").exists()
+    assert not (queue / "sent" / "case.json").exists(), "no plaintext copy kept"
     again = await drain(kafka.bootstrap, names.inbox("nl.hotline"), idle_s=3)
     assert 1 == len(again), "sent once, never twice"
     print(

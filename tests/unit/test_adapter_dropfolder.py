@@ -64,8 +64,8 @@ def _drop(root: Path, name: str, data: bytes) -> None:
 
 
 async def test_json_file_is_sent_once_and_moved_to_sent_with_its_id(tmp_path: Path) -> None:
-    """incoming/x.json -> one envelope on de.hotline's outbox -> sent/x.json and a note
-    naming the message id that is in the produced header."""
+    """incoming/x.json -> one envelope on de.hotline's outbox -> a note in sent/ naming
+    the message id that is in the produced header; no plaintext copy is kept."""
     fed, kafka = LiveFederation(), FakeKafka()
     folder = DropFolder(tmp_path, sender(fed, "de.hotline", kafka))
     _drop(tmp_path, "x.json", make_referral().model_dump_json().encode())
@@ -79,9 +79,30 @@ async def test_json_file_is_sent_once_and_moved_to_sent_with_its_id(tmp_path: Pa
     assert ("nl.hotline",) == header.recipients
     note = json.loads((tmp_path / "sent" / "x.json.sent.json").read_bytes())
     assert str(header.message_id) == note["messages"][0]["message_id"]
-    assert (tmp_path / "sent" / "x.json").exists()
+    assert not (tmp_path / "sent" / "x.json").exists(), "no plaintext kept by default"
     assert [] == list((tmp_path / "processing").iterdir())
     assert [] == await folder.run_once()  # nothing left: not sent again
+
+
+async def test_sent_plaintext_is_kept_only_as_long_as_configured(tmp_path: Path) -> None:
+    """With keep_sent, sent/ keeps the plaintext until keep_sent after it was sent
+    (by the note's sent_at), then deletes it; the note with the ids stays."""
+    fed, kafka = LiveFederation(), FakeKafka()
+    clock = {"now": now()}
+    folder = DropFolder(
+        tmp_path,
+        sender(fed, "de.hotline", kafka, clock=lambda: clock["now"]),
+        keep_sent=timedelta(days=7),
+    )
+    _drop(tmp_path, "x.json", make_referral().model_dump_json().encode())
+    await folder.run_once()
+    assert (tmp_path / "sent" / "x.json").exists()
+    clock["now"] += timedelta(days=6, hours=23)
+    assert 0 == folder.purge_sent()
+    clock["now"] += timedelta(hours=1)
+    assert 1 == folder.purge_sent()
+    assert not (tmp_path / "sent" / "x.json").exists()
+    assert (tmp_path / "sent" / "x.json.sent.json").exists()
 
 
 async def test_invalid_files_fail_with_an_error_file_and_send_nothing(tmp_path: Path) -> None:
