@@ -37,7 +37,7 @@ import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -114,6 +114,16 @@ class _Deliver:
     received: ReceivedMessage
 
 
+PURGE_EVERY_S = 3600.0
+"""How often a running receiver purges what passed its ``delete_after`` date."""
+
+
+def _delete_after(opened: Opened) -> date | None:
+    """The date a referral's sender set for its deletion (other messages: none)."""
+    message = opened.message
+    return message.delete_after if isinstance(message, Referral) else None
+
+
 def _time_of(record: Record) -> datetime | None:
     ts = record.timestamp_ms
     return datetime.fromtimestamp(ts / 1000, UTC) if ts else None
@@ -177,7 +187,7 @@ class Receiver:
             )
         self.hook("delivered", header.message_id)
         with self.store.transaction():  # the delivery and its reference: one barrier
-            self.store.record_delivered(received, at=now)
+            self.store.record_delivered(received, at=now, delete_after=_delete_after(opened))
             self._index_reference(opened.message, header.message_id, header.case_id)
         self._recorded(step)
         known = self.store.get(header.message_id)
@@ -302,7 +312,9 @@ class Receiver:
             self.hook("delivered", d.received.message_id)
         with self.store.transaction():
             for d in deliver:
-                self.store.record_delivered(d.received, at=now)
+                self.store.record_delivered(
+                    d.received, at=now, delete_after=_delete_after(d.opened)
+                )
                 header = d.opened.header
                 self._index_reference(d.opened.message, header.message_id, header.case_id)
         for d in deliver:
@@ -394,6 +406,26 @@ class Receiver:
                 raise result
             self.hook("receipt_sent", m.message_id)
 
+    # -- retention -----------------------------------------------------------------------
+
+    def purge_expired(self) -> int:
+        """Delete what delivered referrals said once their ``delete_after`` date has
+        passed: the delivered file (a sink that can, e.g. the folder) and the case
+        references indexed from them. The bare delivery record (ids and digest, no
+        content) stays, so a redelivery is still a duplicate. Returns how many.
+        A case system behind the HTTP sink keeps its own copy under its own
+        retention: the date travels in the delivered document."""
+        now = self.clock()
+        expired = self.store.expired(now.date())
+        if not expired:
+            return 0
+        forget = getattr(self.sink, "forget", None)
+        if forget is not None:
+            forget(expired)
+        self.store.mark_purged(expired, at=now)
+        log.info("retention_purged", messages=len(expired))
+        return len(expired)
+
     # -- the Kafka loop ------------------------------------------------------------------
 
     async def run(
@@ -411,6 +443,8 @@ class Receiver:
         again after the retry policy's pause — never skipped: handling is idempotent
         (state store, derived receipt ids).
         """
+        self.purge_expired()
+        next_purge = asyncio.get_running_loop().time() + PURGE_EVERY_S
         consumer = self.clients.consumer(group_id=self.group_id)
         await consumer.start()
         consumer.subscribe(topics=[self.topic])
@@ -420,6 +454,9 @@ class Receiver:
         try:
             while not stop.is_set():
                 batch = await consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+                if loop.time() >= next_purge:
+                    self.purge_expired()
+                    next_purge = loop.time() + PURGE_EVERY_S
                 assigned = consumer.assignment()
                 if assigned and ready is not None:
                     ready.set()

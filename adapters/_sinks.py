@@ -41,7 +41,7 @@ import structlog
 from adapters._errors import DeliveryError
 from adapters._model import ReceivedMessage
 from adapters._retry import RetryPolicy
-from keys import atomic_write_many
+from keys import atomic_write_many, fsync_dir
 
 __all__ = ["Delivery", "FolderSink", "HttpSink", "Sink"]
 
@@ -77,7 +77,12 @@ class Delivery:
 
 
 class Sink(Protocol):
-    """The participant's own system, as the receiver hands it messages."""
+    """The participant's own system, as the receiver hands it messages.
+
+    A sink that keeps the messages itself (:class:`FolderSink`) also has
+    ``forget(message_ids) -> int``: the receiver calls it once a referral's
+    ``delete_after`` date has passed. A case system behind the HTTP sink keeps its
+    copy under its own retention (the date is in the document it received)."""
 
     async def deliver(self, delivery: Delivery) -> None:
         """Hand ``delivery`` over durably, or raise ``DeliveryError``."""
@@ -112,6 +117,19 @@ class FolderSink:
         except OSError as exc:
             # A full disk or a missing mount clears up: keep the offset, retry later.
             raise DeliveryError(f"folder_unwritable:{exc.errno}", retriable=True) from exc
+
+    def forget(self, message_ids: list[UUID]) -> int:
+        """Delete the delivered files of ``message_ids`` (their ``delete_after`` has
+        passed); returns how many there were."""
+        gone = 0
+        for message_id in message_ids:
+            path = self.path_for(message_id)
+            if path.exists():
+                path.unlink()
+                gone += 1
+        if gone:
+            fsync_dir(self.folder)
+        return gone
 
 
 class HttpSink:

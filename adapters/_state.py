@@ -30,7 +30,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 from uuid import UUID
@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS delivered (
     delivered_at    TEXT NOT NULL,
     receipt_id      TEXT,
     receipt_sent_at TEXT,
-    receipt_note    TEXT
+    receipt_note    TEXT,
+    delete_after    TEXT,
+    purged_at       TEXT
 )
 """
 _REFS = """
@@ -70,7 +72,11 @@ CREATE TABLE IF NOT EXISTS refs (
     PRIMARY KEY (reference, kind, message_id)
 )
 """
-_MIGRATIONS = {"receipt_note": "ALTER TABLE delivered ADD COLUMN receipt_note TEXT"}
+_MIGRATIONS = {
+    "receipt_note": "ALTER TABLE delivered ADD COLUMN receipt_note TEXT",
+    "delete_after": "ALTER TABLE delivered ADD COLUMN delete_after TEXT",
+    "purged_at": "ALTER TABLE delivered ADD COLUMN purged_at TEXT",
+}
 
 
 class RefKind(enum.StrEnum):
@@ -236,10 +242,16 @@ class StateStore:
             raise StateError(f"no delivered message {message_id} in {self.folder}")
         return found.message
 
-    def record_delivered(self, m: ReceivedMessage, *, at: datetime) -> None:
+    def record_delivered(
+        self, m: ReceivedMessage, *, at: datetime, delete_after: date | None = None
+    ) -> None:
+        """Record a delivery; ``delete_after``: the date the referral's sender set,
+        after which its content and references are purged (:meth:`expired`)."""
         try:
             self._db.execute(
-                "INSERT OR IGNORE INTO delivered VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,NULL)",
+                "INSERT OR IGNORE INTO delivered (message_id, message_type, sender, recipient,"
+                " case_id, jurisdiction, category, priority, handling_code, envelope_sha256,"
+                " in_reply_to, delivered_at, delete_after) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     str(m.message_id),
                     m.message_type.value,
@@ -253,10 +265,39 @@ class StateStore:
                     m.envelope_sha256,
                     str(m.in_reply_to) if m.in_reply_to else None,
                     at.astimezone(UTC).isoformat(),
+                    delete_after.isoformat() if delete_after else None,
                 ),
             )
         except sqlite3.Error as exc:
             raise StateError(f"cannot record a delivery: {exc}") from exc
+
+    def expired(self, today: date) -> list[UUID]:
+        """Messages whose ``delete_after`` has passed (before ``today``) and whose
+        content was not purged yet."""
+        try:
+            rows = self._db.execute(
+                "SELECT message_id FROM delivered WHERE delete_after IS NOT NULL"
+                " AND delete_after < ? AND purged_at IS NULL ORDER BY delete_after",
+                (today.isoformat(),),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the adapter state: {exc}") from exc
+        return [UUID(r[0]) for r in rows]
+
+    def mark_purged(self, message_ids: list[UUID], *, at: datetime) -> None:
+        """Forget what the messages said (their case references); keep the bare
+        delivery record — ids and digest, no content — so a redelivery is still a
+        duplicate and never delivered again."""
+        ids = [(str(m),) for m in message_ids]
+        try:
+            with self.transaction():
+                self._db.executemany("DELETE FROM refs WHERE message_id = ?", ids)
+                self._db.executemany(
+                    "UPDATE delivered SET purged_at = ? WHERE message_id = ?",
+                    [(at.astimezone(UTC).isoformat(), m) for (m,) in ids],
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
 
     def mark_receipt_sent(self, message_id: UUID, receipt_id: UUID, *, at: datetime) -> None:
         try:

@@ -42,7 +42,7 @@ from schemas import (
     Receipt,
     uuid7,
 )
-from tests._fed import LiveFederation, now
+from tests._fed import LiveFederation, make_referral, now
 from tests.unit._adapter_kit import NAMES, FakeKafka, sender, settings
 
 
@@ -246,6 +246,9 @@ class CountingSink:
         if self.fail:
             raise self.fail.pop(0)
         await self.inner.deliver(delivery)
+
+    def forget(self, message_ids: list[UUID]) -> int:
+        return self.inner.forget(message_ids)
 
 
 class Crash(Exception):
@@ -596,4 +599,38 @@ async def test_killed_in_the_middle_of_a_batch_nothing_is_lost_or_doubled(
         got = store.get(parse(env).header.message_id)
         assert got is not None
         assert got.receipt_sent_at is not None
+    store.close()
+
+
+async def test_what_passed_its_delete_after_date_is_purged_but_stays_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    """A delivered referral whose delete_after has passed: its file and its indexed
+    reference are deleted, the bare delivery record stays — so Kafka delivering it
+    again is still a duplicate, never delivered anew. Others are untouched."""
+    fed, kafka = LiveFederation(), FakeKafka()
+    sink = CountingSink(FolderSink(tmp_path / "inbox"))
+    receiver, store = _receiver(fed, tmp_path, kafka, sink)
+    today = now().date()
+
+    def sealed(days: int) -> tuple[bytes, str]:
+        referral = make_referral().model_copy(update={"delete_after": today + timedelta(days=days)})
+        env = fed.fed.seal_referral("de.hotline", referral, jurisdiction="NL", now=now())
+        return env, referral.reporter.reference
+
+    (soon, soon_ref), (later, later_ref) = sealed(1), sealed(400)
+    assert Outcome.DELIVERED == await receiver.handle(_record(soon, 0))
+    assert Outcome.DELIVERED == await receiver.handle(_record(later, 1))
+    soon_id, later_id = parse(soon).header.message_id, parse(later).header.message_id
+    inbox = FolderSink(tmp_path / "inbox")
+    assert 0 == receiver.purge_expired(), "nothing is due yet"
+    receiver.clock = lambda: now() + timedelta(days=2)
+    assert 1 == receiver.purge_expired()
+    assert not inbox.path_for(soon_id).exists()
+    assert inbox.path_for(later_id).exists()
+    assert [] == store.find_reference(soon_ref)
+    assert [later_id] == [r.message_id for r in store.find_reference(later_ref)]
+    assert Outcome.DUPLICATE == await receiver.handle(_record(soon, 2))
+    assert 2 == len(sink.calls), "not delivered again"
+    assert 0 == receiver.purge_expired()
     store.close()
