@@ -61,9 +61,11 @@ def plan(directory: Directory, settings: TopicSettings) -> list[TopicSpec]:
         specs.append(TopicSpec(name, partitions, settings.replication, {**base, **config}))
 
     sized = {"max.message.bytes": str(settings.message_max_bytes)}
+    outbox = {**sized, "retention.ms": str(settings.outbox_retention_ms)}
+    inbox = {**sized, "retention.ms": str(settings.inbox_retention_ms)}
     for p in sorted(directory.participants, key=lambda p: p.participant_id):
-        add(names.outbox(p.participant_id), settings.partitions, **sized)
-        add(names.inbox(p.participant_id), settings.partitions, **sized)
+        add(names.outbox(p.participant_id), settings.partitions, **outbox)
+        add(names.inbox(p.participant_id), settings.partitions, **inbox)
     add(
         names.dlq,
         settings.partitions,

@@ -55,6 +55,14 @@ class TopicSettings(Section):
     audit_retention_ms: int = -1
     """Audit records are kept forever by default: the chain must stay verifiable."""
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+    """Dead letters (original bytes, sealed) are kept 30 days: time to fix and redrive."""
+    outbox_retention_ms: int = 7 * 24 * 3600 * 1000
+    """Outbox records (sealed envelopes) are kept 7 days: the router takes them within
+    seconds; the rest is room to replay after an incident."""
+    inbox_retention_ms: int = 30 * 24 * 3600 * 1000
+    """Inbox records (sealed envelopes) are kept 30 days: an agency's adapter that is
+    down longer than that loses mail, so keep it above ``adapter.max_inbox_lag`` and
+    the longest outage you plan for."""
     message_max_bytes: int = Field(default=(1 << 20) + (64 << 10), ge=1024)
     """``max.message.bytes`` of outboxes and inboxes: a 1 MiB envelope (the router's
     limit) plus headers and batch overhead."""
