@@ -95,6 +95,12 @@ class TrackerSettings(Section):
     """How often the tracker asks Kafka for the status topic's end (``/healthz``)."""
     health_grace_s: float = Field(default=30.0, gt=0)
     """``/healthz`` answers 503 once Kafka has not answered for this long."""
+    handover_retention: timedelta = timedelta(days=365)
+    """A handover with nothing pending (no timer running) and no change for this long
+    is forgotten: tombstoned on the tracker and status topics, deleted from the
+    store. Its decisions stay on the audit topic."""
+    retention_check_s: float = Field(default=3600.0, gt=0)
+    """How often the tracker looks for handovers to forget."""
     alert_interval_s: float = Field(default=10.0, gt=0)
     """How often the tracker looks around for the health strip and the alerts."""
     alert_webhook: str | None = None

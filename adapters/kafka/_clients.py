@@ -286,6 +286,16 @@ class Admin(_Client):
             found = await self._raw.list_consumer_group_offsets(group_id)
         return {_ours(tp): meta.offset for tp, meta in found.items() if meta.offset >= 0}
 
+    async def partition_counts(self, names: Iterable[str]) -> dict[str, int]:
+        """How many partitions each existing topic of ``names`` has (one request on
+        this admin's connection)."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        with kafka_errors():
+            described = await self._raw.describe_topics(wanted)
+        return {t["topic"]: len(t["partitions"]) for t in described if t["partitions"]}
+
     async def brokers(self) -> int:
         """How many brokers the cluster's metadata lists now."""
         with kafka_errors():

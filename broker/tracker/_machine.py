@@ -536,6 +536,8 @@ class Step:
     changed: dict[str, Handover]
     emitted: list[StatusEvent]
     dispositions: list[tuple[str, Disposition]]
+    forgotten: list[str] = field(default_factory=list)
+    """Keys of handovers quiet past the retention, to forget (tombstones)."""
 
 
 class HandoverStore(Mapping[str, Handover]):
@@ -550,6 +552,15 @@ class HandoverStore(Mapping[str, Handover]):
     @abstractmethod
     def waiting(self) -> Iterable[tuple[str, str, datetime]]:
         """``(key, sender, due_at)`` of every handover with a running timer."""
+
+    @abstractmethod
+    def quiet(self, before: datetime, limit: int) -> list[str]:
+        """Keys of up to ``limit`` handovers last updated before ``before`` with no
+        timer running: nothing is pending on them."""
+
+    @abstractmethod
+    def delete(self, keys: Sequence[str], /) -> None:
+        """Forget these handovers."""
 
     def matching(
         self,
@@ -606,6 +617,18 @@ class InMemoryHandovers(HandoverStore):
     def waiting(self) -> Iterable[tuple[str, str, datetime]]:
         return [(k, h.sender, h.due_at) for k, h in self._by_key.items() if h.due_at is not None]
 
+    def quiet(self, before: datetime, limit: int) -> list[str]:
+        found = sorted(
+            (h.updated_at, k)
+            for k, h in self._by_key.items()
+            if h.updated_at < before and h.due_at is None
+        )
+        return [k for _, k in found[:limit]]
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._by_key.pop(key, None)
+
 
 class Ledger:
     """Every handover by key (in ``store``, default in memory), plus an index of
@@ -650,12 +673,15 @@ class Ledger:
                 if not waiting:
                     del self._due_by_sender[sender]
 
-    def commit(self, changed: Iterable[Handover]) -> None:
-        """Take handovers made durable (in one write to the store)."""
+    def commit(self, changed: Iterable[Handover], forgotten: Sequence[str] = ()) -> None:
+        """Take handovers made durable (in one write to the store), and forget the
+        ``forgotten`` ones (their tombstones are durable)."""
         batch = list(changed)
         self.handovers.put(batch)
         for h in batch:
             self._index(h.key, h.sender, h.due_at)
+        if forgotten:
+            self.handovers.delete(forgotten)
 
     def load(self, h: Handover) -> None:
         """Take a stored handover (rebuild), re-deriving its deadline from the policy."""
@@ -671,6 +697,8 @@ class Ledger:
         now: datetime,
         *,
         answerable: Callable[[str], bool] | None = None,
+        forget_before: datetime | None = None,
+        forget_limit: int = 1000,
     ) -> Step:
         """Fold ``events``, then tick every handover due at ``now``. ``answerable``
         (a sender id → whether it can still be answered, from the live directory)
@@ -705,4 +733,10 @@ class Ledger:
             if events_out:
                 changed[key] = new
                 emitted.extend(events_out)
-        return Step(changed, emitted, dispositions)
+        forgotten: list[str] = []
+        if forget_before is not None:
+            # Quiet past the retention, nothing pending — and untouched by this batch.
+            forgotten = [
+                k for k in self.handovers.quiet(forget_before, forget_limit) if k not in changed
+            ]
+        return Step(changed, emitted, dispositions, forgotten)

@@ -153,11 +153,15 @@ def _state_record(r: Record, directory: Directory) -> Handover | None:
 async def read_state(
     clients: KafkaClients, topic: str, directory: Directory
 ) -> dict[str, Handover]:
-    """The committed handovers on a tracker topic, by key (a tombstone deletes). Only
-    records the tracker signed count; anything else is reported and ignored."""
+    """The committed handovers on a tracker topic, by key (a tombstone deletes: the
+    tracker forgot that handover after its retention). Only records the tracker
+    signed count; anything else is reported and ignored."""
     state: dict[str, Handover] = {}
 
     def take(r: Record) -> None:
+        if r.value is None and r.key is not None:
+            state.pop(r.key.decode("utf-8", "replace"), None)
+            return
         h = _state_record(r, directory)
         if h is not None:
             state[h.key] = h
@@ -222,6 +226,7 @@ class Tracker:
         """How the last start went: from a snapshot or not, records read, seconds."""
         self._failures = 0
         self._redrive_lock = asyncio.Lock()
+        self._next_retention = 0.0
         self.redrive_markers: dict[Partition, int] = {}
         """Where a redrive's commit marker sits in an outbox (not a record: the
         router's lag there is 0 when its group stands at it)."""
@@ -281,6 +286,13 @@ class Tracker:
             pending: list[Handover] = []
 
             def take(r: Record) -> None:
+                if r.value is None and r.key is not None:
+                    # A tombstone the tracker wrote (only it may write the topic):
+                    # the handover was forgotten after its retention.
+                    self.ledger.load_all(pending)
+                    pending.clear()
+                    self.ledger.commit((), [r.key.decode("utf-8", "replace")])
+                    return
                 h = _state_record(r, directory)
                 if h is not None:
                     pending.append(h)
@@ -327,24 +339,21 @@ class Tracker:
             dead = asyncio.create_task(self._follow_dead_letters(stop), name="dead-letters")
             watch = asyncio.create_task(self.watch.run(stop), name="tracker-watch")
             log.info("tracker_started", group=t.group_id, transactional_id=self.transactional_id)
+            self._next_retention = time.monotonic()
             while not stop.is_set():
-                batch = await consumer.poll(*tps, timeout_ms=t.poll_timeout_ms)
-                events, offsets = self._parse(batch)
-                now = self.clock()
-                await self._refresh_before_closing(events, now)
-                step = self.ledger.step(events, now, answerable=self._answerable(now))
-                if (step.changed or step.emitted or offsets) and not await self._commit(
-                    step, offsets
-                ):
-                    await consumer.rewind(tps)
+                await self._cycle(consumer, tps)
         finally:
             log.info("tracker_stopping")
             self.health.ready = False
-            for task in (probe, dead, watch):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            helpers = [task for task in (probe, dead, watch) if task is not None]
+            if helpers and stop.is_set():
+                # They watch ``stop``: let each finish what it is doing (cancelling a
+                # Kafka client half-way through its bootstrap leaks a connection).
+                await asyncio.wait(helpers, timeout=15)
+            for task in helpers:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if consumer is not None:
                 with contextlib.suppress(TransportError):
                     await consumer.stop()
@@ -355,6 +364,23 @@ class Tracker:
                 self._store.release()
                 self._store = None
             log.info("tracker_stopped")
+
+    async def _cycle(self, consumer: Consumer, tps: list[Partition]) -> None:
+        """One poll: fold, tick, forget what is quiet past the retention (when due),
+        commit; on a failed commit, rewind to the committed offsets."""
+        t = self.settings.tracker
+        batch = await consumer.poll(*tps, timeout_ms=t.poll_timeout_ms)
+        events, offsets = self._parse(batch)
+        now = self.clock()
+        await self._refresh_before_closing(events, now)
+        forget = None
+        if time.monotonic() >= self._next_retention:
+            forget = now - t.handover_retention
+            self._next_retention = time.monotonic() + t.retention_check_s
+        step = self.ledger.step(events, now, answerable=self._answerable(now), forget_before=forget)
+        busy = step.changed or step.emitted or step.forgotten or offsets
+        if busy and not await self._commit(step, offsets):
+            await consumer.rewind(tps)
 
     async def _probe(self, consumer: Consumer, tps: list[Partition], stop: asyncio.Event) -> None:
         """Every ``health_probe_s``: ask Kafka for the status topic's end (bounded by
@@ -560,7 +586,9 @@ class Tracker:
             return False
         self._failures = 0
         self.health.kafka_answered(asyncio.get_running_loop().time())
-        self.ledger.commit(step.changed.values())
+        self.ledger.commit(step.changed.values(), step.forgotten)
+        if step.forgotten:
+            log.info("handovers_forgotten", count=len(step.forgotten))
         if self._store is not None:
             topic = self.names.tracker
             self._store.save_positions(
@@ -644,6 +672,13 @@ class Tracker:
                 STATUS_CONTEXT,
             )
             for e in step.emitted
+        ]
+        # Forgotten handovers: tombstones on both compacted topics (compaction then
+        # drops every earlier record of them).
+        records += [
+            OutRecord(topic, key.encode(), None, (("crb-forgotten", b"retention"),))
+            for key in step.forgotten
+            for topic in (self.names.tracker, self.names.status)
         ]
         return await producer.commit(
             records, offsets=offsets, group_id=self.settings.tracker.group_id

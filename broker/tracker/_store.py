@@ -52,7 +52,7 @@ __all__ = ["SqliteHandovers"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 """Bumped whenever the tables change: a snapshot of another version is rebuilt
 from the topic (it is a cache of it)."""
 
@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS handovers (
     doc BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS by_at ON handovers (at_us);
+CREATE INDEX IF NOT EXISTS by_updated ON handovers (updated_us) WHERE due_us IS NULL;
 CREATE INDEX IF NOT EXISTS by_case ON handovers (case_id);
 CREATE INDEX IF NOT EXISTS by_message ON handovers (message_id);
 CREATE INDEX IF NOT EXISTS by_sender ON handovers (sender);
@@ -280,6 +281,19 @@ class SqliteHandovers(HandoverStore):
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+    def quiet(self, before: datetime, limit: int) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key FROM handovers WHERE due_us IS NULL AND updated_us < ?"
+                " ORDER BY updated_us LIMIT ?",
+                (_us(before), limit),
+            ).fetchall()
+        return [k for (k,) in rows]
+
+    def delete(self, keys: Sequence[str]) -> None:
+        with self._lock, self._db:
+            self._db.executemany("DELETE FROM handovers WHERE key = ?", [(k,) for k in keys])
 
     @property
     def seq(self) -> int:

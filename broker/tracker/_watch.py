@@ -155,8 +155,11 @@ class Watch:
         t = self.tracker
         names = t.names
         participants = [p.participant_id for p in t.live.current.participants]
+        outboxes = [names.outbox(pid) for pid in participants]
+        inboxes = [names.inbox(pid) for pid in participants]
         async with t.clients.admin() as admin:
             brokers = await admin.brokers()
+            counts = await admin.partition_counts([*outboxes, *inboxes])
             router = await admin.group_offsets(t.settings.router.group_id)
             prefix = t.settings.adapter.group_id_prefix
             inbox_groups = {
@@ -165,11 +168,7 @@ class Watch:
         consumer = t.clients.consumer(group_id=None)
         await consumer.start()
         try:
-            outboxes = [names.outbox(pid) for pid in participants]
-            inboxes = [names.inbox(pid) for pid in participants]
-            parts: list[Partition] = []
-            for topic in [*outboxes, *inboxes]:
-                parts += [Partition(topic, p) for p in await t.clients.partitions(topic)]
+            parts = [Partition(topic, p) for topic, n in counts.items() for p in range(n)]
             ends = await consumer.end_offsets(parts)
         finally:
             with contextlib.suppress(TransportError):

@@ -729,3 +729,43 @@ def test_crb_tracker_run_serves_the_api_and_stops_on_sigterm(
         _, err = proc.communicate(timeout=60)
     assert 0 == proc.returncode, err.decode()
     assert b"tracker_stopped" in err
+
+
+async def test_a_quiet_handover_is_forgotten_after_its_retention(kafka: KafkaEndpoint) -> None:
+    """A received handover with nothing pending, quiet for longer than the retention,
+    is tombstoned on the tracker and status topics and leaves the tracker; one still
+    waiting for its receipt stays; a tracker rebuilt from the topic does not see the
+    forgotten one again."""
+    settings = await _setup(kafka)
+    section = settings.tracker.model_copy(
+        update={"handover_retention": timedelta(days=30), "retention_check_s": 0.1}
+    )
+    settings = settings.model_copy(update={"tracker": section})
+    clock = FakeClock()
+    done, open_ = mid(), mid()
+    case = mid()
+    events = [
+        event(S.ROUTED, done, case, "nl.hotline", T0),
+        event(S.RECEIVED, done, case, "nl.hotline", T0 + timedelta(seconds=3)),
+        event(S.ROUTED, open_, case, "nl.hotline", T0, priority=Priority.ROUTINE),
+    ]
+    async with running_tracker(settings, clock) as (tracker, _):
+        await publish(kafka.bootstrap, settings, events)
+        await wait_until(lambda: len(tracker.ledger) == 2, what="two handovers")
+        await wait_until(
+            lambda: state_of(tracker, done, "nl.hotline") is S.RECEIVED, what="received"
+        )
+        clock.advance(timedelta(days=31))
+        await wait_until(
+            lambda: state_of(tracker, done, "nl.hotline") is None, what="the quiet one forgotten"
+        )
+        assert state_of(tracker, open_, "nl.hotline") is not None, "still pending, kept"
+        await folded_everything(settings, clock)
+    stored = await read_state(
+        KafkaClients(settings.kafka), TopicNames(settings.topics.prefix).tracker, FED.directory()
+    )
+    assert f"{done}/nl.hotline" not in stored
+    assert f"{open_}/nl.hotline" in stored
+    async with running_tracker(settings, clock) as (again, _):
+        assert state_of(again, done, "nl.hotline") is None
+        assert state_of(again, open_, "nl.hotline") is not None

@@ -824,3 +824,35 @@ def test_the_first_receipt_and_decision_are_kept_as_evidence() -> None:
     assert (receipt, "a" * 64) == (h.receipt_id, h.receipt_sha256)
     assert (ack, "c" * 64) == (h.decision_id, h.decision_sha256)
     assert (None, None) == (fold(ev(S.ROUTED, T0)).receipt_id, fold(ev(S.ROUTED, T0)).decision_id)
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_quiet_handovers_past_the_retention_are_forgotten(store: str) -> None:
+    """Nothing pending (no timer) and no change since the cutoff: forgotten; a
+    handover with a running timer, or changed in the same batch, is kept."""
+    from broker.tracker._store import SqliteHandovers
+
+    backing = None
+    if store == "sqlite":
+        backing = SqliteHandovers.open(None, "unit.tracker", "policy")
+    ledger = Ledger(POLICY, backing)
+    done, waiting, busy = mid(), mid(), mid()
+    first = [
+        ev(S.ROUTED, T0, message_id=done),
+        ev(S.RECEIVED, T0 + timedelta(seconds=5), message_id=done),
+        ev(S.ROUTED, T0, message_id=waiting),
+        ev(S.ROUTED, T0, message_id=busy),
+        ev(S.RECEIVED, T0 + timedelta(seconds=5), message_id=busy),
+    ]
+    ledger.commit(ledger.step(first, T0 + timedelta(seconds=5)).changed.values())
+    later = T0 + timedelta(days=400)
+    step = ledger.step(
+        [ev(S.ACCEPTED, later, message_id=busy)],
+        later,
+        forget_before=later - timedelta(days=365),
+    )
+    assert [f"{done}/nl.hotline"] == step.forgotten
+    ledger.commit(step.changed.values(), step.forgotten)
+    assert ledger.get(f"{done}/nl.hotline") is None
+    assert ledger.get(f"{waiting}/nl.hotline") is not None, "its timer runs"
+    assert ledger.get(f"{busy}/nl.hotline") is not None, "changed in this batch"
