@@ -439,8 +439,12 @@ def prometheus_text(
 async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve ``app`` with uvicorn in the running loop until ``stop`` is set.
 
-    Signals are left to the caller (who sets ``stop``), not taken by uvicorn.
+    The socket listens before this first yields, so a client may connect as soon
+    as the task was created (its connection waits in the backlog). Signals are left
+    to the caller (who sets ``stop``), not taken by uvicorn.
     """
+    import socket
+
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -448,8 +452,12 @@ async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listening.bind((host, port))
+    listening.listen(128)
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[listening]))
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -457,3 +465,4 @@ async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None
         server.should_exit = True
         stopper.cancel()
         await task
+        listening.close()

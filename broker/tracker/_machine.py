@@ -573,16 +573,19 @@ class HandoverStore(Mapping[str, Handover]):
         overdue: bool | None = None,
     ) -> Iterable[Handover]:
         """Handovers matching every given filter (``participant``: as sender,
-        recipient or escalation recipient). A store on disk answers from indexes."""
+        recipient or escalation recipient) — ``_views.Filters.matches``, the one
+        definition. A store on disk answers from indexes."""
+        from broker.tracker._views import Filters  # the views import this module
+
+        f = Filters(
+            case_id=case_id,
+            message_id=message_id,
+            participant=participant,
+            state=state,
+            jurisdiction=jurisdiction,
+        )
         return (
-            h
-            for h in self.values()
-            if (case_id is None or h.case_id == case_id)
-            and (message_id is None or h.message_id == message_id)
-            and (participant is None or participant in (h.sender, h.recipient, h.escalated_to))
-            and (state is None or h.state is state)
-            and (jurisdiction is None or h.jurisdiction == jurisdiction)
-            and (overdue is None or h.overdue == overdue)
+            h for h in self.values() if f.matches(h) and (overdue is None or h.overdue == overdue)
         )
 
 

@@ -387,6 +387,22 @@ class SqliteHandovers(HandoverStore):
             ).fetchall()
         return int(count), [Handover.model_validate_json(doc) for (doc,) in docs]
 
+    def _times_to_receipt(
+        self, where: str, args: list[object]
+    ) -> dict[tuple[str, str | None], list[float]]:
+        """Seconds from routing to receipt, per route, of the handovers ``where``
+        selects (the caller holds the lock)."""
+        clause = " AND " if where else " WHERE "
+        rows = self._db.execute(
+            f"SELECT sender, recipient, received_us - routed_us FROM handovers{where}"
+            f"{clause}received_us IS NOT NULL AND routed_us IS NOT NULL",
+            args,
+        ).fetchall()
+        seconds: dict[tuple[str, str | None], list[float]] = {}
+        for sender, recipient, us in rows:
+            seconds.setdefault((sender, recipient), []).append(us / 1e6)
+        return seconds
+
     def board(self, participant: str | None = None) -> list[RouteCell]:
         """The route board: per sender → recipient, handovers per bucket and the
         median / p95 time to receipt (nearest rank), ordered by route."""
@@ -398,18 +414,10 @@ class SqliteHandovers(HandoverStore):
                 " GROUP BY sender, recipient, state",
                 args,
             ).fetchall()
-            clause = " AND " if where else " WHERE "
-            times = self._db.execute(
-                f"SELECT sender, recipient, received_us - routed_us FROM handovers{where}"
-                f"{clause}received_us IS NOT NULL AND routed_us IS NOT NULL",
-                args,
-            ).fetchall()
+            seconds = self._times_to_receipt(where, args)
         for sender, recipient, state, n in counts:
             cell = cells.setdefault((sender, recipient), RouteCell(sender, recipient))
             cell.counts[BUCKETS[HandoverState(state)]] += n
-        seconds: dict[tuple[str, str | None], list[float]] = {}
-        for sender, recipient, us in times:
-            seconds.setdefault((sender, recipient), []).append(us / 1e6)
         for route, values in seconds.items():
             cell = cells[route]
             cell.median_s = percentile(values, 50)
@@ -428,15 +436,7 @@ class SqliteHandovers(HandoverStore):
                 " GROUP BY sender, recipient",
                 args,
             ).fetchall()
-            clause = " AND " if where else " WHERE "
-            times = self._db.execute(
-                f"SELECT sender, recipient, received_us - routed_us FROM handovers{where}"
-                f"{clause}received_us IS NOT NULL AND routed_us IS NOT NULL",
-                args,
-            ).fetchall()
-        seconds: dict[tuple[str, str | None], list[float]] = {}
-        for sender, recipient, us in times:
-            seconds.setdefault((sender, recipient), []).append(us / 1e6)
+            seconds = self._times_to_receipt(where, args)
         out = []
         for sender, recipient, n, received, dead, overdue, failed in sorted(
             rows, key=lambda r: (r[0], r[1] or "")

@@ -19,9 +19,23 @@ from adapters.kafka import (
 from broker import acls, topics
 from broker.settings import Settings
 from keys.testing import Federation, MemberSpec
-from schemas import Directory, Role, TopicNames, utcnow
+from schemas import DeliveryRule, Directory, Role, RoutingRules, TopicNames, utcnow
 from tests._fed import settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
+
+HOTLINE_MEMBERS = (
+    MemberSpec("de.hotline", "DE", (Role.HOTLINE,)),
+    MemberSpec("nl.hotline", "NL", (Role.HOTLINE,)),
+    MemberSpec("int.coordinator", None, (Role.COORDINATOR,)),
+)
+"""Two hotlines and the coordinator: the smallest federation that routes."""
+HOTLINE_RULES = RoutingRules(
+    delivery=(DeliveryRule(roles=(Role.HOTLINE,)),),
+    coordinator="int.coordinator",
+    escalation_recipient="int.coordinator",
+)
+"""Cases go to the jurisdiction's hotline; the coordinator takes the rest and
+escalations."""
 
 ACCESS_MEMBERS = (
     MemberSpec("de.a", "DE", (Role.HOTLINE,)),

@@ -43,12 +43,10 @@ from broker.tracker._access import new_token
 from keys import STATUS_CONTEXT, LiveDirectory
 from keys.testing import Federation, MemberSpec
 from schemas import (
-    DeliveryRule,
     HandoverState,
     ParticipantStatus,
     Priority,
     Role,
-    RoutingRules,
     ServiceRole,
     StatusEvent,
     utcnow,
@@ -57,7 +55,7 @@ from schemas import (
 from tests._fed import make_referral
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import free_port, running, wait_until
-from tests.integration._secured import Cluster
+from tests.integration._secured import HOTLINE_MEMBERS, HOTLINE_RULES, Cluster
 
 CHROMIUM = os.environ.get("CRB_CHROMIUM") or shutil.which("chromium")
 SHOTS = os.environ.get("CRB_SCREENSHOTS")
@@ -84,17 +82,8 @@ pytestmark = [
     ),
 ]
 
-MEMBERS = (
-    MemberSpec("de.hotline", "DE", (Role.HOTLINE,)),
-    MemberSpec("nl.hotline", "NL", (Role.HOTLINE,)),
-    MemberSpec("nl.police24", "NL", (Role.POLICE_24X7,)),
-    MemberSpec("int.coordinator", None, (Role.COORDINATOR,)),
-)
-RULES = RoutingRules(
-    delivery=(DeliveryRule(roles=(Role.HOTLINE,)),),
-    coordinator="int.coordinator",
-    escalation_recipient="int.coordinator",
-)
+MEMBERS = (*HOTLINE_MEMBERS, MemberSpec("nl.police24", "NL", (Role.POLICE_24X7,)))
+RULES = HOTLINE_RULES
 
 
 class _Browser:

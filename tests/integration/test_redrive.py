@@ -40,33 +40,21 @@ from broker.signing import signed_by
 from broker.tracker import OPERATOR, Access, Tracker, create_app
 from broker.tracker._access import new_token
 from keys import ACTION_CONTEXT, LiveDirectory
-from keys.testing import Federation, MemberSpec
+from keys.testing import Federation
 from schemas import (
-    DeliveryRule,
     HandoverState,
     ParticipantStatus,
-    Role,
-    RoutingRules,
     ServiceRole,
     utcnow,
 )
 from tests._fed import make_referral
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import read_all, running, wait_until
-from tests.integration._secured import Cluster
+from tests.integration._secured import HOTLINE_MEMBERS, HOTLINE_RULES, Cluster
 
 pytestmark = [pytest.mark.kafka]
 
-MEMBERS = (
-    MemberSpec("de.hotline", "DE", (Role.HOTLINE,)),
-    MemberSpec("nl.hotline", "NL", (Role.HOTLINE,)),
-    MemberSpec("int.coordinator", None, (Role.COORDINATOR,)),
-)
-RULES = RoutingRules(
-    delivery=(DeliveryRule(roles=(Role.HOTLINE,)),),
-    coordinator="int.coordinator",
-    escalation_recipient="int.coordinator",
-)
+MEMBERS, RULES = HOTLINE_MEMBERS, HOTLINE_RULES
 
 
 @pytest.mark.timeout(300)

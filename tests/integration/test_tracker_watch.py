@@ -21,13 +21,10 @@ from broker.settings import TrackerSettings
 from broker.signing import sign
 from broker.tracker import Tracker, serve
 from keys import STATUS_CONTEXT, LiveDirectory
-from keys.testing import Federation, MemberSpec
+from keys.testing import Federation
 from schemas import (
-    DeliveryRule,
     HandoverState,
     Priority,
-    Role,
-    RoutingRules,
     ServiceRole,
     StatusEvent,
     utcnow,
@@ -35,20 +32,11 @@ from schemas import (
 )
 from tests.conftest import KafkaEndpoint
 from tests.integration._kafka_util import free_port, running, wait_until
-from tests.integration._secured import Cluster
+from tests.integration._secured import HOTLINE_MEMBERS, HOTLINE_RULES, Cluster
 
 pytestmark = [pytest.mark.kafka]
 
-MEMBERS = (
-    MemberSpec("de.hotline", "DE", (Role.HOTLINE,)),
-    MemberSpec("nl.hotline", "NL", (Role.HOTLINE,)),
-    MemberSpec("int.coordinator", None, (Role.COORDINATOR,)),
-)
-RULES = RoutingRules(
-    delivery=(DeliveryRule(roles=(Role.HOTLINE,)),),
-    coordinator="int.coordinator",
-    escalation_recipient="int.coordinator",
-)
+MEMBERS, RULES = HOTLINE_MEMBERS, HOTLINE_RULES
 
 
 @pytest.mark.timeout(180)

@@ -366,7 +366,6 @@ async def test_the_event_stream_sends_what_changed_and_resumes_after_the_last_id
     )
     try:
         async with asyncio.timeout(30), httpx.AsyncClient(base_url=base, timeout=10) as web:
-            await _until_up(web)
             op = {**_cookie(tokens["operator"])}
             async with web.stream("GET", f"/console/events?after={start}", headers=op) as s:
                 assert s.headers["content-type"].startswith("text/event-stream")
@@ -392,15 +391,6 @@ async def test_the_event_stream_sends_what_changed_and_resumes_after_the_last_id
     finally:
         stop.set()
         await server
-
-
-async def _until_up(web: httpx.AsyncClient) -> None:
-    while True:
-        try:
-            await web.get("/healthz")
-            return
-        except httpx.TransportError:
-            await asyncio.sleep(0.05)  # the server task is starting in this loop
 
 
 def _free_port() -> int:
