@@ -40,6 +40,7 @@ from adapters._dropfolder import (
     recovered_state,
 )
 from adapters._errors import AdapterError, DeliveryError, InputError, SendError, StateError
+from adapters._hosting import CountryLookup, RirLookup, fill_hosting_countries, rir_lookup
 from adapters._model import (
     ReceivedMessage,
     Submission,
@@ -68,6 +69,7 @@ __all__ = [
     "AdapterSettings",
     "ConsumerFactory",
     "CorruptSidecar",
+    "CountryLookup",
     "CsvBatch",
     "Delivered",
     "Delivery",
@@ -93,6 +95,7 @@ __all__ = [
     "RefKind",
     "ReferenceIndex",
     "RetryPolicy",
+    "RirLookup",
     "RowError",
     "Sealed",
     "SendError",
@@ -104,6 +107,7 @@ __all__ = [
     "advance",
     "case_ack_for",
     "derived_message_id",
+    "fill_hosting_countries",
     "is_retriable",
     "jurisdiction_of",
     "load_submissions",
@@ -115,4 +119,5 @@ __all__ = [
     "receipt_for",
     "recovered_state",
     "referral_draft",
+    "rir_lookup",
 ]

@@ -4,7 +4,9 @@ No I/O, no clock, no randomness: ``now`` is an argument everywhere.
 
 Submissions. A referral file is either a bare ``Referral`` (JSON) or a wrapper
 ``{"referral": {...}, "jurisdiction": "NL", "case_id": "<uuid7>"}`` (both keys
-optional). Without an explicit jurisdiction it is derived from the referral
+optional). An empty hosting country is first filled from the hosting IP by an
+offline allocation lookup (:mod:`adapters._hosting`; never over the analyst's).
+Without an explicit jurisdiction it is derived from the referral
 (:func:`jurisdiction_of`): the ``assigned_country`` of each URL, else its hosting
 country, else the reported persons' estimated country; exactly one country must
 result (ICCAM: the hosting country decides), otherwise the submission is refused
@@ -32,6 +34,7 @@ from uuid import UUID
 import pydantic
 
 from adapters._errors import InputError
+from adapters._hosting import CountryLookup, fill_hosting_countries, rir_lookup
 from keys import Draft, Opened
 from schemas import (
     CaseAck,
@@ -103,9 +106,12 @@ def jurisdiction_of(referral: Referral) -> str:
     return country
 
 
-def _submission(data: dict[str, Any], jurisdiction: str | None) -> Submission:
+def _submission(
+    data: dict[str, Any], jurisdiction: str | None, lookup: CountryLookup | None = None
+) -> Submission:
     wrapped = "referral" in data
     referral = Referral.model_validate(data["referral"] if wrapped else data)
+    referral = fill_hosting_countries(referral, lookup or rir_lookup())
     explicit = jurisdiction or (data.get("jurisdiction") if wrapped else None)
     case_id = UUID(str(data["case_id"])) if wrapped and data.get("case_id") else None
     if case_id is not None and case_id.version != 7:

@@ -310,16 +310,50 @@ class Urgency(FrozenModel):
         return self
 
 
+class CountrySource(StrEnum):
+    """Where a hosting country came from."""
+
+    ANALYST = "analyst"
+    """The reporting analyst recorded it (the default when no source is named)."""
+    RIR_ALLOCATION = "rir_allocation"
+    """Filled by the sending adapter from the Regional Internet Registries'
+    allocation data for ``ip`` (offline; the country a block is assigned to, which
+    is not always where it is used)."""
+
+
 class Hosting(FrozenModel):
-    """Where a URL is hosted, as the reporting analyst found it."""
+    """Where a URL is hosted, as the reporting analyst found it.
+
+    A ``country`` without ``country_source`` is the analyst's. The sending adapter
+    fills an empty ``country`` from ``ip`` by an offline allocation lookup and then
+    says so: ``country_source = rir_allocation``, with the lookup's name/version
+    (``country_lookup``) and the date of its data (``country_data_date``). It never
+    replaces a country the analyst recorded.
+    """
 
     country: CountryCode | None = None
+    country_source: CountrySource | None = None
+    country_lookup: ShortText | None = None
+    """For ``rir_allocation``: the lookup and its version, e.g. ``iptocc 3.3.170``."""
+    country_data_date: date | None = None
+    """For ``rir_allocation``: the date of the allocation data used."""
     ip: IpAddress | None = None
     asn: Annotated[int, Field(ge=1, le=4_294_967_295)] | None = None
     isp: ShortText | None = None
     organisation: ShortText | None = None
     cdn: bool = False
     """Served through a CDN: ``country``/``ip`` may be an edge, not the origin."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.country_source is not None and self.country is None:
+            raise ValueError("country_source needs a country")
+        looked_up = self.country_source is CountrySource.RIR_ALLOCATION
+        if not looked_up and (self.country_lookup or self.country_data_date):
+            raise ValueError("country_lookup and country_data_date are for rir_allocation only")
+        if looked_up and self.ip is None:
+            raise ValueError("a country from rir_allocation needs the ip it was looked up for")
+        return self
 
 
 class ReportedUrl(FrozenModel):
@@ -477,6 +511,7 @@ __all__ = [
     "Classification",
     "ContentHash",
     "ContentItem",
+    "CountrySource",
     "Gender",
     "Handling",
     "HashAlgorithm",

@@ -1,0 +1,137 @@
+"""Hosting country from the IP address the analyst recorded — offline, in the sender.
+
+Hotlines route by where content is hosted (ICCAM: the hosting country decides).
+An analyst often records the hosting IP but not its country. The sending adapter —
+the only party that ever sees the IP — fills the gap before it derives the
+jurisdiction and seals:
+
+- only an empty ``Hosting.country`` is filled; a country the analyst recorded is
+  never replaced (it may reflect an origin behind a CDN, or a later finding);
+- a filled country says where it came from: ``country_source = rir_allocation``,
+  ``country_lookup`` (the lookup's name and version) and ``country_data_date``
+  (the date of the allocation data), so a recipient can weigh it;
+- no DNS, no network: :class:`RirLookup` reads the Regional Internet Registries'
+  allocation tables compiled into the ``iptocc`` wheel (a Rust extension, about
+  100 ns a lookup);
+- addresses that are not globally routable (documentation ranges such as
+  192.0.2.0/24 and 2001:db8::/32, private, loopback, link-local, CGNAT) are
+  *unknown* before the table is consulted, as are codes that are not countries
+  (``EU``, ``AP``) and codes our schema refuses.
+
+:class:`CountryLookup` is the small interface; tests and other deployments can
+inject their own (a commercial geolocation database, say) without touching the
+sender. Allocation data says which country a block is *registered* to, not where
+a server stands: that is why the source is recorded and why the analyst wins.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib import metadata
+from ipaddress import ip_address
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from schemas import ISO_3166_ALPHA2, CountrySource, Hosting, Referral, ReportedUrl
+
+__all__ = ["CountryLookup", "RirLookup", "fill_hosting_countries", "rir_lookup"]
+
+
+class CountryLookup(Protocol):
+    """IP address text -> ISO 3166-1 alpha-2 code, or ``None`` when unknown."""
+
+    @property
+    def name(self) -> str:
+        """The lookup and its version, recorded as ``Hosting.country_lookup``."""
+        ...
+
+    @property
+    def data_date(self) -> date | None:
+        """The date of the data it answers from (``Hosting.country_data_date``)."""
+        ...
+
+    def country(self, ip: str) -> str | None: ...
+
+
+def _routable(ip: str) -> bool:
+    try:
+        return ip_address(ip).is_global
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class RirLookup:
+    """:class:`CountryLookup` over the ``iptocc`` wheel's allocation tables."""
+
+    name: str
+    data_date: date | None
+
+    def country(self, ip: str) -> str | None:
+        if not _routable(ip):
+            return None
+        import iptocc
+
+        code = iptocc.country_code(ip)
+        return code if code in ISO_3166_ALPHA2 else None
+
+
+def _wheel_date(dist: metadata.Distribution) -> date | None:
+    """The build time in the wheel's CycloneDX SBOM: the data is refreshed nightly
+    from the registries and compiled in, so that is the data's date."""
+    for f in dist.files or ():
+        if f.name.endswith(".cyclonedx.json"):
+            try:
+                stamp = json.loads(f.read_text() or "{}")["metadata"]["timestamp"]
+                return datetime.fromisoformat(stamp[:19]).date()
+            except (OSError, KeyError, TypeError, ValueError):
+                return None
+    return None
+
+
+_RIR: RirLookup | None = None
+
+
+def rir_lookup() -> RirLookup:
+    """The process-wide :class:`RirLookup` (its version and data date read once)."""
+    global _RIR  # noqa: PLW0603 - one lookup per process, built on first use
+    if _RIR is None:
+        dist = metadata.distribution("iptocc")
+        _RIR = RirLookup(f"iptocc {dist.version}", _wheel_date(dist))
+    return _RIR
+
+
+def _filled(url: ReportedUrl, lookup: CountryLookup) -> ReportedUrl:
+    hosting = url.hosting
+    if hosting is None or hosting.country is not None or hosting.ip is None:
+        return url
+    code = lookup.country(hosting.ip)
+    if code is None:
+        return url
+    try:
+        filled = Hosting.model_validate(
+            {
+                **hosting.model_dump(exclude_none=True),
+                "country": code,
+                "country_source": CountrySource.RIR_ALLOCATION,
+                "country_lookup": lookup.name,
+                "country_data_date": lookup.data_date,
+            }
+        )
+    except ValidationError:
+        return url  # a code the schema refuses stays unknown
+    return url.model_copy(update={"hosting": filled})
+
+
+def fill_hosting_countries(referral: Referral, lookup: CountryLookup) -> Referral:
+    """``referral`` with every empty hosting country that ``lookup`` knows filled
+    (see the module docstring); the same object when nothing changed."""
+    if not any(u.hosting and u.hosting.country is None and u.hosting.ip for u in referral.urls):
+        return referral
+    urls = tuple(_filled(u, lookup) for u in referral.urls)
+    if urls == referral.urls:
+        return referral
+    return referral.model_copy(update={"urls": urls})
