@@ -40,7 +40,13 @@ from adapters._dropfolder import (
     recovered_state,
 )
 from adapters._errors import AdapterError, DeliveryError, InputError, SendError, StateError
-from adapters._hosting import CountryLookup, RirLookup, fill_hosting_countries, rir_lookup
+from adapters._hosting import (
+    CountryLookup,
+    RirLookup,
+    TableLookup,
+    fill_hosting_countries,
+    rir_lookup,
+)
 from adapters._model import (
     ReceivedMessage,
     Submission,
@@ -104,6 +110,7 @@ __all__ = [
     "StateError",
     "StateStore",
     "Submission",
+    "TableLookup",
     "advance",
     "case_ack_for",
     "derived_message_id",

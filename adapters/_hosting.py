@@ -7,7 +7,7 @@ jurisdiction and seals:
 
 - only an empty ``Hosting.country`` is filled; a country the analyst recorded is
   never replaced (it may reflect an origin behind a CDN, or a later finding);
-- a filled country says where it came from: ``country_source = rir_allocation``,
+- a filled country says where it came from: ``country_source = ip_lookup``,
   ``country_lookup`` (the lookup's name and version) and ``country_data_date``
   (the date of the allocation data), so a recipient can weigh it;
 - no DNS, no network: :class:`RirLookup` reads the Regional Internet Registries'
@@ -19,25 +19,33 @@ jurisdiction and seals:
   (``EU``, ``AP``) and codes our schema refuses.
 
 :class:`CountryLookup` is the small interface; tests and other deployments can
-inject their own (a commercial geolocation database, say) without touching the
-sender. Allocation data says which country a block is *registered* to, not where
-a server stands: that is why the source is recorded and why the analyst wins.
+inject their own (:class:`TableLookup` for a closed network's own table, a
+commercial geolocation database) without touching the sender. Allocation data
+says which country a block is *registered* to, not where a server stands: that is
+why the source is recorded and why the analyst wins.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import metadata
-from ipaddress import ip_address
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Protocol
 
 from pydantic import ValidationError
 
 from schemas import ISO_3166_ALPHA2, CountrySource, Hosting, Referral, ReportedUrl
 
-__all__ = ["CountryLookup", "RirLookup", "fill_hosting_countries", "rir_lookup"]
+__all__ = [
+    "CountryLookup",
+    "RirLookup",
+    "TableLookup",
+    "fill_hosting_countries",
+    "rir_lookup",
+]
 
 
 class CountryLookup(Protocol):
@@ -79,6 +87,41 @@ class RirLookup:
         return code if code in ISO_3166_ALPHA2 else None
 
 
+@dataclass(frozen=True, slots=True)
+class TableLookup:
+    """:class:`CountryLookup` over an allocation table of one's own — a closed test
+    network, an operator's curated list: ``(network, country)`` pairs, the most
+    specific network wins. Unlike :class:`RirLookup` it answers for any range
+    (private and documentation ranges included), since it is the table's word."""
+
+    name: str
+    networks: tuple[tuple[IPv4Network | IPv6Network, str], ...]
+    data_date: date | None = None
+
+    @classmethod
+    def of(
+        cls, name: str, rows: Iterable[tuple[str, str]], data_date: date | None = None
+    ) -> TableLookup:
+        """From ``(cidr, country)`` rows; raises ``ValueError`` for a bad row."""
+        networks = []
+        for cidr, country in rows:
+            if country not in ISO_3166_ALPHA2:
+                raise ValueError(f"{cidr}: not a country code: {country!r}")
+            networks.append((ip_network(cidr), country))
+        networks.sort(key=lambda n: n[0].prefixlen, reverse=True)
+        return cls(name, tuple(networks), data_date)
+
+    def country(self, ip: str) -> str | None:
+        try:
+            address = ip_address(ip)
+        except ValueError:
+            return None
+        for network, country in self.networks:
+            if address.version == network.version and address in network:
+                return country
+        return None
+
+
 def _wheel_date(dist: metadata.Distribution) -> date | None:
     """The build time in the wheel's CycloneDX SBOM: the data is refreshed nightly
     from the registries and compiled in, so that is the data's date."""
@@ -116,7 +159,7 @@ def _filled(url: ReportedUrl, lookup: CountryLookup) -> ReportedUrl:
             {
                 **hosting.model_dump(exclude_none=True),
                 "country": code,
-                "country_source": CountrySource.RIR_ALLOCATION,
+                "country_source": CountrySource.IP_LOOKUP,
                 "country_lookup": lookup.name,
                 "country_data_date": lookup.data_date,
             }

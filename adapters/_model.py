@@ -41,6 +41,7 @@ from schemas import (
     Category,
     Decision,
     DecisionKind,
+    Deconfliction,
     EnvelopeHeader,
     HandlingCode,
     MessageType,
@@ -154,7 +155,12 @@ def parse_submission(
 
 
 def referral_draft(
-    submission: Submission, *, sender: str, case_id: UUID, message_id: UUID
+    submission: Submission,
+    *,
+    sender: str,
+    case_id: UUID,
+    message_id: UUID,
+    deconfliction: Deconfliction | None = None,
 ) -> Draft:
     """The header of a referral; recipients are left to ``seal`` (``resolve``)."""
     return Draft.for_referral(
@@ -163,6 +169,7 @@ def referral_draft(
         jurisdiction=submission.jurisdiction,
         case_id=case_id,
         message_id=message_id,
+        deconfliction=deconfliction,
     )
 
 

@@ -27,6 +27,12 @@ A crash anywhere before 7 makes Kafka deliver the record again; steps 1/3 make
 that a no-op for the local system, and the derived receipt id makes a second
 receipt a duplicate the router refuses. Receipts and case acks are delivered to
 the sink too, but are not themselves answered.
+
+Deconfliction notices (Kafka header ``crb-record: notice``) are not envelopes: the
+tracker writes them, signed with its service key (``keys.NOTICE_CONTEXT``), when a
+referral of this participant matches another's (``schemas.DeconflictionNotice``).
+One is handed to the sink (``deliver_notice``) only if it parses, is addressed to
+this participant and verifies; otherwise it is quarantined like a bad envelope.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Protocol
 from uuid import UUID
 
 import structlog
+from pydantic import ValidationError
 
 from adapters._errors import DeliveryError, SendError
 from adapters._model import ReceivedMessage, opening_time
@@ -56,11 +63,23 @@ from adapters.kafka import (
     Record,
     current_traceparent,
     following,
+    signed_by,
     traceparent_of,
 )
-from keys import EnvelopeError, Opened, answerable, parse
+from keys import NOTICE_CONTEXT, EnvelopeError, Opened, answerable, parse
 from keys import open as open_envelope
-from schemas import Accepted, CaseAck, Clock, MessageType, Reason, Referral, TopicNames, utcnow
+from schemas import (
+    Accepted,
+    CaseAck,
+    Clock,
+    DeconflictionNotice,
+    MessageType,
+    Reason,
+    Referral,
+    ServiceRole,
+    TopicNames,
+    utcnow,
+)
 
 __all__ = ["ConsumerFactory", "Outcome", "Receiver", "ReceiverStats"]
 
@@ -73,6 +92,8 @@ class Outcome(enum.StrEnum):
     DELIVERED = "delivered"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
+    NOTICE = "notice"
+    """A deconfliction notice from the tracker, verified and handed to the sink."""
 
 
 @dataclass
@@ -80,6 +101,7 @@ class ReceiverStats:
     delivered: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    notices: int = 0
     retries: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     recent: list[tuple[UUID, str, str]] = field(default_factory=list)
@@ -105,6 +127,16 @@ class _Quarantine:
     record: Record
     claimed: UUID | None
     reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Notice:
+    record: Record
+    notice: DeconflictionNotice
+
+
+NOTICE_RECORD = b"notice"
+"""Value of the ``crb-record`` header on a tracker's deconfliction notice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +201,8 @@ class Receiver:
     async def _handle(self, record: Record) -> Outcome:
         now = self.clock()
         step = self._classify(record, now, {})
+        if isinstance(step, _Notice):
+            return await self._notice(step)
         if isinstance(step, Delivered):
             await self._ensure_receipt(step)
             return self._count(Outcome.DUPLICATE)
@@ -293,6 +327,8 @@ class Receiver:
             elif isinstance(step, _Quarantine):
                 self._quarantine(record, record.value or b"", step.claimed, step.reason)
                 outcomes.append(Outcome.QUARANTINED)
+            elif isinstance(step, _Notice):
+                outcomes.append(await self._notice(step))
             elif isinstance(step, _Deliver):
                 deliver.append(step)
                 in_batch[step.opened.header.message_id] = step.opened.digest
@@ -325,15 +361,50 @@ class Receiver:
         traces = {d.received.message_id: traceparent_of(d.record.headers) for d in deliver}
         await self._ensure_receipts(answer, traces)
         for outcome in outcomes:
-            if outcome is not Outcome.QUARANTINED:  # _quarantine counted those
+            if outcome not in (Outcome.QUARANTINED, Outcome.NOTICE):  # counted already
                 self._count(outcome)
         return outcomes
 
+    def _check_notice(self, record: Record) -> _Notice | _Quarantine:
+        """A record marked as a notice: it must be a valid notice, addressed here,
+        signed by a tracker key of the directory valid at its time."""
+        try:
+            notice = DeconflictionNotice.model_validate_json(record.value or b"")
+        except ValidationError:
+            return _Quarantine(record, None, Reason.MALFORMED)
+        if notice.to != self.identity.participant:
+            return _Quarantine(record, notice.notice_id, Reason.NOT_A_RECIPIENT)
+        directory = self.identity.directory
+        if signed_by(record, directory, (ServiceRole.TRACKER,), NOTICE_CONTEXT, at=notice.at):
+            return _Notice(record, notice)
+        return _Quarantine(record, notice.notice_id, Reason.BAD_SIGNATURE)
+
+    async def _notice(self, step: _Notice) -> Outcome:
+        """Hand a verified notice to the sink (``deliver_notice``; else only the log).
+        Idempotent: the same notice id is the same file / idempotency key."""
+        n = step.notice
+        deliver = getattr(self.sink, "deliver_notice", None)
+        if deliver is not None:
+            await deliver(n)
+        self.stats.notices += 1
+        log.info(
+            "deconfliction_notice",
+            kind=n.kind.value,
+            notice_id=str(n.notice_id),
+            message_id=str(n.message_id),
+            matched=str(n.matched.message_id),
+            matched_sender=n.matched.sender,
+            referred_at=n.matched.referred_at.isoformat(),
+        )
+        return Outcome.NOTICE
+
     def _classify(
         self, record: Record, now: datetime, in_batch: dict[UUID, str]
-    ) -> Delivered | Outcome | _Quarantine | _Deliver:
+    ) -> Delivered | Outcome | _Quarantine | _Deliver | _Notice:
         """What to do with one record (no side effects): answer a known duplicate,
-        skip a duplicate within the batch, quarantine, or deliver."""
+        skip a duplicate within the batch, quarantine, deliver, or take a notice."""
+        if record.header("crb-record") == NOTICE_RECORD:
+            return self._check_notice(record)
         value = record.value or b""
         try:
             parsed = parse(value)

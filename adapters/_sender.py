@@ -37,6 +37,7 @@ from adapters._model import (
 from adapters._outbox import Outbox
 from adapters.kafka import trace_id
 from keys import (
+    DeconflictionKey,
     Draft,
     Keystore,
     KeystoreError,
@@ -45,6 +46,7 @@ from keys import (
     SealError,
     SigningKey,
     current_signing_record,
+    deconfliction_tags,
     seal,
 )
 from keys import KeyId as KeyIdType
@@ -66,7 +68,15 @@ class Identity:
     have is logged and the previous one kept.
     """
 
-    __slots__ = ("_keys_version", "_opening", "_signing", "_store", "live", "participant")
+    __slots__ = (
+        "_keys_version",
+        "_opening",
+        "_signing",
+        "_store",
+        "deconfliction",
+        "live",
+        "participant",
+    )
 
     def __init__(
         self,
@@ -76,8 +86,11 @@ class Identity:
         directory: Directory | LiveDirectory,
         *,
         store: Keystore | None = None,
+        deconfliction: DeconflictionKey | None = None,
     ) -> None:
         self.participant = participant
+        self.deconfliction = deconfliction
+        """The federation deconfliction key it tags referrals with (``None``: no tags)."""
         self._signing = signing_key
         self._opening = tuple(opening_keys)
         self.live = directory if isinstance(directory, LiveDirectory) else LiveDirectory(directory)
@@ -107,9 +120,10 @@ class Identity:
         try:
             signing = store.signing_key(participant, KeyIdType(record.key_id))
             opening = tuple(store.opening_keys(participant).values())
+            tagging = store.deconfliction_key(participant)
         except KeystoreError as exc:
             raise StateError(str(exc)) from exc
-        return cls(participant, signing, opening, directory, store=store)
+        return cls(participant, signing, opening, directory, store=store, deconfliction=tagging)
 
     @property
     def directory(self) -> Directory:
@@ -200,8 +214,13 @@ class Sender:
         now = self.clock()
         mid = message_id or uuid7(now, self.rng)
         cid = case_id or submission.case_id or uuid7(now, self.rng)
+        key = self.identity.deconfliction
         draft = referral_draft(
-            submission, sender=self.identity.participant, case_id=cid, message_id=mid
+            submission,
+            sender=self.identity.participant,
+            case_id=cid,
+            message_id=mid,
+            deconfliction=deconfliction_tags(submission.referral, key) if key else None,
         )
         sealed = self.seal(draft, submission.referral)
         return dataclasses.replace(sealed, reference=submission.referral.reporter.reference)

@@ -42,6 +42,7 @@ from adapters._errors import DeliveryError
 from adapters._model import ReceivedMessage
 from adapters._retry import RetryPolicy
 from keys import atomic_write_many, fsync_dir
+from schemas import DeconflictionNotice
 
 __all__ = ["Delivery", "FolderSink", "HttpSink", "Sink"]
 
@@ -82,7 +83,10 @@ class Sink(Protocol):
     A sink that keeps the messages itself (:class:`FolderSink`) also has
     ``forget(message_ids) -> int``: the receiver calls it once a referral's
     ``delete_after`` date has passed. A case system behind the HTTP sink keeps its
-    copy under its own retention (the date is in the document it received)."""
+    copy under its own retention (the date is in the document it received).
+
+    A sink that takes deconfliction notices has ``async deliver_notice(notice)``
+    (both built-in sinks do); for one that has not, notices are only logged."""
 
     async def deliver(self, delivery: Delivery) -> None:
         """Hand ``delivery`` over durably, or raise ``DeliveryError``."""
@@ -116,6 +120,19 @@ class FolderSink:
             await asyncio.to_thread(atomic_write_many, items)
         except OSError as exc:
             # A full disk or a missing mount clears up: keep the offset, retry later.
+            raise DeliveryError(f"folder_unwritable:{exc.errno}", retriable=True) from exc
+
+    def notice_path(self, notice_id: UUID) -> Path:
+        return self.folder / "notices" / f"{notice_id}.json"
+
+    async def deliver_notice(self, notice: DeconflictionNotice) -> None:
+        """Write a deconfliction notice to ``folder/notices/<notice_id>.json``."""
+        path = self.notice_path(notice.notice_id)
+        data = json.dumps(notice.model_dump(mode="json"), indent=2, ensure_ascii=False)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(atomic_write_many, [(path, data.encode() + b"\n")])
+        except OSError as exc:
             raise DeliveryError(f"folder_unwritable:{exc.errno}", retriable=True) from exc
 
     def forget(self, message_ids: list[UUID]) -> int:
@@ -160,10 +177,15 @@ class HttpSink:
 
     async def deliver(self, delivery: Delivery) -> None:
         body = json.dumps(delivery.document(), ensure_ascii=False).encode()
-        headers = {
-            "content-type": "application/json",
-            "idempotency-key": str(delivery.message_id),
-        }
+        await self._post(body, delivery.message_id)
+
+    async def deliver_notice(self, notice: DeconflictionNotice) -> None:
+        """POST ``{"notice": {...}}`` (idempotency key: the notice id)."""
+        body = json.dumps({"notice": notice.model_dump(mode="json")}, ensure_ascii=False).encode()
+        await self._post(body, notice.notice_id)
+
+    async def _post(self, body: bytes, key: UUID) -> None:
+        headers = {"content-type": "application/json", "idempotency-key": str(key)}
         policy = RetryPolicy(
             initial_s=self.backoff_s, max_s=self.backoff_max_s, attempts=self.attempts
         )
@@ -187,7 +209,7 @@ class HttpSink:
         def on_retry(exc: BaseException, attempt_no: int, wait: float) -> None:
             log.warning(
                 "sink_retry",
-                message_id=str(delivery.message_id),
+                message_id=str(key),
                 attempt=attempt_no,
                 error=getattr(exc, "reason", type(exc).__name__),
             )

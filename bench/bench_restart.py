@@ -102,8 +102,7 @@ def _audit_history(fed: Any, names: Any) -> Any:
 
 def _tracker_history(fed: Any, names: Any) -> Any:
     """A generator factory of signed handover state records (all received)."""
-    from adapters.kafka import OutRecord
-    from broker.signing import sign
+    from adapters.kafka import OutRecord, sign
     from broker.tracker import Handover
     from keys import TRACKER_STATE_CONTEXT
     from schemas import HandoverState, ServiceRole, utcnow, uuid7

@@ -11,7 +11,9 @@ of :class:`~adapters.kafka.Grant` the federation needs, nothing more::
                          READ+WRITE audit, READ the directory, READ its group,
                          WRITE its transactional ids (PREFIXED)
     crb-tracker          READ+WRITE status and its state topic, READ the directory,
-                         READ its group, WRITE its transactional id
+                         READ its group, WRITE its transactional id; WRITE every
+                         inbox (PREFIXED: deconfliction notices, signed); for
+                         redrives WRITE outboxes and actions
 
 READ and WRITE imply DESCRIBE; idempotent producers need no cluster ACL (Kafka
 2.8+). Nobody but the admin (a super user) may create or delete topics, alter
@@ -105,7 +107,9 @@ def plan(directory: Directory, settings: Settings, *, now: datetime) -> frozense
     # have read (group offsets against the topics' ends). Describe only.
     allow(TRACKER, "GROUP", r.group_id, "DESCRIBE")
     allow(TRACKER, "GROUP", f"{settings.adapter.group_id_prefix}.", "DESCRIBE", prefixed=True)
-    allow(TRACKER, "TOPIC", f"{names.prefix}.inbox.", "DESCRIBE", prefixed=True)
+    # Deconfliction notices go into the matching participants' inboxes, in the
+    # tracker's own transaction (WRITE implies DESCRIBE for the health strip too).
+    allow(TRACKER, "TOPIC", f"{names.prefix}.inbox.", "WRITE", prefixed=True)
     return frozenset(grants)
 
 

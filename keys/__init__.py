@@ -12,6 +12,12 @@ Routing and adapter code use only what is exported here; raw primitives live in
     └── SealError
 """
 
+from keys._deconfliction import (
+    DECONFLICTION_KEY_LEN,
+    DeconflictionKey,
+    deconfliction_tags,
+    tag_inputs,
+)
 from keys._directory import (
     DIRECTORY_SIGNATURE_CONTEXT,
     SignedDirectory,
@@ -60,6 +66,7 @@ from keys._live import LiveDirectory, Offer, OfferOutcome, answerable
 from keys._services import (
     ACTION_CONTEXT,
     AUDIT_CONTEXT,
+    NOTICE_CONTEXT,
     STATUS_CONTEXT,
     TRACKER_STATE_CONTEXT,
     RecordSigner,
@@ -72,13 +79,16 @@ from keys._services import (
 __all__ = [
     "ACTION_CONTEXT",
     "AUDIT_CONTEXT",
+    "DECONFLICTION_KEY_LEN",
     "DEFAULT_LIMITS",
     "DIRECTORY_SIGNATURE_CONTEXT",
     "FEDERATION_OWNER",
     "FORMAT_VERSION",
     "MAGIC",
+    "NOTICE_CONTEXT",
     "STATUS_CONTEXT",
     "TRACKER_STATE_CONTEXT",
+    "DeconflictionKey",
     "DirectoryError",
     "DirectoryReason",
     "Draft",
@@ -111,6 +121,7 @@ __all__ = [
     "atomic_write_many",
     "current_sealing_key",
     "current_signing_record",
+    "deconfliction_tags",
     "fsync_dir",
     "load_directory",
     "open",
@@ -125,6 +136,7 @@ __all__ = [
     "set_service_key",
     "set_status",
     "sign_directory",
+    "tag_inputs",
     "verify",
     "verify_directory",
     "verify_key_of",

@@ -63,6 +63,7 @@ from schemas import (
     PAYLOAD_MODELS,
     Category,
     DecisionKind,
+    Deconfliction,
     Directory,
     EnvelopeHeader,
     HandlingCode,
@@ -152,6 +153,8 @@ class Draft:
     decision: DecisionKind | None = None
     """For a ``case_ack``: the kind of decision (clear in the header)."""
     message_id: UUID | None = None
+    deconfliction: Deconfliction | None = None
+    """For a referral: its keyed tags (:func:`keys.deconfliction_tags`)."""
 
     @classmethod
     def for_referral(
@@ -163,6 +166,7 @@ class Draft:
         case_id: UUID,
         recipients: tuple[str, ...] = (),
         message_id: UUID | None = None,
+        deconfliction: Deconfliction | None = None,
     ) -> Draft:
         """The header of a referral: category, priority, handling code from it."""
         return cls(
@@ -174,6 +178,7 @@ class Draft:
             handling_code=referral.handling.code,
             recipients=recipients,
             message_id=message_id,
+            deconfliction=deconfliction,
         )
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from keys import _primitives as P
+from keys._deconfliction import DeconflictionKey
 from keys._errors import KeystoreError
 from keys._files import atomic_write
 from keys._keys import Kem, KeyId, OpeningKey, SigningKey
@@ -176,3 +177,32 @@ class Keystore:
     def opening_keys(self, owner: str) -> dict[KeyId, OpeningKey]:
         ids = self._key_ids(owner, "x25519-") + self._key_ids(owner, "mlkem768-x25519-")
         return {k: self.opening_key(owner, k) for k in ids}
+
+    # -- the federation deconfliction key -------------------------------------
+
+    def save_deconfliction_key(self, owner: str, key: DeconflictionKey) -> Path:
+        """``<owner>/deconfliction-<epoch>.key``: the 32 bytes in hex, mode 0600 (a
+        shared secret of the participants; not encrypted by the passphrase)."""
+        d = self._ensure_dir(owner)
+        path = d / f"deconfliction-{key.epoch}.key"
+        _write_new(path, key.secret.hex().encode() + b"\n", _PRIVATE_MODE)
+        return path
+
+    def deconfliction_keys(self, owner: str) -> dict[int, DeconflictionKey]:
+        """Every epoch ``owner`` holds (none: an empty dict)."""
+        d = self.owner_dir(owner)
+        found: dict[int, DeconflictionKey] = {}
+        for path in sorted(d.glob("deconfliction-*.key")) if d.is_dir() else ():
+            epoch = path.name[len("deconfliction-") : -len(".key")]
+            try:
+                found[int(epoch)] = DeconflictionKey(
+                    int(epoch), bytes.fromhex(self._read_private(path).decode().strip())
+                )
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise KeystoreError(f"{path}: not a deconfliction key") from exc
+        return found
+
+    def deconfliction_key(self, owner: str) -> DeconflictionKey | None:
+        """The newest epoch ``owner`` holds, or ``None``."""
+        held = self.deconfliction_keys(owner)
+        return held[max(held)] if held else None

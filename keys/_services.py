@@ -16,7 +16,9 @@ signature on one kind is never valid on another:
 - :data:`STATUS_CONTEXT` — the exact status-event value bytes;
 - :data:`TRACKER_STATE_CONTEXT` — the exact tracker-state value bytes;
 - :data:`ACTION_CONTEXT` — the exact operator-action value bytes (the tracker
-  records a dead letter redriven on an operator's word).
+  records a dead letter redriven on an operator's word);
+- :data:`NOTICE_CONTEXT` — the exact deconfliction-notice value bytes (the tracker
+  writes them into participants' inboxes).
 
 Pure (no I/O) except :func:`service_signing_key`, which reads the keystore.
 Signing is deterministic (Ed25519).
@@ -45,6 +47,7 @@ from schemas import Directory, PublicKeyRecord, Service, ServiceRole
 __all__ = [
     "ACTION_CONTEXT",
     "AUDIT_CONTEXT",
+    "NOTICE_CONTEXT",
     "STATUS_CONTEXT",
     "TRACKER_STATE_CONTEXT",
     "RecordSigner",
@@ -58,6 +61,7 @@ AUDIT_CONTEXT: Final = b"crb/audit/v1\x00"
 STATUS_CONTEXT: Final = b"crb/status/v1\x00"
 TRACKER_STATE_CONTEXT: Final = b"crb/tracker-state/v1\x00"
 ACTION_CONTEXT: Final = b"crb/operator-action/v1\x00"
+NOTICE_CONTEXT: Final = b"crb/tracker-notice/v1\x00"
 
 
 def service_owner(role: ServiceRole) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from keys._deconfliction import DeconflictionKey, deconfliction_tags
 from keys._directory import SignedDirectory, TrustStore, record_for, sign_directory
 from keys._envelope import Draft, seal
 from keys._files import atomic_write
@@ -127,6 +128,10 @@ class Federation:
     root: SigningKey = field(default_factory=SigningKey.generate)
     services: Iterable[ServiceRole] = tuple(ServiceRole)
     """Services given a signing identity (generated; ``()`` for none)."""
+    deconfliction: DeconflictionKey | None = field(
+        default_factory=lambda: DeconflictionKey.generate(1)
+    )
+    """The members' shared deconfliction key (``None``: the federation has none)."""
     members: dict[str, Member] = field(init=False)
     service_keys: dict[ServiceRole, SigningKey] = field(init=False)
 
@@ -207,9 +212,13 @@ class Federation:
         store.save_signing_key(FEDERATION_OWNER, self.root)
         for role, key in self.service_keys.items():
             store.save_signing_key(service_owner(role), key)
+        if self.deconfliction is not None:
+            store.save_deconfliction_key(FEDERATION_OWNER, self.deconfliction)
         for m in self.members.values():
             store.save_signing_key(m.participant_id, m.signing)
             store.save_opening_key(m.participant_id, m.opening)
+            if self.deconfliction is not None:
+                store.save_deconfliction_key(m.participant_id, self.deconfliction)
         directory = self.directory()
         atomic_write(files.directory, self.signed(directory).to_json(), mode=0o644)
         TrustStore(files.trust_store).accept(directory)
@@ -226,8 +235,11 @@ class Federation:
         directory: Directory | None = None,
         case_id: UUID | None = None,
         message_id: UUID | None = None,
+        tagged: bool = False,
     ) -> bytes:
-        """A referral envelope from ``sender`` (recipients resolved unless given)."""
+        """A referral envelope from ``sender`` (recipients resolved unless given);
+        ``tagged``: with deconfliction tags under the federation's key."""
+        key = self.deconfliction if tagged else None
         draft = Draft.for_referral(
             referral,
             sender=sender,
@@ -235,6 +247,7 @@ class Federation:
             case_id=case_id or uuid7(now),
             recipients=recipients,
             message_id=message_id,
+            deconfliction=deconfliction_tags(referral, key) if key is not None else None,
         )
         return seal(
             draft,

@@ -53,6 +53,14 @@ from ._common import (
     utcnow,
     uuid7,
 )
+from ._deconfliction import (
+    MAX_TAGS,
+    TAG_LABEL,
+    TAGGED_HASHES,
+    Deconfliction,
+    DeconflictionTag,
+    normalise_url,
+)
 from ._directory import (
     MAX_KEYS_PER_PARTICIPANT,
     MAX_PARTICIPANTS,
@@ -71,6 +79,7 @@ from ._directory import (
     StandingCopy,
 )
 from ._envelope import MAX_RECIPIENTS, EnvelopeHeader, NonCanonicalHeaderError
+from ._notice import DeconflictionNotice, MatchedReferral, NoticeKind
 from ._payload import PAYLOAD_MODELS, Payload, payload_mismatches
 from ._reasons import (
     DEAD_LETTER_REASONS,
@@ -134,6 +143,7 @@ __all__ = [
     "MAX_KEYS_PER_PARTICIPANT",
     "MAX_PARTICIPANTS",
     "MAX_RECIPIENTS",
+    "MAX_TAGS",
     "MAX_URLS",
     "OPEN_REASONS",
     "PARTICIPANT_ID_PATTERN",
@@ -144,6 +154,8 @@ __all__ = [
     "ROUTING_REASONS",
     "SCHEMA_VERSION",
     "STATUS_REASONS",
+    "TAGGED_HASHES",
+    "TAG_LABEL",
     "VERIFY_REASONS",
     "Accepted",
     "ActionType",
@@ -162,6 +174,9 @@ __all__ = [
     "CountrySource",
     "Decision",
     "DecisionKind",
+    "Deconfliction",
+    "DeconflictionNotice",
+    "DeconflictionTag",
     "DeliveryRule",
     "Directory",
     "EnvelopeHeader",
@@ -183,11 +198,13 @@ __all__ = [
     "KeyId",
     "KeyKind",
     "Location",
+    "MatchedReferral",
     "MediaType",
     "MessageId",
     "MessageType",
     "Moved",
     "NonCanonicalHeaderError",
+    "NoticeKind",
     "Participant",
     "ParticipantId",
     "ParticipantStatus",
@@ -226,6 +243,7 @@ __all__ = [
     "canonical_json_of",
     "check_routing",
     "first_error",
+    "normalise_url",
     "payload_mismatches",
     "recipients_for",
     "resolve",

@@ -29,6 +29,7 @@ from ._common import (
     canonical_json,
     unique_sorted,
 )
+from ._deconfliction import Deconfliction
 
 MAX_RECIPIENTS = 64
 """Fan-out bound: a jurisdiction's receivers, its 24/7 contact and standing copies."""
@@ -70,6 +71,9 @@ class EnvelopeHeader(FrozenModel):
     decision: DecisionKind | None = None
     """For a ``case_ack``: which decision it carries (required there, absent elsewhere)."""
     key_commitment: KeyCommitment
+    deconfliction: Deconfliction | None = None
+    """For a referral: keyed tags of its URLs and hashes (``schemas._deconfliction``);
+    absent (``null``) when the sender holds no deconfliction key or has nothing to tag."""
 
     @model_validator(mode="after")
     def _check_shape(self) -> Self:
@@ -84,6 +88,8 @@ class EnvelopeHeader(FrozenModel):
                 raise ValueError("a message cannot reply to itself")
         elif self.in_reply_to is not None:
             raise ValueError("only receipts and case acks carry in_reply_to")
+        if self.deconfliction is not None and self.message_type is not MessageType.REFERRAL:
+            raise ValueError("only a referral carries deconfliction tags")
         if (self.decision is not None) != (self.message_type is MessageType.CASE_ACK):
             raise ValueError("decision is required for, and only for, a case_ack")
         return self
@@ -95,7 +101,7 @@ class EnvelopeHeader(FrozenModel):
         ``null`` when absent), e.g.::
 
             {"case_id":"0192…","category":"csam","created_at":"2026-11-23T17:00:00.000000Z",
-             "decision":null,"handling_code":"H0","in_reply_to":null,"jurisdiction":"NL",
+             "decision":null,"deconfliction":null,"handling_code":"H0","in_reply_to":null,"jurisdiction":"NL",
              "key_commitment":"ab…","message_id":"0192…","message_type":"referral",
              "priority":"routine","recipients":["nl.hotline","nl.police"],
              "schema_version":1,"sender":"de.hotline","sender_key_id":"de.hotline/sig/1"}

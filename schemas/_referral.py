@@ -315,10 +315,10 @@ class CountrySource(StrEnum):
 
     ANALYST = "analyst"
     """The reporting analyst recorded it (the default when no source is named)."""
-    RIR_ALLOCATION = "rir_allocation"
-    """Filled by the sending adapter from the Regional Internet Registries'
-    allocation data for ``ip`` (offline; the country a block is assigned to, which
-    is not always where it is used)."""
+    IP_LOOKUP = "ip_lookup"
+    """Filled by the sending adapter from ``ip`` by an offline allocation lookup
+    (``country_lookup`` names it: by default the Regional Internet Registries'
+    data — the country a block is assigned to, not always where it is used)."""
 
 
 class Hosting(FrozenModel):
@@ -326,7 +326,7 @@ class Hosting(FrozenModel):
 
     A ``country`` without ``country_source`` is the analyst's. The sending adapter
     fills an empty ``country`` from ``ip`` by an offline allocation lookup and then
-    says so: ``country_source = rir_allocation``, with the lookup's name/version
+    says so: ``country_source = ip_lookup``, with the lookup's name/version
     (``country_lookup``) and the date of its data (``country_data_date``). It never
     replaces a country the analyst recorded.
     """
@@ -334,9 +334,9 @@ class Hosting(FrozenModel):
     country: CountryCode | None = None
     country_source: CountrySource | None = None
     country_lookup: ShortText | None = None
-    """For ``rir_allocation``: the lookup and its version, e.g. ``iptocc 3.3.170``."""
+    """For ``ip_lookup``: the lookup and its version, e.g. ``iptocc 3.3.170``."""
     country_data_date: date | None = None
-    """For ``rir_allocation``: the date of the allocation data used."""
+    """For ``ip_lookup``: the date of the allocation data used."""
     ip: IpAddress | None = None
     asn: Annotated[int, Field(ge=1, le=4_294_967_295)] | None = None
     isp: ShortText | None = None
@@ -348,11 +348,11 @@ class Hosting(FrozenModel):
     def _check(self) -> Self:
         if self.country_source is not None and self.country is None:
             raise ValueError("country_source needs a country")
-        looked_up = self.country_source is CountrySource.RIR_ALLOCATION
+        looked_up = self.country_source is CountrySource.IP_LOOKUP
         if not looked_up and (self.country_lookup or self.country_data_date):
-            raise ValueError("country_lookup and country_data_date are for rir_allocation only")
+            raise ValueError("country_lookup and country_data_date are for ip_lookup only")
         if looked_up and self.ip is None:
-            raise ValueError("a country from rir_allocation needs the ip it was looked up for")
+            raise ValueError("a country from ip_lookup needs the ip it was looked up for")
         return self
 
 

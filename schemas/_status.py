@@ -22,6 +22,7 @@ from ._common import (
     Priority,
     UtcDatetime,
 )
+from ._deconfliction import Deconfliction
 from ._reasons import STATUS_REASONS, Reason
 
 
@@ -82,11 +83,16 @@ class StatusEvent(FrozenModel):
     reply_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """The SHA-256 of that reply's envelope, whose signature the router verified
     before forwarding it (the evidence: the receiving agency's signed receipt)."""
+    deconfliction: Deconfliction | None = None
+    """For ``routed``: the referral's keyed tags from its signed header (the tracker
+    matches them across participants; they reveal no URL or hash)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if (self.escalated_to is not None) != (self.state is HandoverState.ESCALATED):
             raise ValueError("escalated_to is required for, and only for, state escalated")
+        if self.deconfliction is not None and self.state is not HandoverState.ROUTED:
+            raise ValueError("deconfliction tags travel only on a routed event")
         return self
 
     def key(self) -> str:

@@ -17,6 +17,7 @@ from ._acks import CaseAck, Receipt
 from ._common import SCHEMA_VERSION
 from ._directory import Directory
 from ._envelope import EnvelopeHeader
+from ._notice import DeconflictionNotice
 from ._referral import Referral
 from ._status import StatusEvent
 
@@ -27,6 +28,7 @@ TOP_LEVEL: Final[dict[str, type[BaseModel]]] = {
     "case_ack": CaseAck,
     "status_event": StatusEvent,
     "directory": Directory,
+    "deconfliction_notice": DeconflictionNotice,
 }
 """File stem → model: one schema (and one example) per top-level message."""
 

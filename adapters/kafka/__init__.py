@@ -58,6 +58,7 @@ from adapters.kafka._reader import TopicReader, read_topic
 from adapters.kafka._records import OutRecord, Partition, Record
 from adapters.kafka._security import Grant, ResourceKind, SecurityAdmin
 from adapters.kafka._settings import KafkaSettings, Section, TopicSettings, client_kwargs
+from adapters.kafka._signed import SIGNATURE_HEADER, SIGNER_HEADER, sign, signed_by
 from adapters.kafka._trace import (
     TRACEPARENT,
     child_traceparent,
@@ -74,6 +75,8 @@ __all__ = [
     "BROKER",
     "ROUTER",
     "SERVICE_PRINCIPALS",
+    "SIGNATURE_HEADER",
+    "SIGNER_HEADER",
     "TRACEPARENT",
     "TRACKER",
     "AccessDenied",
@@ -109,6 +112,8 @@ __all__ = [
     "kafka_errors",
     "new_traceparent",
     "read_topic",
+    "sign",
+    "signed_by",
     "trace_id",
     "traceparent_of",
     "translate",

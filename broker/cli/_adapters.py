@@ -377,6 +377,7 @@ def inbox_cmd(
             "messages": [{"message_id": str(m), "message_type": t, "sender": f}
                          for m, t, f in stats.recent],
             "duplicates": stats.duplicates, "quarantined": stats.quarantined,
+            "notices": stats.notices,
             "quarantine": str(adapter.state / "quarantine")}))  # fmt: skip
         return
     for mid, mtype, sender in stats.recent if once else []:
@@ -385,6 +386,7 @@ def inbox_cmd(
         f"delivered {stats.delivered} (to {where}), duplicates {stats.duplicates}, "
         f"quarantined {stats.quarantined}"
         + (f" (in {adapter.state / 'quarantine'})" if stats.quarantined else "")
+        + (f", deconfliction notices {stats.notices}" if stats.notices else "")
     )
 
 

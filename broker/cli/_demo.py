@@ -175,6 +175,23 @@ def _show(console: Console, report: DemoReport) -> None:
     console.print(table)
     dead = ", ".join(f"{reason}: {n}" for reason, n in sorted(report.dead_letters.items()))
     console.print(f"dead-lettered: {sum(report.dead_letters.values())} ({dead or 'none'})")
+    case = Table(title="Case work")
+    case.add_column("what")
+    case.add_column("count", justify="right")
+    case.add_row("referrals repeating another hotline's URL", str(report.repeats))
+    case.add_row(
+        "deconfliction notices: already referred (to the later hotline)",
+        str(report.notices["already_referred"]),
+    )
+    case.add_row(
+        "deconfliction notices: referred again (to the earlier hotline)",
+        str(report.notices["referred_again"]),
+    )
+    case.add_row(
+        f"hosting countries filled by lookup ({report.hosting_lookup})",
+        str(report.hosting_filled),
+    )
+    console.print(case)
     console.print(
         f"{report.valid} valid referrals, {report.expected_handovers} handovers, "
         f"{report.received_handovers} received; {report.elapsed_s:.1f} s; "

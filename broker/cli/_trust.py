@@ -142,6 +142,13 @@ def _new_service_keys(store: keys.Keystore) -> dict[ServiceRole, keys.SigningKey
     return made
 
 
+def _hand_deconfliction_key(store: keys.Keystore, participant_id: str) -> None:
+    """Give a new participant the federation's deconfliction keys (every epoch it
+    holds: old ones still match what was tagged before a rotation)."""
+    for key in store.deconfliction_keys(keys.FEDERATION_OWNER).values():
+        store.save_deconfliction_key(participant_id, key)
+
+
 # --- federation --------------------------------------------------------------------
 
 
@@ -167,6 +174,9 @@ def federation_init(
         root = keys.SigningKey.generate()
         ctx.store.save_signing_key(keys.FEDERATION_OWNER, root)
         sig, enc = _new_keys(ctx.store, coordinator, kem)
+        tagging = keys.DeconflictionKey.generate(1)
+        for owner in (keys.FEDERATION_OWNER, coordinator):
+            ctx.store.save_deconfliction_key(owner, tagging)
         until = now + timedelta(days=validity_days)
         d = Directory(
             federation_id=federation_id,
@@ -263,6 +273,7 @@ def participant_add(
             categories=tuple(category or Category),
         )
         sig, enc = _new_keys(ctx.store, participant_id, kem)
+        _hand_deconfliction_key(ctx.store, participant_id)
         until = now + timedelta(days=validity_days)
         p = Participant.model_validate(
             {

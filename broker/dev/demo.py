@@ -12,6 +12,12 @@ cases, the coordinator ``int.coordinator``, and IE with no receiver at all, so I
 cases take the orphan path to the coordinator. Among the referrals are urgent ones,
 a duplicate (the same envelope sent twice), a tampered envelope (one flipped byte)
 and cases for IE; the duplicate and the tampered one must be dead-lettered.
+
+Case work: some referrals name a URL another hotline referred before (each must
+bring a deconfliction notice to both hotlines), and some record only the hosting
+IP, whose country the sending side fills from an allocation table — the demo's
+own table of documentation ranges (:data:`DEMO_ALLOCATIONS`), since its IPs are
+never real ones.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from adapters import (
     Sender,
     StateStore,
     Submission,
+    TableLookup,
+    fill_hosting_countries,
+    jurisdiction_of,
     publish_directory,
 )
 from adapters.kafka import (
@@ -66,7 +75,10 @@ from keys import LiveDirectory
 from keys.testing import Federation, MemberSpec, synthetic_referral
 from schemas import (
     Category,
+    CountrySource,
+    DeconflictionNotice,
     DeliveryRule,
+    Hosting,
     Priority,
     Referral,
     Role,
@@ -83,6 +95,23 @@ JURISDICTIONS = ("DE", "NL", "FR", "BE")
 ORPHAN = "IE"
 COORDINATOR = "int.coordinator"
 REGIONAL = "int.regional"
+
+
+DEMO_ALLOCATIONS = TableLookup.of(
+    "demo allocation table",
+    [
+        ("192.0.2.0/26", "DE"),
+        ("192.0.2.64/26", "NL"),
+        ("198.51.100.0/26", "FR"),
+        ("198.51.100.64/26", "BE"),
+        ("203.0.113.0/26", "IE"),
+    ],
+)
+"""Documentation ranges split between the demo's countries (an operator's table,
+:class:`adapters.TableLookup`; the real default is the RIRs' data)."""
+_DEMO_NETS = {"DE": "192.0.2.", "NL": "192.0.2.", "FR": "198.51.100.", "BE": "198.51.100."}
+_DEMO_NETS["IE"] = "203.0.113."
+_DEMO_BASE = {"DE": 0, "NL": 64, "FR": 0, "BE": 64, "IE": 0}
 
 
 def _members() -> list[MemberSpec]:
@@ -103,6 +132,10 @@ class DemoConfig:
     referrals: int = 300
     urgent_share: float = 0.1
     orphan_share: float = 0.05
+    repeat_share: float = 0.08
+    """Referrals naming a URL another hotline referred before (deconfliction)."""
+    ip_only_share: float = 0.15
+    """Referrals with the hosting IP but no country (filled by lookup)."""
     timeout_s: float = 180.0
     seed: int | None = None
     prefix: str = field(default_factory=lambda: "demo" + secrets.token_hex(3))
@@ -131,11 +164,21 @@ class DemoReport:
     dead_letters: Counter[str]
     elapsed_s: float
     inbox_folder: Path
+    repeats: int = 0
+    """Referrals sent that repeat another hotline's URL."""
+    notices: Counter[str] = field(default_factory=Counter)
+    """Deconfliction notices delivered to the hotlines' inbox folders, by kind."""
+    hosting_filled: int = 0
+    """Hosting countries filled by lookup (``country_source: ip_lookup``)."""
+    hosting_lookup: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.received_handovers >= self.expected_handovers and self.dead_letters == Counter(
-            {"duplicate_message": 1, "bad_signature": 1}
+        return (
+            self.received_handovers >= self.expected_handovers
+            and self.dead_letters == Counter({"duplicate_message": 1, "bad_signature": 1})
+            and self.notices["already_referred"] == self.repeats
+            and self.notices["referred_again"] == self.repeats
         )
 
 
@@ -183,7 +226,7 @@ def _report(
     routed: list[Handover],
     missing: int,
     dead: Counter[str],
-    valid: int,
+    pushed: Pushed,
     started: float,
 ) -> DemoReport:
     """The delivery table: per route, from the routed handovers the tracker holds."""
@@ -202,14 +245,26 @@ def _report(
     return DemoReport(
         prefix=config.prefix,
         submitted=config.referrals + 2,
-        valid=valid,
+        valid=len(pushed.sent),
         expected_handovers=len(routed) + missing,
         received_handovers=received,
         routes=rows,
         dead_letters=dead,
         elapsed_s=time.monotonic() - started,
         inbox_folder=config.folder / "inbox",
+        repeats=pushed.repeats,
+        notices=_notices(config.folder / "inbox"),
+        hosting_filled=pushed.hosting_filled,
+        hosting_lookup=DEMO_ALLOCATIONS.name,
     )
+
+
+def _notices(inbox: Path) -> Counter[str]:
+    """The deconfliction notices in the hotlines' inbox folders, by kind."""
+    kinds: Counter[str] = Counter()
+    for path in inbox.glob("*/notices/*.json"):
+        kinds[DeconflictionNotice.model_validate_json(path.read_bytes()).kind.value] += 1
+    return kinds
 
 
 def _serve_console(
@@ -279,7 +334,8 @@ async def run_demo(
     if config.console_port is not None:
         tasks.append(_serve_console(config.folder, config.console_port, tracker, live, stop))
     identities = {
-        pid: Identity(pid, m.signing, (m.opening,), directory) for pid, m in fed.members.items()
+        pid: Identity(pid, m.signing, (m.opening,), directory, deconfliction=fed.deconfliction)
+        for pid, m in fed.members.items()
     }
     own = {pid: KafkaClients(as_principal(pid).kafka) for pid in identities}
     outboxes = {pid: Outbox.of(own[pid], names, pid, settings.adapter) for pid in identities}
@@ -294,10 +350,12 @@ async def run_demo(
 
     try:
         await _wait_ready(router, tracker, tasks)
-        sent = await _push(config, rng, senders, own, progress)
-        valid_ids = {str(s.message_id) for _, s in sent}
-        routed, missing, dead = await _await_receipts(config, tracker, clients, valid_ids, progress)
-        report = _report(config, routed, len(missing), dead, len(valid_ids), started)
+        pushed = await _push(config, rng, senders, own, progress)
+        valid_ids = {str(s.message_id) for _, s in pushed.sent}
+        routed, missing, dead = await _await_receipts(
+            config, tracker, clients, valid_ids, progress, notices=2 * pushed.repeats
+        )
+        report = _report(config, routed, len(missing), dead, pushed, started)
         on_report(report)
         if keep is not None:
             await keep.wait()
@@ -339,17 +397,47 @@ async def _provision(
     return as_principal
 
 
+@dataclass
+class Pushed:
+    """What :func:`_push` sent."""
+
+    sent: list[tuple[str, Any]] = field(default_factory=list)
+    repeats: int = 0
+    hosting_filled: int = 0
+
+
+def _ip_only(referral: Referral, jurisdiction: str, rng: random.Random) -> Referral:
+    """``referral`` with its hosting countries left to the lookup: an IP of the
+    jurisdiction's demo range, no country."""
+    ip = f"{_DEMO_NETS[jurisdiction]}{_DEMO_BASE[jurisdiction] + rng.randrange(1, 63)}"
+    urls = tuple(u.model_copy(update={"hosting": Hosting(ip=ip, asn=64500)}) for u in referral.urls)
+    return referral.model_copy(update={"urls": urls})
+
+
+def _repeating(referral: Referral, earlier: Referral) -> Referral:
+    """``referral`` naming, first, the first URL (and item) of ``earlier``."""
+    return referral.model_copy(
+        update={
+            "urls": (earlier.urls[0], *referral.urls[1:]),
+            "items": earlier.items[:1] + referral.items[1:],
+        }
+    )
+
+
 async def _push(
     config: DemoConfig,
     rng: random.Random,
     senders: dict[str, Sender],
     own: dict[str, KafkaClients],
     progress: Callable[[str, int, int], None],
-) -> list[tuple[str, Any]]:
+) -> Pushed:
     """Send the referrals, then the two hostile envelopes; returns what was sent."""
     names = TopicNames(config.prefix)
     hotlines = [f"{j.lower()}.hotline" for j in JURISDICTIONS]
-    sent: list[tuple[str, Any]] = []
+    pushed = Pushed()
+    earlier: list[tuple[str, str, Referral]] = []  # (sender, jurisdiction, referral)
+    repeated: set[int] = set()  # indexes into earlier: repeated, or repeats themselves
+    seen_urls: set[str] = set()
     for i in range(config.referrals):
         sender = rng.choice(hotlines)
         if rng.random() < config.orphan_share:
@@ -358,23 +446,48 @@ async def _push(
             jurisdiction = rng.choice([j for j in JURISDICTIONS if j.lower() != sender[:2]])
         urgent = rng.random() < config.urgent_share
         referral = synthetic_demo_referral(rng, sender, jurisdiction, urgent)
+        # Each repeat names a URL referred exactly once before, by another hotline:
+        # it must bring exactly one notice of each kind.
+        repeat = [
+            (k, j, r)
+            for k, (s, j, r) in enumerate(earlier)
+            if k not in repeated and s != sender and j.lower() != sender[:2] and r.urls
+        ]
+        if repeat and rng.random() < config.repeat_share:
+            k, jurisdiction, first = rng.choice(repeat)
+            repeated.add(k)
+            referral = synthetic_demo_referral(rng, sender, jurisdiction, urgent)
+            referral = _repeating(referral, first)
+            pushed.repeats += 1
+        elif rng.random() < config.ip_only_share:
+            bare = _ip_only(referral, jurisdiction, rng)
+            referral = fill_hosting_countries(bare, DEMO_ALLOCATIONS)
+            pushed.hosting_filled += sum(
+                1
+                for u in referral.urls
+                if u.hosting and u.hosting.country_source is CountrySource.IP_LOOKUP
+            )
+            jurisdiction = jurisdiction_of(referral)
         sealed = senders[sender].seal_referral(Submission(referral, jurisdiction))
         await senders[sender].send(sealed)
-        sent.append((sender, sealed))
+        pushed.sent.append((sender, sealed))
+        if pushed.repeats and referral.urls and referral.urls[0].url in seen_urls:
+            repeated.add(len(earlier))  # a repeat is never repeated again
+        seen_urls.update(u.url for u in referral.urls)
+        earlier.append((sender, jurisdiction, referral))
         progress("send", i + 1, config.referrals)
     # The two hostile cases: the first envelope again (a duplicate), and a fresh
     # envelope with one flipped byte (tampered in transit).
-    dup_sender, dup = sent[0]
+    dup_sender, dup = pushed.sent[0]
     await _raw_send(own[dup_sender], names.outbox(dup_sender), dup.envelope)
-    bad_sender = sent[1][0]
+    bad_sender = pushed.sent[1][0]
     fresh = senders[bad_sender].seal_referral(
         Submission(synthetic_demo_referral(rng, bad_sender, "NL", False), "NL")
     )
     tampered = bytearray(fresh.envelope)
     tampered[len(tampered) // 2] ^= 0x01
     await _raw_send(own[bad_sender], names.outbox(bad_sender), bytes(tampered))
-
-    return sent
+    return pushed
 
 
 async def _await_receipts(
@@ -383,9 +496,12 @@ async def _await_receipts(
     clients: KafkaClients,
     valid_ids: set[str],
     progress: Callable[[str, int, int], None],
+    *,
+    notices: int = 0,
 ) -> tuple[list[Any], set[str], Counter[str]]:
-    """Poll the tracker until every valid referral's handovers are received and the
-    two hostile envelopes are dead-lettered (or the timeout): (routed, missing, DLQ)."""
+    """Poll the tracker until every valid referral's handovers are received, the
+    two hostile envelopes are dead-lettered and ``notices`` deconfliction notices
+    are in the inbox folders (or the timeout): (routed, missing, DLQ)."""
     names = TopicNames(config.prefix)
     deadline = time.monotonic() + config.timeout_s
     while True:
@@ -398,7 +514,13 @@ async def _await_receipts(
         missing = valid_ids - {str(h.message_id) for h in routed}
         progress("receive", received, max(len(routed), 1))
         dead = await _read_dead_letters(clients, names.dlq)
-        done = not missing and received == len(routed) and sum(dead.values()) >= 2
+        delivered = sum(_notices(config.folder / "inbox").values())
+        done = (
+            not missing
+            and received == len(routed)
+            and sum(dead.values()) >= 2
+            and delivered >= notices
+        )
         if done or time.monotonic() > deadline:
             return routed, missing, dead
         await asyncio.sleep(0.5)

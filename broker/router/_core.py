@@ -131,6 +131,7 @@ def _event(
         priority=header.priority,
         jurisdiction=header.jurisdiction,
         category=header.category,
+        deconfliction=header.deconfliction if state is HandoverState.ROUTED else None,
     )
 
 

@@ -73,6 +73,7 @@ from adapters.kafka import (
     TopicReader,
     TransactionalProducer,
     TransportError,
+    sign,
     trace_id,
     traceparent_of,
     with_traceparent,
@@ -84,7 +85,6 @@ from broker.router._memory import Batch, RouterMemory, decide_batch
 from broker.router._metrics import RouterMetrics
 from broker.router._store import RouterSnapshot
 from broker.settings import Settings
-from broker.signing import sign
 from keys import STATUS_CONTEXT, Limits, LiveDirectory, RecordSigner
 from schemas import Clock, Directory, ServiceRole, TopicNames, utcnow
 

@@ -57,6 +57,7 @@ from schemas import (
     CaseId,
     Category,
     CountryCode,
+    Deconfliction,
     HandoverState,
     MessageId,
     ParticipantId,
@@ -271,6 +272,8 @@ class Handover(_Model):
     priority: Priority | None = None
     jurisdiction: CountryCode | None = None
     category: Category | None = None
+    deconfliction: Deconfliction | None = None
+    """The referral's keyed tags (from its ``routed`` event), for matching."""
     state: HandoverState
     receipt_id: MessageId | None = None
     """The receiving agency's signed receipt, as the router forwarded it."""
@@ -361,6 +364,8 @@ def _fill(h: Handover, event: StatusEvent) -> dict[str, object]:
         update["jurisdiction"] = event.jurisdiction
     if h.category is None and event.category is not None:
         update["category"] = event.category
+    if h.deconfliction is None and event.deconfliction is not None:
+        update["deconfliction"] = event.deconfliction
     return update
 
 
@@ -410,6 +415,7 @@ def _new(event: StatusEvent) -> Handover:
         priority=event.priority,
         jurisdiction=event.jurisdiction,
         category=event.category,
+        deconfliction=event.deconfliction,
         state=event.state,
         updated_at=event.at,
     )
@@ -561,6 +567,22 @@ class HandoverStore(Mapping[str, Handover]):
     @abstractmethod
     def delete(self, keys: Sequence[str], /) -> None:
         """Forget these handovers."""
+
+    def tagged(self, epoch: int, tags: Sequence[str], *, limit: int) -> list[tuple[UUID, int]]:
+        """``(message id, tags shared)`` of up to ``limit`` referrals sharing a tag of
+        ``epoch`` with ``tags``, earliest routed first (deconfliction). A store on
+        disk answers from an index; this default scans."""
+        wanted = set(tags)
+        first: dict[UUID, tuple[datetime, int]] = {}
+        for h in self.values():
+            d = h.deconfliction
+            if d is None or d.epoch != epoch or h.message_id in first:
+                continue
+            shared = len(wanted.intersection(d.tags))
+            if shared:
+                first[h.message_id] = (h.routed_at or h.updated_at, shared)
+        ordered = sorted(first.items(), key=lambda kv: (kv[1][0], kv[0]))
+        return [(mid, shared) for mid, (_, shared) in ordered[:limit]]
 
     def matching(
         self,

@@ -23,10 +23,17 @@ transaction: abort, new producer, rewind to the committed offsets, fold again.
 
 The tracker believes only signed records: a status event counts if a router or
 tracker key of the directory signed it, a state record if a tracker key did (see
-``broker.signing``); anything else is logged (``status_event_unauthenticated``,
+``adapters.kafka._signed``); anything else is logged (``status_event_unauthenticated``,
 ``state_record_unauthenticated``), counted and ignored. It signs what it writes.
 A waiting handover whose sender the (live) directory says can no longer be
 answered (revoked, suspended) is closed with reason ``sender_revoked``.
+
+Deconfliction (:mod:`._deconflict`): a ``routed`` event carries the referral's
+keyed tags from its signed header; when a newly routed referral shares a tag with
+an earlier one of another participant and case, the same transaction writes a
+signed :class:`schemas.DeconflictionNotice` (context ``keys.NOTICE_CONTEXT``,
+header ``crb-record: notice``) into the inbox of each of the two senders. The tags
+are indexed in the store (rebuilt from the handovers, which carry them).
 
 The tracker reads its own timer events back from the status topic; they are
 already in the handover's history, so they fold as duplicates (no write).
@@ -52,7 +59,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -71,24 +78,27 @@ from adapters.kafka import (
     TransactionalProducer,
     TransportError,
     read_topic,
+    sign,
+    signed_by,
     trace_id,
     traceparent_of,
 )
 from broker.acls import redrive_transactional_id
 from broker.settings import Settings, TrackerSettings
-from broker.signing import sign, signed_by
 from broker.tracker._deadletters import (
     DeadLetter,
     RedriveError,
     dead_letter_of,
     redrive_refusal,
 )
+from broker.tracker._deconflict import find_notices
 from broker.tracker._health import HealthReport, TrackerHealth
 from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
 from broker.tracker._store import SqliteHandovers
 from broker.tracker._watch import Watch
 from keys import (
     ACTION_CONTEXT,
+    NOTICE_CONTEXT,
     STATUS_CONTEXT,
     TRACKER_STATE_CONTEXT,
     LiveDirectory,
@@ -97,6 +107,7 @@ from keys import (
 )
 from schemas import (
     Clock,
+    DeconflictionNotice,
     Directory,
     Priority,
     RoutingRules,
@@ -219,6 +230,8 @@ class Tracker:
         """The health strip and the alerts (see :mod:`._watch`)."""
         """What ``/healthz`` and the metrics report (see :mod:`._health`)."""
         self.transactions = 0
+        self.notices = 0
+        """Deconfliction notices written (into participants' inboxes)."""
         self.retry = RetryPolicy(initial_s=0.5, max_s=5.0)
         self._producer: TransactionalProducer | None = None
         self._store: SqliteHandovers | None = None
@@ -378,9 +391,26 @@ class Tracker:
             forget = now - t.handover_retention
             self._next_retention = time.monotonic() + t.retention_check_s
         step = self.ledger.step(events, now, answerable=self._answerable(now), forget_before=forget)
+        notices = self._notices(step, now)
         busy = step.changed or step.emitted or step.forgotten or offsets
-        if busy and not await self._commit(step, offsets):
+        if busy and not await self._commit(step, offsets, notices):
             await consumer.rewind(tps)
+
+    def _notices(self, step: Step, now: datetime) -> list[DeconflictionNotice]:
+        """Deconfliction notices for the referrals this batch routes, to participants
+        the directory still lists as active (an inbox that may be gone is skipped)."""
+        if not any(h.deconfliction is not None for h in step.changed.values()):
+            return []
+        directory = self.live.current
+        found = find_notices(step.changed.values(), self.ledger.handovers, now)
+        kept = []
+        for n in found:
+            p = directory.participant(n.to)
+            if p is not None and p.active:
+                kept.append(n)
+            else:
+                log.warning("notice_skipped", to=n.to, notice_id=str(n.notice_id))
+        return kept
 
     async def _probe(self, consumer: Consumer, tps: list[Partition], stop: asyncio.Event) -> None:
         """Every ``health_probe_s``: ask Kafka for the status topic's end (bounded by
@@ -565,14 +595,19 @@ class Tracker:
             with contextlib.suppress(TransportError):
                 await producer.stop()
 
-    async def _commit(self, step: Step, offsets: dict[Partition, int]) -> bool:
+    async def _commit(
+        self,
+        step: Step,
+        offsets: dict[Partition, int],
+        notices: Sequence[DeconflictionNotice] = (),
+    ) -> bool:
         """Write ``step`` and the offsets in one transaction, then take it into the
         ledger; ``False`` (after the retry policy's pause) when it must be folded
         again from the committed offsets. ``Fenced`` is raised: this instance stops."""
         try:
             if self._producer is None:
                 self._producer = await self._new_producer()
-            written = await self._transaction(self._producer, step, offsets)
+            written = await self._transaction(self._producer, step, offsets, notices)
         except Fenced:
             log.error("tracker_fenced", transactional_id=self.transactional_id)
             raise
@@ -595,6 +630,16 @@ class Tracker:
                 {p.partition: o for p, o in written.items() if p.topic == topic}
             )
         self.transactions += 1
+        self.notices += len(notices)
+        for n in notices:
+            log.info(
+                "deconfliction_notice",
+                kind=n.kind.value,
+                to=n.to,
+                message_id=str(n.message_id),
+                matched=str(n.matched.message_id),
+                matched_sender=n.matched.sender,
+            )
         for e in step.emitted:
             log.info(
                 "timer_event",
@@ -645,7 +690,11 @@ class Tracker:
         return events, offsets
 
     async def _transaction(
-        self, producer: TransactionalProducer, step: Step, offsets: dict[Partition, int]
+        self,
+        producer: TransactionalProducer,
+        step: Step,
+        offsets: dict[Partition, int],
+        notices: Sequence[DeconflictionNotice] = (),
     ) -> dict[Partition, int]:
         records = [
             sign(
@@ -672,6 +721,19 @@ class Tracker:
                 STATUS_CONTEXT,
             )
             for e in step.emitted
+        ]
+        records += [
+            sign(
+                OutRecord(
+                    self.names.inbox(n.to),
+                    str(n.case_id).encode(),
+                    n.model_dump_json().encode(),
+                    (("crb-record", b"notice"), ("crb-notice", n.kind.value.encode())),
+                ),
+                self.signer,
+                NOTICE_CONTEXT,
+            )
+            for n in notices
         ]
         # Forgotten handovers: tombstones on both compacted topics (compaction then
         # drops every earlier record of them).

@@ -52,7 +52,7 @@ __all__ = ["SqliteHandovers"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 """Bumped whenever the tables change: a snapshot of another version is rebuilt
 from the topic (it is a cache of it)."""
 
@@ -100,6 +100,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dead_by_time ON dead_letters (rejected_us);
 CREATE TABLE IF NOT EXISTS dead_positions (partition INTEGER PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tags (
+    epoch INTEGER NOT NULL,
+    tag BLOB NOT NULL,
+    message_id BLOB NOT NULL,
+    routed_us INTEGER NOT NULL,
+    PRIMARY KEY (epoch, tag, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_by_message ON tags (message_id);
 """
 
 
@@ -220,7 +228,7 @@ class SqliteHandovers(HandoverStore):
             db.executescript(
                 "DROP TABLE IF EXISTS handovers; DROP TABLE IF EXISTS positions;"
                 " DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS dead_letters;"
-                " DROP TABLE IF EXISTS dead_positions;"
+                " DROP TABLE IF EXISTS dead_positions; DROP TABLE IF EXISTS tags;"
             )
         db.executescript(_SCHEMA)
         with db:
@@ -251,7 +259,14 @@ class SqliteHandovers(HandoverStore):
     def reset(self, topic: str) -> None:
         """Empty the snapshot (the next start reads the topic from its beginning)."""
         with self._lock, self._db:
-            for table in ("handovers", "positions", "meta", "dead_letters", "dead_positions"):
+            for table in (
+                "handovers",
+                "positions",
+                "meta",
+                "dead_letters",
+                "dead_positions",
+                "tags",
+            ):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("INSERT INTO meta VALUES ('topic', ?)", (topic,))
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
@@ -281,6 +296,14 @@ class SqliteHandovers(HandoverStore):
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            tagged = [
+                (d.epoch, bytes.fromhex(tag), h.message_id.bytes, _us(h.routed_at or h.updated_at))
+                for h in handovers
+                if (d := h.deconfliction) is not None
+                for tag in d.tags
+            ]
+            if tagged:
+                self._db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?, ?, ?)", tagged)
 
     def quiet(self, before: datetime, limit: int) -> list[str]:
         with self._lock:
@@ -293,7 +316,32 @@ class SqliteHandovers(HandoverStore):
 
     def delete(self, keys: Sequence[str]) -> None:
         with self._lock, self._db:
+            gone = {
+                row[0]
+                for k in keys
+                for row in self._db.execute(
+                    "SELECT message_id FROM handovers WHERE key = ?", (k,)
+                ).fetchall()
+            }
             self._db.executemany("DELETE FROM handovers WHERE key = ?", [(k,) for k in keys])
+            self._db.executemany(
+                "DELETE FROM tags WHERE message_id = ?1 AND NOT EXISTS"
+                " (SELECT 1 FROM handovers WHERE message_id = ?1)",
+                [(m,) for m in gone],
+            )
+
+    def tagged(self, epoch: int, tags: Sequence[str], *, limit: int) -> list[tuple[UUID, int]]:
+        if not tags:
+            return []
+        marks = ",".join("?" * len(tags))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT message_id, count(*), min(routed_us) AS first FROM tags"
+                f" WHERE epoch = ? AND tag IN ({marks})"
+                " GROUP BY message_id ORDER BY first, message_id LIMIT ?",
+                (epoch, *(bytes.fromhex(t) for t in tags), limit),
+            ).fetchall()
+        return [(UUID(bytes=m), int(n)) for m, n, _ in rows]
 
     @property
     def seq(self) -> int:

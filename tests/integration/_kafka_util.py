@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
-from adapters.kafka import KafkaClients, Partition, Record, read_topic
+from adapters.kafka import KafkaClients, OutRecord, Partition, Record, read_topic
 from tests._kafka import kafka_kwargs, kafka_settings
 
 
@@ -229,3 +229,13 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+async def send_raw(bootstrap: str, topic: str, value: bytes, key: bytes = b"k") -> None:
+    """Produce one record (acks=all) and wait for Kafka's acknowledgement."""
+    producer = _clients(bootstrap).producer()
+    await producer.start()
+    try:
+        await producer.send_and_wait(OutRecord(topic, key, value))
+    finally:
+        await producer.stop()

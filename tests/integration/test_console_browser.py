@@ -34,10 +34,9 @@ from adapters import (
     StateStore,
     Submission,
 )
-from adapters.kafka import ROUTER, TRACKER, OutRecord
+from adapters.kafka import ROUTER, TRACKER, OutRecord, sign
 from broker.router import Router
 from broker.settings import TrackerSettings
-from broker.signing import sign
 from broker.tracker import OPERATOR, Access, Tracker, create_app, serve
 from broker.tracker._access import new_token
 from keys import STATUS_CONTEXT, LiveDirectory

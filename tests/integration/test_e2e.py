@@ -53,9 +53,17 @@ async def test_demo_flow_delivers_every_referral_and_leaves_no_plaintext_in_kafk
     assert report.received_handovers == report.expected_handovers
     assert report.expected_handovers >= 40
     assert dict(report.dead_letters) == {"duplicate_message": 1, "bad_signature": 1}
+    assert report.repeats >= 1  # the seed repeats URLs across hotlines
+    assert report.notices["already_referred"] == report.repeats
+    assert report.notices["referred_again"] == report.repeats
+    assert report.hosting_filled >= 1
     assert report.ok
 
-    documents = [json.loads(f.read_text()) for f in (config.folder / "inbox").rglob("*.json")]
+    documents = [
+        json.loads(f.read_text())
+        for f in (config.folder / "inbox").rglob("*.json")
+        if f.parent.name != "notices"
+    ]
     referrals = [d for d in documents if d["message_type"] == "referral"]
     receipts = [d for d in documents if d["message_type"] == "receipt"]
     assert len(referrals) == report.expected_handovers

@@ -33,10 +33,9 @@ from adapters import (
     StateStore,
     Submission,
 )
-from adapters.kafka import ROUTER, TRACKER, OutRecord
+from adapters.kafka import ROUTER, TRACKER, OutRecord, signed_by
 from broker.router import Router
 from broker.settings import TrackerSettings
-from broker.signing import signed_by
 from broker.tracker import OPERATOR, Access, Tracker, create_app
 from broker.tracker._access import new_token
 from keys import ACTION_CONTEXT, LiveDirectory

@@ -16,9 +16,8 @@ import pytest
 from fastapi import FastAPI, Request
 
 from adapters import DirectoryFollower
-from adapters.kafka import TRACKER, OutRecord
+from adapters.kafka import TRACKER, OutRecord, sign
 from broker.settings import TrackerSettings
-from broker.signing import sign
 from broker.tracker import Tracker, serve
 from keys import STATUS_CONTEXT, LiveDirectory
 from keys.testing import Federation

@@ -100,7 +100,7 @@ def test_an_empty_country_is_filled_and_says_where_it_came_from() -> None:
     hosting = r.urls[0].hosting
     assert hosting is not None
     assert hosting.country == "NL"
-    assert hosting.country_source is CountrySource.RIR_ALLOCATION
+    assert hosting.country_source is CountrySource.IP_LOOKUP
     assert hosting.country_lookup == "fixed 1"
     assert hosting.country_data_date == date(2026, 1, 2)
 
@@ -127,7 +127,7 @@ def test_only_the_urls_that_need_it_change() -> None:
     )
     assert [u.hosting.country for u in r.urls if u.hosting] == ["NL", "FR"]
     assert [u.hosting.country_source for u in r.urls if u.hosting] == [
-        CountrySource.RIR_ALLOCATION,
+        CountrySource.IP_LOOKUP,
         None,
     ]
 
@@ -140,7 +140,7 @@ def test_the_filled_country_sets_the_jurisdiction() -> None:
     assert submission.jurisdiction == "NL"
     hosting = submission.referral.urls[0].hosting
     assert hosting is not None
-    assert hosting.country_source is CountrySource.RIR_ALLOCATION
+    assert hosting.country_source is CountrySource.IP_LOOKUP
 
 
 def test_a_documentation_ip_still_needs_a_jurisdiction() -> None:
@@ -155,9 +155,9 @@ def test_a_documentation_ip_still_needs_a_jurisdiction() -> None:
     "fields",
     [
         {"country_source": "analyst"},  # a source needs a country
-        {"country": "NL", "country_lookup": "x 1"},  # lookup only for rir_allocation
+        {"country": "NL", "country_lookup": "x 1"},  # lookup only for ip_lookup
         {"country": "NL", "country_source": "analyst", "country_data_date": "2026-01-01"},
-        {"country": "NL", "country_source": "rir_allocation"},  # no ip to have looked up
+        {"country": "NL", "country_source": "ip_lookup"},  # no ip to have looked up
     ],
 )
 def test_hosting_source_fields_are_consistent(fields: dict[str, Any]) -> None:
@@ -170,9 +170,9 @@ def test_hosting_from_a_lookup_validates() -> None:
         {
             "ip": "193.0.6.139",
             "country": "NL",
-            "country_source": "rir_allocation",
+            "country_source": "ip_lookup",
             "country_lookup": "iptocc 3.3.170",
             "country_data_date": "2026-10-27",
         }
     )
-    assert h.country_source is CountrySource.RIR_ALLOCATION
+    assert h.country_source is CountrySource.IP_LOOKUP

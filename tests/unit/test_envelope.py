@@ -144,6 +144,7 @@ HEADER_EDITS: list[tuple[str, Any, Reason]] = [
     ("decision", "accepted", Reason.MALFORMED),  # only case acks carry one
     ("key_commitment", "00" * 32, Reason.BAD_SIGNATURE),
     ("schema_version", 2, Reason.UNSUPPORTED_VERSION),
+    ("deconfliction", {"epoch": 1, "tags": ["ab" * 16]}, Reason.BAD_SIGNATURE),
 ]
 
 

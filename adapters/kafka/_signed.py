@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
 
-from adapters.kafka import OutRecord, Record
+from adapters.kafka._records import OutRecord, Record
 from keys import RecordSigner, verify_record
 from schemas import Directory, ServiceRole
 
