@@ -113,6 +113,10 @@ PAYLOAD_KEY_LABEL: Final = b"crb/envelope/v1 payload key\x00"
 PAYLOAD_AAD_LABEL: Final = b"crb/envelope/v1 payload\x00"
 PAYLOAD_NONCE: Final = bytes(12)
 _MIN_LEN: Final = 5 + 4 + 2 + 4 + SIGNATURE_LEN
+WRAPPED_CT_LEN: Final = CONTENT_KEY_LEN + 16
+"""HPKE ciphertext of the content key: 32 bytes and the ChaCha20-Poly1305 tag."""
+_ENC_LEN: Final = {Kem.X25519: 32, Kem.MLKEM768_X25519: 1120}
+"""HPKE ``enc`` size per KEM (X25519 public key; ML-KEM-768 ciphertext + X25519)."""
 _U16: Final = struct.Struct(">H")
 _U32: Final = struct.Struct(">I")
 
@@ -328,6 +332,11 @@ def seal(
     )
 
 
+HybridWrap = Callable[[SealingKey, bytes, bytes, bytes], tuple[bytes, bytes]]
+"""(recipient key, content key, HPKE info, 64-byte eseed) -> (enc, ct): a
+derandomised MLKEM768-X25519 SealBase, for test vectors only."""
+
+
 def _sealing_keys(
     draft: Draft, signing_key: SigningKey, directory: Directory, now: datetime
 ) -> list[tuple[str, SealingKey]]:
@@ -374,10 +383,16 @@ def _seal(
     rng: Rng,
     ephemeral: Rng | None,
     limits: Limits = DEFAULT_LIMITS,
+    hybrid_wrap: HybridWrap | None = None,
+    header_overrides: dict[str, object] | None = None,
 ) -> bytes:
-    """:func:`seal`, where ``ephemeral`` (vectors only) seeds each X25519 recipient's
-    HPKE ephemeral key with 32 bytes, recipients in sorted order (RFC 9180
-    ``DeriveKeyPair``), so that a vector file can be rebuilt byte for byte."""
+    """:func:`seal`, where ``ephemeral`` (vectors only) seeds each recipient's HPKE
+    encapsulation, recipients in sorted order, so that a vector file can be rebuilt
+    byte for byte: 32 bytes ``ikmE`` for X25519 (RFC 9180 ``DeriveKeyPair``), 64
+    bytes ``eseed`` for the hybrid, wrapped by ``hybrid_wrap`` (a derandomised
+    encapsulation; ``cryptography`` has none, the vector generator brings one).
+    ``header_overrides`` replace header fields after sealing decided them — only
+    to build rejection vectors (a commitment that does not match, say)."""
     sealing = _sealing_keys(draft, signing_key, directory, now)
     recipients = tuple(rid for rid, _ in sealing)
     message_id = draft.message_id or uuid7(now, rng)
@@ -393,6 +408,7 @@ def _seal(
         created_at=now,
         key_commitment=_commitment(content_key, message_id).hex(),
     )
+    fields.update(header_overrides or {})
     try:
         header = EnvelopeHeader(**fields)
     except pydantic.ValidationError as exc:
@@ -408,8 +424,14 @@ def _seal(
     out += header_bytes
     out += _U16.pack(len(sealing))
     for rid, key in sealing:
-        ikm_e = None if ephemeral is None else ephemeral(32)
-        enc, ct = key.wrap(content_key, info=_wrap_info(draft.sender, rid, message_id), ikm_e=ikm_e)
+        info = _wrap_info(draft.sender, rid, message_id)
+        if ephemeral is not None and key.kem is Kem.MLKEM768_X25519:
+            if hybrid_wrap is None:
+                raise SealError("a derandomised hybrid encapsulation is needed for vectors")
+            enc, ct = hybrid_wrap(key, content_key, info, ephemeral(64))
+        else:
+            ikm_e = None if ephemeral is None else ephemeral(32)
+            enc, ct = key.wrap(content_key, info=info, ikm_e=ikm_e)
         out += _lp16(rid.encode()) + _lp16(key.key_id.encode())
         out += _U16.pack(key.kem.hpke_id) + _lp16(enc) + _lp16(ct)
     payload_key = P.hmac_sha256(content_key, PAYLOAD_KEY_LABEL)
@@ -461,6 +483,8 @@ def _split(data: bytes) -> tuple[bytes, list[WrappedKey], bytes, bytes]:
             kem = Kem.from_hpke_id(kem_id)
             if kem is None:
                 raise EnvelopeError(Reason.UNSUPPORTED_VERSION)
+            if len(fields[2]) != _ENC_LEN[kem] or len(fields[3]) != WRAPPED_CT_LEN:
+                raise EnvelopeError(Reason.MALFORMED)
             recipient, key_id = fields[0].decode("ascii"), fields[1].decode("ascii")
             wrapped.append(WrappedKey(recipient, KeyId(key_id), kem, fields[2], fields[3]))
         (n,) = u32(data, pos)
@@ -478,7 +502,11 @@ def _parse_header(header_bytes: bytes) -> EnvelopeHeader:
     try:
         return EnvelopeHeader.from_canonical_bytes(header_bytes)
     except pydantic.ValidationError as exc:
-        if any(e["loc"][:1] == ("schema_version",) for e in exc.errors()):
+        # A present schema_version other than 1 wins over every other defect: a
+        # newer header may well be invalid under this version's rules.
+        if any(
+            e["loc"][:1] == ("schema_version",) and e["type"] != "missing" for e in exc.errors()
+        ):
             raise EnvelopeError(Reason.UNSUPPORTED_VERSION) from exc
         raise EnvelopeError(Reason.MALFORMED) from exc
     except ValueError as exc:  # NonCanonicalHeaderError

@@ -86,6 +86,7 @@ __all__ = [
     "hybrid_public_raw",
     "load_private_pem",
     "load_public_pem",
+    "mlkem768_private_from_seed",
     "private_pem",
     "public_der",
     "public_pem",
@@ -210,6 +211,11 @@ def x25519_public_raw(key: X25519PublicKey) -> bytes:
 
 def x25519_public_from_raw(data: bytes) -> X25519PublicKey:
     return _decoded(X25519PublicKey.from_public_bytes, data)
+
+
+def mlkem768_private_from_seed(seed: bytes) -> mlkem.MLKEM768PrivateKey:
+    """An ML-KEM-768 key from its 64-byte FIPS 203 seed ``d || z`` (test vectors)."""
+    return mlkem.MLKEM768PrivateKey.from_seed_bytes(seed)
 
 
 def hybrid_generate() -> tuple[mlkem.MLKEM768PrivateKey, X25519PrivateKey]:

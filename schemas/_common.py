@@ -146,9 +146,9 @@ CountryCode = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": "^[A-Z]{2}$",
-            "description": "ISO 3166-1 alpha-2, uppercase; officially assigned codes and XK "
-            "only (EU, UK and other reserved codes are refused).",
+            "enum": sorted(ISO_3166_ALPHA2),
+            "description": "ISO 3166-1 alpha-2, uppercase: the officially assigned codes "
+            "and XK (EU, UK and other reserved or user-assigned codes are refused).",
         }
     ),
 ]

@@ -158,6 +158,17 @@ def test_each_header_field_edit_is_refused(field: str, value: Any, reason: Reaso
     assert reason == _reason(bytes(frame.with_header(data)))
 
 
+def test_a_newer_schema_version_wins_over_other_header_defects() -> None:
+    """schema_version 2 with another defect is unsupported_version (a newer header may
+    follow other rules); a header without schema_version is just malformed."""
+    frame = Frame.parse(ENVELOPE)
+    data = frame.header_json()
+    newer = {**data, "schema_version": 2, "priority": "someday"}
+    assert _reason(bytes(frame.with_header(newer))) == Reason.UNSUPPORTED_VERSION
+    missing = {k: v for k, v in data.items() if k != "schema_version"}
+    assert _reason(bytes(frame.with_header(missing))) == Reason.MALFORMED
+
+
 def test_every_header_field_is_covered_by_the_edit_table() -> None:
     """The table above touches every field the header has (a new field needs a row)."""
     assert set(Frame.parse(ENVELOPE).header_json()) == {f for f, _, _ in HEADER_EDITS}
@@ -203,13 +214,25 @@ def test_each_wrapped_key_field_edit_is_refused(index: int, part: int, reason: R
 
 @pytest.mark.parametrize(
     ("kem", "reason"),
-    [(0x0021, Reason.UNSUPPORTED_VERSION), (0x647A, Reason.BAD_SIGNATURE)],
+    [(0x0021, Reason.UNSUPPORTED_VERSION), (0x647A, Reason.MALFORMED)],
 )
 def test_wrapped_key_kem_id_edit_is_refused(kem: int, reason: Reason) -> None:
-    """An unknown KEM id is unsupported; a known but different one breaks the signature."""
+    """An unknown KEM id is unsupported; a known but different one no longer fits the
+    sizes of ``enc`` (32 bytes for X25519, 1120 for the hybrid): malformed."""
     frame = Frame.parse(ENVELOPE)
     frame.wrapped[0][2] = kem
     assert reason == _reason(bytes(frame))
+
+
+@pytest.mark.parametrize(("part", "size"), [(3, 31), (3, 33), (4, 47), (4, 49)])
+def test_a_wrapped_key_of_the_wrong_size_is_malformed_for_everyone(part: int, size: int) -> None:
+    """A wrong-size ``enc`` or ``ct`` is malformed at parse time — also for a
+    recipient other than the one opening, so the router refuses it."""
+    frame = Frame.parse(ENVELOPE)
+    value = frame.wrapped[-1][part]
+    assert isinstance(value, bytes)
+    frame.wrapped[-1][part] = (value * 2)[:size]
+    assert _reason(bytes(frame)) == Reason.MALFORMED
 
 
 def test_ciphertext_edit_is_refused() -> None:
