@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration bench venv kafka-jars chromium clean
+.PHONY: demo test lint typecheck unit integration bench venv kafka-jars chromium asyncapi-parser clean
 
 venv: $(STAMP)
 
@@ -43,7 +43,17 @@ chromium:
 	    echo "chromium is not installed: the browser tests will be skipped (apt-get install chromium)"; \
 	  fi; }
 
-test: kafka-jars lint chromium
+# The official AsyncAPI parser, to validate docs/asyncapi.json (pinned by its lock).
+asyncapi-parser: tests/asyncapi/node_modules/.package-lock.json
+
+tests/asyncapi/node_modules/.package-lock.json: tests/asyncapi/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd tests/asyncapi && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	else \
+	  echo "npm is not installed: the AsyncAPI document will not be validated by the official parser"; \
+	fi
+
+test: kafka-jars lint chromium asyncapi-parser
 	$(BIN)/pytest
 
 bench: kafka-jars

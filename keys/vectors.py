@@ -711,22 +711,16 @@ def _rejection_vectors(
             k for k in ring.opening.values() if ring.material[k.key_id]["owner"] == r.recipient
         ]
         try:
-            if r.outbox_owner is not None:
-                E.verify(
-                    r.envelope,
-                    directory=directory,
-                    now=r.now,
-                    limits=limits,
-                    expected_sender=r.outbox_owner,
-                )
-            E.open_envelope(
+            E.verify(
                 r.envelope,
-                recipient=r.recipient,
-                opening_keys=opening,
                 directory=directory,
                 now=r.now,
                 limits=limits,
-            )
+                expected_sender=r.outbox_owner,
+            )  # the router's admission
+            E.open_envelope(r.envelope, recipient=r.recipient, opening_keys=opening,
+                            directory=directory, now=r.now, limits=limits,
+                            check_sender_status=False)  # fmt: skip
         except EnvelopeError as exc:
             reason = exc.reason.value
         else:  # pragma: no cover - a bug in the generator or the envelope
@@ -792,10 +786,11 @@ def build() -> dict[str, bytes]:
         "private_keys": {k: ring.material[k] for k in sorted(ring.material)},
     }
     rejections = {
-        "description": "Envelopes that must be refused, with the reason code. Unless a case "
-        "says otherwise: verified and opened as `recipient` at `now` with the limits of the "
-        "base vector; `outbox_owner`: the participant whose outbox it was read from "
-        "(the router's expected sender); `max_size`: the verifier's size limit.",
+        "description": "Envelopes that must be refused, with the reason code of the first "
+        "failing check: verified as the router does (ENVELOPE.md section 8; `outbox_owner`, "
+        "when given, is the participant whose outbox it was read from), then opened as "
+        "`recipient` (section 9), both at `now`, with the default limits unless `max_size` "
+        "is given.",
         "base": "referral_one_recipient",
         "cases": _rejection_vectors(vectors["referral_one_recipient"], directory, ring),
     }

@@ -220,14 +220,16 @@ def raw_public(record: dict[str, Any]) -> bytes:
 # --- Verifying (steps 4-8) and Opening (9-14) --------------------------------------------
 
 
-def verify(v: dict[str, Any], env_bytes: bytes, now: datetime) -> Envelope:
+def verify(v: dict[str, Any], env_bytes: bytes, now: datetime, *, admission: bool) -> Envelope:
+    """Section 8; ``admission``: as the router (the sender must be active), not as a
+    recipient opening mail the router admitted (section 9)."""
     limits = {"max_size": 1 << 20, "max_age_seconds": 86400, "max_skew_seconds": 300}
     env = parse(env_bytes, v.get("max_size", limits["max_size"]))
     h = env.header
     sender = participant(h["sender"])
     if sender is None:
         raise Refused("unknown_sender")
-    if sender["status"] != "active":
+    if admission and sender["status"] != "active":
         raise Refused("sender_suspended")
     if v.get("outbox_owner") not in (None, h["sender"]):
         raise Refused("wrong_outbox")
@@ -269,7 +271,7 @@ def verify(v: dict[str, Any], env_bytes: bytes, now: datetime) -> Envelope:
 
 
 def open_as(v: dict[str, Any], env_bytes: bytes, recipient: str, now: datetime) -> bytes:
-    env = verify(v, env_bytes, now)
+    env = verify(v, env_bytes, now, admission=False)
     h = env.header
     wrapped = next((w for w in env.wrapped if w["recipient"] == recipient), None)
     if wrapped is None:
@@ -395,6 +397,7 @@ def test_vector_opens_with_independent_implementations(path: Path) -> None:
     v = _load(path)
     env = bytes.fromhex(v["envelope_hex"])
     now = when(v["now"])
+    verify(v, env, now, admission=True)
     for r in v["recipients"]:
         assert open_as(v, env, r["participant_id"], now) == v["payload_utf8"].encode()
     header = parse(env, 1 << 20).header
@@ -477,8 +480,14 @@ REJECTIONS = _load(VECTORS / "envelope_rejections.json")["cases"]
 def test_rejection_vectors_give_their_reason(case: dict[str, Any]) -> None:
     """Each rejection vector is refused, with its reason, by this implementation."""
     env = bytes.fromhex(case["envelope_hex"])
+    now = when(case["now"])
+
+    def route_then_open() -> None:
+        verify(case, env, now, admission=True)
+        open_as(case, env, case["recipient"], now)
+
     with pytest.raises(Refused) as refused:
-        open_as(case, env, case["recipient"], when(case["now"]))
+        route_then_open()
     assert refused.value.reason == case["expected_reason"], case["description"]
 
 
