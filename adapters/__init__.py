@@ -62,10 +62,17 @@ from adapters._model import (
 from adapters._outbox import Outbox, ProducerFactory, ProducerLike
 from adapters._receiver import ConsumerFactory, Outcome, Receiver, ReceiverStats
 from adapters._retry import RetryPolicy, is_retriable
-from adapters._sender import Identity, Sealed, Sender
+from adapters._sender import Identity, PendingKeeper, Sealed, Sender
 from adapters._settings import AdapterSettings
 from adapters._sinks import Delivery, FolderSink, HttpSink, Sink
-from adapters._state import Delivered, RefEntry, ReferenceIndex, RefKind, StateStore
+from adapters._state import (
+    Delivered,
+    PendingReferral,
+    RefEntry,
+    ReferenceIndex,
+    RefKind,
+    StateStore,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -92,6 +99,8 @@ __all__ = [
     "InputError",
     "Outbox",
     "Outcome",
+    "PendingKeeper",
+    "PendingReferral",
     "ProducerFactory",
     "ProducerLike",
     "ReceivedMessage",

@@ -207,6 +207,9 @@ class ReceivedMessage:
     handling_code: HandlingCode
     envelope_sha256: str
     in_reply_to: UUID | None = None
+    escalation_of: UUID | None = None
+    """A referral escalating an earlier one of the same case (its sender re-sealed it
+    here because the first recipients did not answer in time)."""
 
     @classmethod
     def from_opened(cls, opened: Opened) -> ReceivedMessage:

@@ -33,6 +33,14 @@ tracker writes them, signed with its service key (``keys.NOTICE_CONTEXT``), when
 referral of this participant matches another's (``schemas.DeconflictionNotice``).
 One is handed to the sink (``deliver_notice``) only if it parses, is addressed to
 this participant and verifies; otherwise it is quarantined like a bad envelope.
+
+Escalation notices (``crb-record: escalation``, ``keys.ESCALATION_CONTEXT``): the
+tracker asks this adapter, as the *sender* of a referral whose receipt is overdue,
+to re-seal it to the escalation recipient. The adapter opens the copy it kept
+(sealed to its own key, ``Sender(pending=...)``), seals a new referral of the same
+case with ``escalation_of`` naming the original and an id derived from it, sends
+it through the router like any message, and records that it did. Receipts that
+arrive for what it sent mark the kept copy answered; the last one deletes it.
 """
 
 from __future__ import annotations
@@ -66,13 +74,14 @@ from adapters.kafka import (
     signed_by,
     traceparent_of,
 )
-from keys import NOTICE_CONTEXT, EnvelopeError, Opened, answerable, parse
+from keys import ESCALATION_CONTEXT, NOTICE_CONTEXT, EnvelopeError, Opened, answerable, parse
 from keys import open as open_envelope
 from schemas import (
     Accepted,
     CaseAck,
     Clock,
     DeconflictionNotice,
+    EscalationNotice,
     MessageType,
     Reason,
     Referral,
@@ -102,6 +111,8 @@ class ReceiverStats:
     duplicates: int = 0
     quarantined: int = 0
     notices: int = 0
+    escalations: int = 0
+    """Overdue referrals this adapter re-sealed to the escalation recipient."""
     retries: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     recent: list[tuple[UUID, str, str]] = field(default_factory=list)
@@ -135,8 +146,16 @@ class _Notice:
     notice: DeconflictionNotice
 
 
+@dataclass(frozen=True, slots=True)
+class _Escalate:
+    record: Record
+    notice: EscalationNotice
+
+
 NOTICE_RECORD = b"notice"
 """Value of the ``crb-record`` header on a tracker's deconfliction notice."""
+ESCALATION_RECORD = b"escalation"
+"""Value of the ``crb-record`` header on a tracker's escalation notice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +222,8 @@ class Receiver:
         step = self._classify(record, now, {})
         if isinstance(step, _Notice):
             return await self._notice(step)
+        if isinstance(step, _Escalate):
+            return await self._escalate(step)
         if isinstance(step, Delivered):
             await self._ensure_receipt(step)
             return self._count(Outcome.DUPLICATE)
@@ -234,6 +255,10 @@ class Receiver:
         transaction): the hook, the log."""
         header = step.opened.header
         self.hook("recorded", header.message_id)
+        if header.message_type is MessageType.RECEIPT and header.in_reply_to is not None:
+            # A recipient answered what this adapter sent: its kept copy can go
+            # once every recipient has.
+            self.store.mark_answered(header.in_reply_to, header.sender)
         self.stats.recent.append((header.message_id, header.message_type.value, header.sender))
         del self.stats.recent[:-RECENT]
         with following(traceparent_of(step.record.headers)):
@@ -329,6 +354,8 @@ class Receiver:
                 outcomes.append(Outcome.QUARANTINED)
             elif isinstance(step, _Notice):
                 outcomes.append(await self._notice(step))
+            elif isinstance(step, _Escalate):
+                outcomes.append(await self._escalate(step))
             elif isinstance(step, _Deliver):
                 deliver.append(step)
                 in_batch[step.opened.header.message_id] = step.opened.digest
@@ -398,13 +425,60 @@ class Receiver:
         )
         return Outcome.NOTICE
 
+    def _check_escalation(self, record: Record) -> _Escalate | _Quarantine:
+        """A record marked as an escalation notice: valid, addressed here, signed by
+        a tracker key of the directory valid at its time."""
+        try:
+            notice = EscalationNotice.model_validate_json(record.value or b"")
+        except ValidationError:
+            return _Quarantine(record, None, Reason.MALFORMED)
+        if notice.to != self.identity.participant:
+            return _Quarantine(record, notice.notice_id, Reason.NOT_A_RECIPIENT)
+        directory = self.identity.directory
+        if signed_by(record, directory, (ServiceRole.TRACKER,), ESCALATION_CONTEXT, at=notice.at):
+            return _Escalate(record, notice)
+        return _Quarantine(record, notice.notice_id, Reason.BAD_SIGNATURE)
+
+    async def _escalate(self, step: _Escalate) -> Outcome:
+        """Re-seal the overdue referral to the escalation recipient and send it, once:
+        the kept copy records the escalation (a second notice finds it done). Raises
+        a retriable ``SendError`` when Kafka does not take it (read again later)."""
+        n = step.notice
+        pending = self.store.pending(n.message_id)
+        fields = {"message_id": str(n.message_id), "escalate_to": n.escalate_to}
+        if pending is None:
+            log.warning("escalation_without_copy", **fields, why="answered, or never kept")
+        elif pending.escalated_to is not None:
+            log.info("escalation_already_sent", **fields, escalation_id=str(pending.escalation_id))
+        else:
+            try:
+                sealed = self.sender.seal_escalation(pending, n.escalate_to)
+            except SendError as exc:
+                log.error("escalation_failed", **fields, error=str(exc))
+                self.stats.notices += 1
+                return Outcome.NOTICE
+            await self.sender.send(sealed)
+            self.store.mark_escalated(n.message_id, n.escalate_to, sealed.message_id)
+            self.stats.escalations += 1
+            log.info(
+                "escalated",
+                **fields,
+                escalation_id=str(sealed.message_id),
+                overdue=list(n.overdue),
+            )
+        self.stats.notices += 1
+        return Outcome.NOTICE
+
     def _classify(
         self, record: Record, now: datetime, in_batch: dict[UUID, str]
-    ) -> Delivered | Outcome | _Quarantine | _Deliver | _Notice:
+    ) -> Delivered | Outcome | _Quarantine | _Deliver | _Notice | _Escalate:
         """What to do with one record (no side effects): answer a known duplicate,
         skip a duplicate within the batch, quarantine, deliver, or take a notice."""
-        if record.header("crb-record") == NOTICE_RECORD:
+        kind = record.header("crb-record")
+        if kind == NOTICE_RECORD:
             return self._check_notice(record)
+        if kind == ESCALATION_RECORD:
+            return self._check_escalation(record)
         value = record.value or b""
         try:
             parsed = parse(value)

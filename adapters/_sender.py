@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
 import pydantic
@@ -30,11 +31,13 @@ from adapters._model import (
     ReceivedMessage,
     Submission,
     case_ack_for,
+    derived_message_id,
     moved_referral_draft,
     receipt_for,
     referral_draft,
 )
 from adapters._outbox import Outbox
+from adapters._state import PendingReferral
 from adapters.kafka import trace_id
 from keys import (
     DeconflictionKey,
@@ -43,16 +46,21 @@ from keys import (
     KeystoreError,
     LiveDirectory,
     OpeningKey,
+    PendingCopyError,
     SealError,
     SigningKey,
+    current_sealing_key,
     current_signing_record,
     deconfliction_tags,
+    open_for_self,
+    parse,
     seal,
+    seal_for_self,
 )
 from keys import KeyId as KeyIdType
-from schemas import Clock, Decision, Directory, Referral, utcnow, uuid7
+from schemas import Clock, Decision, Directory, Referral, canonical_json, utcnow, uuid7
 
-__all__ = ["Identity", "Sealed", "Sender"]
+__all__ = ["Identity", "PendingKeeper", "Sealed", "Sender"]
 
 log = structlog.get_logger("crb.adapter")
 
@@ -169,8 +177,19 @@ class Sealed:
     in clear)."""
 
 
+class PendingKeeper(Protocol):
+    """Where a sender keeps what it sent until it is answered (``StateStore``)."""
+
+    def keep_pending(self, p: PendingReferral, /) -> None: ...
+    def mark_pending_sent(self, message_id: UUID, *, at: datetime) -> None: ...
+
+
 class Sender:
-    """Seals with ``identity`` and produces through ``outbox``."""
+    """Seals with ``identity`` and produces through ``outbox``.
+
+    With ``pending`` (the adapter's state store), every referral sealed is also kept
+    as a copy sealed to the adapter's own key until each recipient's receipt
+    arrives (:class:`adapters.PendingReferral`): what an escalation re-seals."""
 
     def __init__(
         self,
@@ -179,11 +198,13 @@ class Sender:
         *,
         clock: Clock = utcnow,
         rng: Callable[[int], bytes] = os.urandom,
+        pending: PendingKeeper | None = None,
     ) -> None:
         self.identity = identity
         self.outbox = outbox
         self.clock = clock
         self.rng = rng
+        self.pending = pending
 
     # -- sealing (no I/O) ------------------------------------------------------------
 
@@ -223,7 +244,69 @@ class Sender:
             deconfliction=deconfliction_tags(submission.referral, key) if key else None,
         )
         sealed = self.seal(draft, submission.referral)
+        if self.pending is not None:
+            self._keep(sealed, submission)
         return dataclasses.replace(sealed, reference=submission.referral.reporter.reference)
+
+    def _keep(self, sealed: Sealed, submission: Submission) -> None:
+        keys = self.identity.opening_keys
+        current = self._current_key_id()
+        own = next((k for k in keys if k.key_id == current), keys[-1])
+        copy = seal_for_self(
+            canonical_json(submission.referral),
+            own.sealing_key,
+            context=str(sealed.message_id).encode(),
+        )
+        header = parse(sealed.envelope).header
+        assert self.pending is not None
+        self.pending.keep_pending(
+            PendingReferral(
+                message_id=sealed.message_id,
+                case_id=sealed.case_id,
+                jurisdiction=submission.jurisdiction,
+                priority=header.priority,
+                recipients=header.recipients,
+                copy=copy,
+                sealed_at=sealed.sealed_at,
+            )
+        )
+
+    def _current_key_id(self) -> str | None:
+        """The encryption key the directory names for this participant now."""
+        p = self.identity.directory.participant(self.identity.participant)
+        key = current_sealing_key(p, self.clock()) if p is not None else None
+        return key.key_id if key is not None else None
+
+    def seal_escalation(self, pending: PendingReferral, escalate_to: str) -> Sealed:
+        """The referral of ``pending`` re-sealed to the escalation recipient: a new
+        referral of the same case with ``escalation_of`` naming the original, its id
+        derived from the original and ``escalate_to`` (sealing it again after a crash
+        gives the same id). Raises ``SendError`` when the copy cannot be opened or
+        the directory names another escalation recipient now."""
+        try:
+            plaintext = open_for_self(
+                pending.copy,
+                self.identity.opening_keys,
+                context=str(pending.message_id).encode(),
+            )
+        except PendingCopyError as exc:
+            raise SendError(f"the kept copy of {pending.message_id}: {exc}") from exc
+        referral = Referral.model_validate_json(plaintext)
+        current = self.identity.directory.rules.escalation_recipient
+        if current != escalate_to:
+            raise SendError(
+                f"the directory names {current} as escalation recipient, not {escalate_to}"
+            )
+        draft = Draft.for_referral(
+            referral,
+            sender=self.identity.participant,
+            jurisdiction=pending.jurisdiction,
+            case_id=pending.case_id,
+            message_id=derived_message_id(pending.message_id, "escalation", escalate_to),
+            escalation_of=pending.message_id,
+        )
+        sealed = self.seal(draft, referral)
+        return dataclasses.replace(sealed, reference=referral.reporter.reference)
 
     def reseal(self, submission: Submission, old: Sealed) -> Sealed:
         """The same referral under the same ids, freshly dated (see the module docstring)."""
@@ -268,6 +351,8 @@ class Sender:
         traceparent = await self.outbox.send(
             sealed.envelope, case_id=sealed.case_id, message_id=sealed.message_id
         )
+        if self.pending is not None and sealed.reference is not None:
+            self.pending.mark_pending_sent(sealed.message_id, at=self.clock())
         log.info(
             "sent",
             message_id=str(sealed.message_id),

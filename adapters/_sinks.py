@@ -71,6 +71,7 @@ class Delivery:
             "sender": m.sender,
             "recipient": m.recipient,
             "in_reply_to": str(m.in_reply_to) if m.in_reply_to else None,
+            "escalation_of": str(m.escalation_of) if m.escalation_of else None,
             "envelope_sha256": m.envelope_sha256,
             "received_at": self.received_at.astimezone(UTC).isoformat(),
             m.message_type.value: json.loads(self.payload),

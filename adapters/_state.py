@@ -3,7 +3,9 @@
 ::
 
     state/
-      adapter.sqlite3     delivered messages (dedupe + the facts needed to answer them)
+      adapter.sqlite3     delivered messages (dedupe + the facts needed to answer them);
+                          referrals sent and not yet answered by every recipient, each
+                          as a copy sealed to the adapter's own key (escalation)
       quarantine/         envelopes that could not be opened or delivered, one pair
                           per record: <topic>-<partition>-<offset>.crbe (exact bytes)
                           and .json (reason code, detail, claimed id, digest, time)
@@ -40,7 +42,33 @@ from adapters._model import ReceivedMessage
 from keys import atomic_write
 from schemas import Category, HandlingCode, MessageType, Priority, Reason
 
-__all__ = ["Delivered", "RefEntry", "RefKind", "ReferenceIndex", "StateStore"]
+__all__ = [
+    "Delivered",
+    "PendingReferral",
+    "RefEntry",
+    "RefKind",
+    "ReferenceIndex",
+    "StateStore",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReferral:
+    """A referral this adapter sent that not every recipient has answered yet: its
+    facts and a copy sealed to the sender's own key (``keys.seal_for_self``)."""
+
+    message_id: UUID
+    case_id: UUID
+    jurisdiction: str
+    priority: Priority
+    recipients: tuple[str, ...]
+    copy: bytes
+    sealed_at: datetime
+    answered: tuple[str, ...] = ()
+    sent_at: datetime | None = None
+    escalated_to: str | None = None
+    escalation_id: UUID | None = None
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS delivered (
@@ -70,6 +98,21 @@ CREATE TABLE IF NOT EXISTS refs (
     message_id      TEXT NOT NULL,
     case_id         TEXT NOT NULL,
     PRIMARY KEY (reference, kind, message_id)
+)
+"""
+_PENDING = """
+CREATE TABLE IF NOT EXISTS pending (
+    message_id      TEXT PRIMARY KEY,
+    case_id         TEXT NOT NULL,
+    jurisdiction    TEXT NOT NULL,
+    priority        TEXT NOT NULL,
+    recipients      TEXT NOT NULL,
+    answered        TEXT NOT NULL DEFAULT '[]',
+    copy            BLOB NOT NULL,
+    sealed_at       TEXT NOT NULL,
+    sent_at         TEXT,
+    escalated_to    TEXT,
+    escalation_id   TEXT
 )
 """
 _MIGRATIONS = {
@@ -140,6 +183,7 @@ class StateStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
             self._db.execute(_REFS)
+            self._db.execute(_PENDING)
             have = {row[1] for row in self._db.execute("PRAGMA table_info(delivered)")}
             for column, ddl in _MIGRATIONS.items():
                 if column not in have:
@@ -321,6 +365,98 @@ class StateStore:
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM delivered").fetchone()[0])
+
+    # -- referrals sent and not yet answered (sender side) -------------------------------
+
+    def keep_pending(self, p: PendingReferral) -> None:
+        """Keep a sealed-for-self copy of a referral until every recipient answers."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO pending (message_id, case_id, jurisdiction, priority,"
+                " recipients, copy, sealed_at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    str(p.message_id),
+                    str(p.case_id),
+                    p.jurisdiction,
+                    p.priority.value,
+                    json.dumps(sorted(p.recipients)),
+                    p.copy,
+                    p.sealed_at.astimezone(UTC).isoformat(),
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot keep a pending referral: {exc}") from exc
+
+    def pending(self, message_id: UUID) -> PendingReferral | None:
+        try:
+            row = self._db.execute(
+                "SELECT message_id, case_id, jurisdiction, priority, recipients, answered,"
+                " copy, sealed_at, sent_at, escalated_to, escalation_id FROM pending"
+                " WHERE message_id = ?",
+                (str(message_id),),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the adapter state: {exc}") from exc
+        if row is None:
+            return None
+        return PendingReferral(
+            message_id=UUID(row[0]),
+            case_id=UUID(row[1]),
+            jurisdiction=row[2],
+            priority=Priority(row[3]),
+            recipients=tuple(json.loads(row[4])),
+            answered=tuple(json.loads(row[5])),
+            copy=bytes(row[6]),
+            sealed_at=datetime.fromisoformat(row[7]),
+            sent_at=datetime.fromisoformat(row[8]) if row[8] else None,
+            escalated_to=row[9],
+            escalation_id=UUID(row[10]) if row[10] else None,
+        )
+
+    def pending_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
+
+    def mark_pending_sent(self, message_id: UUID, *, at: datetime) -> None:
+        self._update_pending(message_id, "sent_at = ?", at.astimezone(UTC).isoformat())
+
+    def mark_escalated(self, message_id: UUID, to: str, escalation_id: UUID) -> None:
+        self._update_pending(
+            message_id, "escalated_to = ?, escalation_id = ?", to, str(escalation_id)
+        )
+
+    def mark_answered(self, message_id: UUID, recipient: str) -> None:
+        """``recipient`` receipted ``message_id``; once every recipient has (and no
+        escalation is under way), the kept copy is deleted."""
+        p = self.pending(message_id)
+        if p is None or recipient in p.answered:
+            return
+        answered = sorted({*p.answered, recipient})
+        try:
+            if set(answered) >= set(p.recipients):
+                self._db.execute("DELETE FROM pending WHERE message_id = ?", (str(message_id),))
+            else:
+                self._update_pending(message_id, "answered = ?", json.dumps(answered))
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
+
+    def forget_pending(self, before: datetime) -> int:
+        """Delete kept copies sealed before ``before`` (unanswered for too long)."""
+        try:
+            cur = self._db.execute(
+                "DELETE FROM pending WHERE sealed_at < ?", (before.astimezone(UTC).isoformat(),)
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
+        return int(cur.rowcount)
+
+    def _update_pending(self, message_id: UUID, assignments: str, *values: object) -> None:
+        try:
+            self._db.execute(
+                f"UPDATE pending SET {assignments} WHERE message_id = ?",  # noqa: S608
+                (*values, str(message_id)),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
 
     # -- quarantine ---------------------------------------------------------------------
 

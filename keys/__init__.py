@@ -63,9 +63,11 @@ from keys._files import atomic_write, atomic_write_many, fsync_dir
 from keys._keys import Kem, KeyId, OpeningKey, SealingKey, SigningKey, VerifyKey
 from keys._keystore import FEDERATION_OWNER, Keystore
 from keys._live import LiveDirectory, Offer, OfferOutcome, answerable
+from keys._pending import PendingCopyError, open_for_self, seal_for_self
 from keys._services import (
     ACTION_CONTEXT,
     AUDIT_CONTEXT,
+    ESCALATION_CONTEXT,
     NOTICE_CONTEXT,
     STATUS_CONTEXT,
     TRACKER_STATE_CONTEXT,
@@ -82,6 +84,7 @@ __all__ = [
     "DECONFLICTION_KEY_LEN",
     "DEFAULT_LIMITS",
     "DIRECTORY_SIGNATURE_CONTEXT",
+    "ESCALATION_CONTEXT",
     "FEDERATION_OWNER",
     "FORMAT_VERSION",
     "MAGIC",
@@ -105,6 +108,7 @@ __all__ = [
     "Opened",
     "OpeningKey",
     "Parsed",
+    "PendingCopyError",
     "RecordSigner",
     "Rng",
     "SealError",
@@ -125,11 +129,13 @@ __all__ = [
     "fsync_dir",
     "load_directory",
     "open",
+    "open_for_self",
     "parse",
     "record_for",
     "revoke",
     "rotate",
     "seal",
+    "seal_for_self",
     "sealing_key_of",
     "service_owner",
     "service_signing_key",

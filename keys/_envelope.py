@@ -159,6 +159,8 @@ class Draft:
     message_id: UUID | None = None
     deconfliction: Deconfliction | None = None
     """For a referral: its keyed tags (:func:`keys.deconfliction_tags`)."""
+    escalation_of: UUID | None = None
+    """For a referral: the sender's earlier referral it escalates."""
 
     @classmethod
     def for_referral(
@@ -171,6 +173,7 @@ class Draft:
         recipients: tuple[str, ...] = (),
         message_id: UUID | None = None,
         deconfliction: Deconfliction | None = None,
+        escalation_of: UUID | None = None,
     ) -> Draft:
         """The header of a referral: category, priority, handling code from it."""
         return cls(
@@ -183,6 +186,7 @@ class Draft:
             recipients=recipients,
             message_id=message_id,
             deconfliction=deconfliction,
+            escalation_of=escalation_of,
         )
 
 
@@ -355,6 +359,7 @@ def _sealing_keys(
                 RoutingRequest(
                     message_type=draft.message_type,
                     sender=draft.sender,
+                    escalation_of=draft.escalation_of,
                     jurisdiction=draft.jurisdiction,
                     category=draft.category,
                     priority=draft.priority,

@@ -18,7 +18,9 @@ signature on one kind is never valid on another:
 - :data:`ACTION_CONTEXT` — the exact operator-action value bytes (the tracker
   records a dead letter redriven on an operator's word);
 - :data:`NOTICE_CONTEXT` — the exact deconfliction-notice value bytes (the tracker
-  writes them into participants' inboxes).
+  writes them into participants' inboxes);
+- :data:`ESCALATION_CONTEXT` — the exact escalation-notice value bytes (the tracker
+  asks a sender to re-seal an overdue referral to the escalation recipient).
 
 Pure (no I/O) except :func:`service_signing_key`, which reads the keystore.
 Signing is deterministic (Ed25519).
@@ -47,6 +49,7 @@ from schemas import Directory, PublicKeyRecord, Service, ServiceRole
 __all__ = [
     "ACTION_CONTEXT",
     "AUDIT_CONTEXT",
+    "ESCALATION_CONTEXT",
     "NOTICE_CONTEXT",
     "STATUS_CONTEXT",
     "TRACKER_STATE_CONTEXT",
@@ -62,6 +65,7 @@ STATUS_CONTEXT: Final = b"crb/status/v1\x00"
 TRACKER_STATE_CONTEXT: Final = b"crb/tracker-state/v1\x00"
 ACTION_CONTEXT: Final = b"crb/operator-action/v1\x00"
 NOTICE_CONTEXT: Final = b"crb/tracker-notice/v1\x00"
+ESCALATION_CONTEXT: Final = b"crb/tracker-escalation/v1\x00"
 
 
 def service_owner(role: ServiceRole) -> str:

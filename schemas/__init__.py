@@ -79,7 +79,7 @@ from ._directory import (
     StandingCopy,
 )
 from ._envelope import MAX_RECIPIENTS, EnvelopeHeader, NonCanonicalHeaderError
-from ._notice import DeconflictionNotice, MatchedReferral, NoticeKind
+from ._notice import DeconflictionNotice, EscalationNotice, MatchedReferral, NoticeKind
 from ._payload import PAYLOAD_MODELS, Payload, payload_mismatches
 from ._reasons import (
     DEAD_LETTER_REASONS,
@@ -180,6 +180,7 @@ __all__ = [
     "DeliveryRule",
     "Directory",
     "EnvelopeHeader",
+    "EscalationNotice",
     "FederationId",
     "Gender",
     "Handling",

@@ -74,6 +74,10 @@ class EnvelopeHeader(FrozenModel):
     deconfliction: Deconfliction | None = None
     """For a referral: keyed tags of its URLs and hashes (``schemas._deconfliction``);
     absent (``null``) when the sender holds no deconfliction key or has nothing to tag."""
+    escalation_of: MessageId | None = None
+    """For a referral: the sender's own earlier referral this one escalates (the same
+    case, re-sealed to the routing rules' escalation recipient because its
+    recipients did not answer in time)."""
 
     @model_validator(mode="after")
     def _check_shape(self) -> Self:
@@ -90,6 +94,11 @@ class EnvelopeHeader(FrozenModel):
             raise ValueError("only receipts and case acks carry in_reply_to")
         if self.deconfliction is not None and self.message_type is not MessageType.REFERRAL:
             raise ValueError("only a referral carries deconfliction tags")
+        if self.escalation_of is not None:
+            if self.message_type is not MessageType.REFERRAL:
+                raise ValueError("only a referral escalates another")
+            if self.escalation_of == self.message_id:
+                raise ValueError("a message cannot escalate itself")
         if (self.decision is not None) != (self.message_type is MessageType.CASE_ACK):
             raise ValueError("decision is required for, and only for, a case_ack")
         return self
@@ -101,7 +110,7 @@ class EnvelopeHeader(FrozenModel):
         ``null`` when absent), e.g.::
 
             {"case_id":"0192…","category":"csam","created_at":"2026-11-23T17:00:00.000000Z",
-             "decision":null,"deconfliction":null,"handling_code":"H0","in_reply_to":null,"jurisdiction":"NL",
+             "decision":null,"deconfliction":null,"escalation_of":null,"handling_code":"H0","in_reply_to":null,"jurisdiction":"NL",
              "key_commitment":"ab…","message_id":"0192…","message_type":"referral",
              "priority":"routine","recipients":["nl.hotline","nl.police"],
              "schema_version":1,"sender":"de.hotline","sender_key_id":"de.hotline/sig/1"}

@@ -64,4 +64,23 @@ class DeconflictionNotice(FrozenModel):
     epoch: Annotated[int, Field(ge=1, le=2_147_483_647)]
 
 
-__all__ = ["DeconflictionNotice", "MatchedReferral", "NoticeKind"]
+class EscalationNotice(FrozenModel):
+    """Written by the tracker into the *sender's* inbox when a handover of its
+    referral is escalated: the sender — the only party besides the recipients that
+    can read the referral — re-seals it to ``escalate_to`` (a referral with
+    ``escalation_of = message_id``). Signed with the tracker's key (context
+    ``crb/tracker-escalation/v1``; Kafka header ``crb-record: escalation``).
+    ``notice_id`` is derived from the message and the escalation recipient."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    notice_id: MessageId
+    to: ParticipantId
+    at: UtcDatetime
+    message_id: MessageId
+    case_id: CaseId
+    escalate_to: ParticipantId
+    overdue: Annotated[tuple[ParticipantId, ...], Field(min_length=1, max_length=64)]
+    """The recipients whose receipt is overdue."""
+
+
+__all__ = ["DeconflictionNotice", "EscalationNotice", "MatchedReferral", "NoticeKind"]

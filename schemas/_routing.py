@@ -20,6 +20,12 @@ Referrals (``message_type == referral``), in order:
 6. The sender is never a recipient; the result is sorted and unique. An empty
    result raises :class:`RoutingError` (``no_recipient``).
 
+Escalations: a referral with ``escalation_of`` set (the sender's own earlier
+referral whose recipients did not answer in time) goes to ``rules.escalation_recipient``
+alone — active, accepting the category, not the sender — instead of steps 2-5;
+none such raises ``no_recipient``. The router additionally checks, from its record
+of forwarded messages, that the escalated message was the sender's own.
+
 Replies (``receipt`` / ``case_ack``) go back to the original sender. ``resolve``
 cannot know who that was from the header alone, so the reply header names it
 as its single recipient and ``resolve`` only validates it: exactly one, known,
@@ -38,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from uuid import UUID
 
 from ._common import REPLY_MESSAGE_TYPES, Category, FrozenModel, MessageType, Priority
 from ._common import CountryCode as _CountryCode
@@ -73,6 +80,8 @@ class RoutingInput(Protocol):
     def priority(self) -> Priority: ...
     @property
     def recipients(self) -> Sequence[str]: ...
+    @property
+    def escalation_of(self) -> UUID | None: ...
 
 
 class RoutingRequest(FrozenModel):
@@ -86,6 +95,7 @@ class RoutingRequest(FrozenModel):
     category: Category
     priority: Priority
     recipients: tuple[_ParticipantId, ...] = ()
+    escalation_of: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +127,11 @@ def resolve(header: RoutingInput, directory: Directory) -> Resolution:
         raise RoutingError(Reason.SENDER_SUSPENDED, header.sender)
     if header.message_type in REPLY_MESSAGE_TYPES:
         return _resolve_reply(header, directory)
+    if header.escalation_of is not None:
+        target = directory.participant(directory.rules.escalation_recipient)
+        if target is None or not _accepts(target, header.category, header.sender):
+            raise RoutingError(Reason.NO_RECIPIENT)
+        return Resolution(recipients=(target.participant_id,))
 
     rules = directory.rules
     j, c, prio = header.jurisdiction, header.category, header.priority

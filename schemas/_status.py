@@ -86,13 +86,16 @@ class StatusEvent(FrozenModel):
     deconfliction: Deconfliction | None = None
     """For ``routed``: the referral's keyed tags from its signed header (the tracker
     matches them across participants; they reveal no URL or hash)."""
+    escalation_of: MessageId | None = None
+    """For ``routed``: the referral this one escalates (from its signed header)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if (self.escalated_to is not None) != (self.state is HandoverState.ESCALATED):
             raise ValueError("escalated_to is required for, and only for, state escalated")
-        if self.deconfliction is not None and self.state is not HandoverState.ROUTED:
-            raise ValueError("deconfliction tags travel only on a routed event")
+        routed = self.state is HandoverState.ROUTED
+        if (self.deconfliction is not None or self.escalation_of is not None) and not routed:
+            raise ValueError("deconfliction tags and escalation_of travel only on routed")
         return self
 
     def key(self) -> str:

@@ -17,7 +17,7 @@ from ._acks import CaseAck, Receipt
 from ._common import SCHEMA_VERSION
 from ._directory import Directory
 from ._envelope import EnvelopeHeader
-from ._notice import DeconflictionNotice
+from ._notice import DeconflictionNotice, EscalationNotice
 from ._referral import Referral
 from ._status import StatusEvent
 
@@ -29,6 +29,7 @@ TOP_LEVEL: Final[dict[str, type[BaseModel]]] = {
     "status_event": StatusEvent,
     "directory": Directory,
     "deconfliction_notice": DeconflictionNotice,
+    "escalation_notice": EscalationNotice,
 }
 """File stem → model: one schema (and one example) per top-level message."""
 

@@ -31,7 +31,7 @@ from broker.cli._router import stop_on_signals
 from schemas import ActionType, RejectReason
 
 if TYPE_CHECKING:
-    from adapters import Identity, Outbox, Sender
+    from adapters import Identity, Outbox, PendingKeeper, Sender
 
 __all__ = ["register"]
 
@@ -75,10 +75,11 @@ class _Adapter:
             outbox = Outbox(self.clients, outbox.topic, deadline_s=deadline_s)
         return outbox
 
-    def sender(self, outbox: Outbox) -> Sender:
+    def sender(self, outbox: Outbox, pending: PendingKeeper | None = None) -> Sender:
+        """``pending``: the state store, which keeps what is sent until answered."""
         from adapters import Sender
 
-        return Sender(self.identity, outbox)
+        return Sender(self.identity, outbox, pending=pending)
 
 
 # --- send / dropfolder ------------------------------------------------------------------
@@ -239,7 +240,7 @@ async def _send_queued(
         async with adapter.outbox(deadline_s=deadline_s) as outbox:
             folder = DropFolder(
                 root,
-                adapter.sender(outbox),
+                adapter.sender(outbox, pending=index),
                 jurisdiction=jurisdiction,
                 index=index,
                 keep_sent=adapter.ctx.settings.adapter.keep_sent,
@@ -284,7 +285,7 @@ def dropfolder_cmd(
         async with adapter.outbox() as outbox:
             drop = DropFolder(
                 folder or adapter.state / "dropfolder",
-                adapter.sender(outbox),
+                adapter.sender(outbox, pending=index),
                 jurisdiction=jurisdiction,
                 index=index,
                 keep_sent=ctx.settings.adapter.keep_sent,
@@ -359,7 +360,12 @@ def inbox_cmd(
         with StateStore(adapter.state) as store:
             async with adapter.outbox() as outbox:
                 receiver = Receiver(
-                    adapter.clients, ctx.names, a, adapter.sender(outbox), sink, store
+                    adapter.clients,
+                    ctx.names,
+                    a,
+                    adapter.sender(outbox, pending=store),
+                    sink,
+                    store,
                 )
                 stop = asyncio.Event()
                 stop_on_signals(stop)

@@ -191,6 +191,14 @@ def _show(console: Console, report: DemoReport) -> None:
         f"hosting countries filled by lookup ({report.hosting_lookup})",
         str(report.hosting_filled),
     )
+    case.add_row(
+        f"urgent referrals {report.offline} (offline a while) did not answer in time",
+        str(report.escalations_expected),
+    )
+    case.add_row(
+        "escalated by their sender and received by the escalation recipient",
+        str(report.escalations_delivered),
+    )
     console.print(case)
     console.print(
         f"{report.valid} valid referrals, {report.expected_handovers} handovers, "

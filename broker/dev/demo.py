@@ -61,7 +61,7 @@ from adapters.kafka import (
 )
 from broker import acls, topics
 from broker.router import Router
-from broker.settings import RouterSettings, Settings
+from broker.settings import RouterSettings, Settings, TrackerSettings
 from broker.tracker import (
     Access,
     Handover,
@@ -171,6 +171,11 @@ class DemoReport:
     hosting_filled: int = 0
     """Hosting countries filled by lookup (``country_source: ip_lookup``)."""
     hosting_lookup: str = ""
+    escalations_expected: int = 0
+    """Urgent referrals for the receiver that was offline (each must be escalated)."""
+    escalations_delivered: int = 0
+    """Escalated referrals the escalation recipient received."""
+    offline: str = ""
 
     @property
     def ok(self) -> bool:
@@ -179,6 +184,7 @@ class DemoReport:
             and self.dead_letters == Counter({"duplicate_message": 1, "bad_signature": 1})
             and self.notices["already_referred"] == self.repeats
             and self.notices["referred_again"] == self.repeats
+            and self.escalations_delivered >= self.escalations_expected
         )
 
 
@@ -210,6 +216,13 @@ def synthetic_demo_referral(
     )
 
 
+OFFLINE = "be.police24"
+"""A receiver that is down while the referrals go out, so that its urgent cases go
+overdue and are escalated (and delivered) to the coordinator; it comes back once
+the escalations arrived, and receives its backlog."""
+DEMO_URGENT_SLA = timedelta(seconds=5)
+
+
 def _settings(config: DemoConfig) -> Settings:
     return Settings(
         home=config.folder,
@@ -217,6 +230,14 @@ def _settings(config: DemoConfig) -> Settings:
         topics=TopicSettings(prefix=config.prefix, partitions=1),
         router=RouterSettings(
             group_id=f"{config.prefix}-router", transactional_id_prefix=f"{config.prefix}-router"
+        ),
+        # Minutes in production; seconds here, so an overdue urgent case is escalated
+        # within the demo's run (overdue after 5 s, escalated 2.5 s later).
+        tracker=TrackerSettings(
+            group_id=f"{config.prefix}-tracker",
+            receipt_sla_urgent=DEMO_URGENT_SLA,
+            escalate_after=0.5,
+            fail_after=100.0,
         ),
     )
 
@@ -228,6 +249,7 @@ def _report(
     dead: Counter[str],
     pushed: Pushed,
     started: float,
+    routed_all: list[Handover],
 ) -> DemoReport:
     """The delivery table: per route, from the routed handovers the tracker holds."""
     received = sum(1 for h in routed if h.received_at is not None)
@@ -256,7 +278,15 @@ def _report(
         notices=_notices(config.folder / "inbox"),
         hosting_filled=pushed.hosting_filled,
         hosting_lookup=DEMO_ALLOCATIONS.name,
+        escalations_expected=pushed.offline_urgent,
+        escalations_delivered=_escalations_delivered(routed_all),
+        offline=OFFLINE,
     )
+
+
+def _escalations_delivered(handovers: list[Handover]) -> int:
+    """Escalated referrals whose recipient (the escalation recipient) received them."""
+    return sum(1 for h in handovers if h.escalation_of is not None and h.received_at)
 
 
 def _notices(inbox: Path) -> Counter[str]:
@@ -339,23 +369,24 @@ async def run_demo(
     }
     own = {pid: KafkaClients(as_principal(pid).kafka) for pid in identities}
     outboxes = {pid: Outbox.of(own[pid], names, pid, settings.adapter) for pid in identities}
-    senders = {pid: Sender(identities[pid], outboxes[pid]) for pid in identities}
-    stores = []
-    for pid in identities:
-        store = StateStore(config.folder / "adapters" / pid)
-        stores.append(store)
+    stores = {pid: StateStore(config.folder / "adapters" / pid) for pid in identities}
+    senders = {
+        pid: Sender(identities[pid], outboxes[pid], pending=stores[pid]) for pid in identities
+    }
+
+    def receive(pid: str) -> asyncio.Task[Any]:
         sink = FolderSink(config.folder / "inbox" / pid)
-        receiver = Receiver(own[pid], names, settings.adapter, senders[pid], sink, store)
-        tasks.append(asyncio.create_task(receiver.run(stop), name=f"receiver {pid}"))
+        receiver = Receiver(own[pid], names, settings.adapter, senders[pid], sink, stores[pid])
+        return asyncio.create_task(receiver.run(stop), name=f"receiver {pid}")
+
+    tasks += [receive(pid) for pid in identities if pid != OFFLINE]
 
     try:
         await _wait_ready(router, tracker, tasks)
         pushed = await _push(config, rng, senders, own, progress)
-        valid_ids = {str(s.message_id) for _, s in pushed.sent}
-        routed, missing, dead = await _await_receipts(
-            config, tracker, clients, valid_ids, progress, notices=2 * pushed.repeats
-        )
-        report = _report(config, routed, len(missing), dead, pushed, started)
+        await _await_escalations(config, tracker, pushed.offline_urgent)
+        tasks.append(receive(OFFLINE))  # back online: it receives its backlog
+        report = await _collect(config, tracker, clients, pushed, progress, started)
         on_report(report)
         if keep is not None:
             await keep.wait()
@@ -368,7 +399,7 @@ async def run_demo(
         for outbox in outboxes.values():
             with contextlib.suppress(Exception):
                 await outbox.stop()
-        for store in stores:
+        for store in stores.values():
             store.close()
 
 
@@ -404,6 +435,8 @@ class Pushed:
     sent: list[tuple[str, Any]] = field(default_factory=list)
     repeats: int = 0
     hosting_filled: int = 0
+    offline_urgent: int = 0
+    """Urgent referrals to the jurisdiction whose 24/7 contact is offline."""
 
 
 def _ip_only(referral: Referral, jurisdiction: str, rng: random.Random) -> Referral:
@@ -471,6 +504,8 @@ async def _push(
         sealed = senders[sender].seal_referral(Submission(referral, jurisdiction))
         await senders[sender].send(sealed)
         pushed.sent.append((sender, sealed))
+        if urgent and jurisdiction == OFFLINE[:2].upper():
+            pushed.offline_urgent += 1
         if pushed.repeats and referral.urls and referral.urls[0].url in seen_urls:
             repeated.add(len(earlier))  # a repeat is never repeated again
         seen_urls.update(u.url for u in referral.urls)
@@ -523,6 +558,33 @@ async def _await_receipts(
         )
         if done or time.monotonic() > deadline:
             return routed, missing, dead
+        await asyncio.sleep(0.5)
+
+
+async def _collect(
+    config: DemoConfig,
+    tracker: Tracker,
+    clients: KafkaClients,
+    pushed: Pushed,
+    progress: Callable[[str, int, int], None],
+    started: float,
+) -> DemoReport:
+    """Wait for every receipt and notice, then build the report."""
+    valid_ids = {str(s.message_id) for _, s in pushed.sent}
+    routed, missing, dead = await _await_receipts(
+        config, tracker, clients, valid_ids, progress, notices=2 * pushed.repeats
+    )
+    everything = list(tracker.snapshot())
+    return _report(config, routed, len(missing), dead, pushed, started, everything)
+
+
+async def _await_escalations(config: DemoConfig, tracker: Tracker, expected: int) -> None:
+    """Until the escalation recipient received an escalated copy of each urgent
+    referral the offline receiver left unanswered (or the timeout)."""
+    deadline = time.monotonic() + config.timeout_s
+    while time.monotonic() < deadline:
+        if _escalations_delivered(list(tracker.snapshot())) >= expected:
+            return
         await asyncio.sleep(0.5)
 
 

@@ -11,7 +11,8 @@ Checks, in order (the first failure names the reason):
 active, 5. the outbox topic belongs to the signed sender (``expected_sender``),
 6. key valid and not revoked, 7. signature, 8. freshness — all in ``keys.verify``;
 9. duplicate message id; 10. authorisation (role for the message type; replies only
-to a message this router forwarded to the replier); 11. recomputed recipients equal
+to a message this router forwarded to the replier; an escalation only of a referral
+this router forwarded from the same sender); 11. recomputed recipients equal
 the declared ones; 12. recipients active — ``schemas.check_routing``.
 
 A forwarded record goes to each recipient's inbox, keyed by case id, with the exact
@@ -132,6 +133,7 @@ def _event(
         jurisdiction=header.jurisdiction,
         category=header.category,
         deconfliction=header.deconfliction if state is HandoverState.ROUTED else None,
+        escalation_of=header.escalation_of if state is HandoverState.ROUTED else None,
     )
 
 
@@ -280,6 +282,14 @@ def decide(
             return reject(Reason.UNAUTHORISED, header)
     elif not REFERRAL_SENDER_ROLES.intersection(verified.sender.roles):
         return reject(Reason.UNAUTHORISED, header)
+    elif header.escalation_of is not None:
+        # An escalation re-seals the sender's own earlier referral: it must be one
+        # this router forwarded, from this sender.
+        escalated = seen.get(header.escalation_of)
+        if escalated is None:
+            return reject(Reason.UNKNOWN_ORIGINAL, header)
+        if escalated.sender != header.sender or escalated.message_type is not MessageType.REFERRAL:
+            return reject(Reason.UNAUTHORISED, header)
     # 11-12: recomputed recipients equal the declared ones, all active.
     try:
         resolution = check_routing(header, directory)

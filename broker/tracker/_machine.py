@@ -274,6 +274,9 @@ class Handover(_Model):
     category: Category | None = None
     deconfliction: Deconfliction | None = None
     """The referral's keyed tags (from its ``routed`` event), for matching."""
+    escalation_of: MessageId | None = None
+    """When this referral escalates another (the sender re-sealed an overdue one to
+    the escalation recipient): that one's message id."""
     state: HandoverState
     receipt_id: MessageId | None = None
     """The receiving agency's signed receipt, as the router forwarded it."""
@@ -366,6 +369,8 @@ def _fill(h: Handover, event: StatusEvent) -> dict[str, object]:
         update["category"] = event.category
     if h.deconfliction is None and event.deconfliction is not None:
         update["deconfliction"] = event.deconfliction
+    if h.escalation_of is None and event.escalation_of is not None:
+        update["escalation_of"] = event.escalation_of
     return update
 
 
@@ -416,6 +421,7 @@ def _new(event: StatusEvent) -> Handover:
         jurisdiction=event.jurisdiction,
         category=event.category,
         deconfliction=event.deconfliction,
+        escalation_of=event.escalation_of,
         state=event.state,
         updated_at=event.at,
     )

@@ -35,6 +35,12 @@ signed :class:`schemas.DeconflictionNotice` (context ``keys.NOTICE_CONTEXT``,
 header ``crb-record: notice``) into the inbox of each of the two senders. The tags
 are indexed in the store (rebuilt from the handovers, which carry them).
 
+Escalation that delivers (:mod:`._escalation`): when the timers escalate a
+handover, the same transaction writes a signed :class:`schemas.EscalationNotice`
+(context ``keys.ESCALATION_CONTEXT``, header ``crb-record: escalation``) into the
+*sender's* inbox; its adapter re-seals the referral to the escalation recipient
+(``escalation_of``), which the tracker then follows like any referral.
+
 The tracker reads its own timer events back from the status topic; they are
 already in the handover's history, so they fold as duplicates (no write).
 
@@ -62,6 +68,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -92,12 +99,14 @@ from broker.tracker._deadletters import (
     redrive_refusal,
 )
 from broker.tracker._deconflict import find_notices
+from broker.tracker._escalation import escalation_notices
 from broker.tracker._health import HealthReport, TrackerHealth
 from broker.tracker._machine import Handover, Ledger, Policy, Sla, Step
 from broker.tracker._store import SqliteHandovers
 from broker.tracker._watch import Watch
 from keys import (
     ACTION_CONTEXT,
+    ESCALATION_CONTEXT,
     NOTICE_CONTEXT,
     STATUS_CONTEXT,
     TRACKER_STATE_CONTEXT,
@@ -109,6 +118,7 @@ from schemas import (
     Clock,
     DeconflictionNotice,
     Directory,
+    EscalationNotice,
     Priority,
     RoutingRules,
     ServiceRole,
@@ -118,6 +128,25 @@ from schemas import (
 )
 
 __all__ = ["Tracker", "policy_from", "read_state"]
+
+_N = TypeVar("_N", DeconflictionNotice, EscalationNotice)
+
+
+def _notice_record(
+    names: TopicNames, n: DeconflictionNotice | EscalationNotice, signer: RecordSigner
+) -> OutRecord:
+    """A notice as a signed record in its addressee's inbox (key: the case id)."""
+    if isinstance(n, EscalationNotice):
+        headers: tuple[tuple[str, bytes], ...] = (("crb-record", b"escalation"),)
+        context = ESCALATION_CONTEXT
+    else:
+        headers = (("crb-record", b"notice"), ("crb-notice", n.kind.value.encode()))
+        context = NOTICE_CONTEXT
+    out = OutRecord(
+        names.inbox(n.to), str(n.case_id).encode(), n.model_dump_json().encode(), headers
+    )
+    return sign(out, signer, context)
+
 
 log = structlog.get_logger("crb.tracker")
 
@@ -232,6 +261,8 @@ class Tracker:
         self.transactions = 0
         self.notices = 0
         """Deconfliction notices written (into participants' inboxes)."""
+        self.escalation_notices = 0
+        """Escalation notices written (into senders' inboxes)."""
         self.retry = RetryPolicy(initial_s=0.5, max_s=5.0)
         self._producer: TransactionalProducer | None = None
         self._store: SqliteHandovers | None = None
@@ -391,7 +422,8 @@ class Tracker:
             forget = now - t.handover_retention
             self._next_retention = time.monotonic() + t.retention_check_s
         step = self.ledger.step(events, now, answerable=self._answerable(now), forget_before=forget)
-        notices = self._notices(step, now)
+        notices: list[DeconflictionNotice | EscalationNotice] = [*self._notices(step, now)]
+        notices += self._addressable(escalation_notices(step.emitted, now))
         busy = step.changed or step.emitted or step.forgotten or offsets
         if busy and not await self._commit(step, offsets, notices):
             await consumer.rewind(tps)
@@ -401,8 +433,12 @@ class Tracker:
         the directory still lists as active (an inbox that may be gone is skipped)."""
         if not any(h.deconfliction is not None for h in step.changed.values()):
             return []
+        return self._addressable(find_notices(step.changed.values(), self.ledger.handovers, now))
+
+    def _addressable(self, found: Sequence[_N]) -> list[_N]:
+        """The notices whose addressee the directory lists as active (an inbox that
+        may be gone is skipped, and logged)."""
         directory = self.live.current
-        found = find_notices(step.changed.values(), self.ledger.handovers, now)
         kept = []
         for n in found:
             p = directory.participant(n.to)
@@ -599,7 +635,7 @@ class Tracker:
         self,
         step: Step,
         offsets: dict[Partition, int],
-        notices: Sequence[DeconflictionNotice] = (),
+        notices: Sequence[DeconflictionNotice | EscalationNotice] = (),
     ) -> bool:
         """Write ``step`` and the offsets in one transaction, then take it into the
         ledger; ``False`` (after the retry policy's pause) when it must be folded
@@ -630,8 +666,18 @@ class Tracker:
                 {p.partition: o for p, o in written.items() if p.topic == topic}
             )
         self.transactions += 1
-        self.notices += len(notices)
         for n in notices:
+            if isinstance(n, EscalationNotice):
+                self.escalation_notices += 1
+                log.info(
+                    "escalation_notice",
+                    to=n.to,
+                    message_id=str(n.message_id),
+                    escalate_to=n.escalate_to,
+                    overdue=list(n.overdue),
+                )
+                continue
+            self.notices += 1
             log.info(
                 "deconfliction_notice",
                 kind=n.kind.value,
@@ -694,7 +740,7 @@ class Tracker:
         producer: TransactionalProducer,
         step: Step,
         offsets: dict[Partition, int],
-        notices: Sequence[DeconflictionNotice] = (),
+        notices: Sequence[DeconflictionNotice | EscalationNotice] = (),
     ) -> dict[Partition, int]:
         records = [
             sign(
@@ -722,19 +768,7 @@ class Tracker:
             )
             for e in step.emitted
         ]
-        records += [
-            sign(
-                OutRecord(
-                    self.names.inbox(n.to),
-                    str(n.case_id).encode(),
-                    n.model_dump_json().encode(),
-                    (("crb-record", b"notice"), ("crb-notice", n.kind.value.encode())),
-                ),
-                self.signer,
-                NOTICE_CONTEXT,
-            )
-            for n in notices
-        ]
+        records += [_notice_record(self.names, n, self.signer) for n in notices]
         # Forgotten handovers: tombstones on both compacted topics (compaction then
         # drops every earlier record of them).
         records += [

@@ -145,6 +145,7 @@ HEADER_EDITS: list[tuple[str, Any, Reason]] = [
     ("key_commitment", "00" * 32, Reason.BAD_SIGNATURE),
     ("schema_version", 2, Reason.UNSUPPORTED_VERSION),
     ("deconfliction", {"epoch": 1, "tags": ["ab" * 16]}, Reason.BAD_SIGNATURE),
+    ("escalation_of", _OTHER_ID, Reason.BAD_SIGNATURE),
 ]
 
 

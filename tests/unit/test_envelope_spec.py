@@ -186,6 +186,10 @@ def _header_rules(h: dict[str, Any]) -> bool:
         return False
     if (h.get("decision") is not None) != (h["message_type"] == "case_ack"):
         return False
+    if h.get("escalation_of") is not None and (
+        h["message_type"] != "referral" or h["escalation_of"] == h["message_id"]
+    ):
+        return False
     d = h.get("deconfliction")
     if d is not None and (h["message_type"] != "referral" or d["tags"] != sorted(set(d["tags"]))):
         return False
@@ -193,7 +197,8 @@ def _header_rules(h: dict[str, Any]) -> bool:
 
 
 def _canonical_values(h: dict[str, Any]) -> bool:
-    ids = [h["message_id"], h["case_id"]] + ([h["in_reply_to"]] if h["in_reply_to"] else [])
+    ids = [h["message_id"], h["case_id"]]
+    ids += [h[k] for k in ("in_reply_to", "escalation_of") if h[k] is not None]
     return all(UUID_TEXT.match(i) for i in ids) and h["recipients"] == sorted(h["recipients"])
 
 

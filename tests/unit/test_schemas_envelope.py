@@ -15,7 +15,7 @@ from ._schema_fixtures import CASE, MSG, header_data
 
 CANONICAL = (
     '{"case_id":"' + str(CASE) + '","category":"csam",'
-    '"created_at":"2026-11-23T17:00:00.000000Z","decision":null,"deconfliction":null,"handling_code":"H0",'
+    '"created_at":"2026-11-23T17:00:00.000000Z","decision":null,"deconfliction":null,"escalation_of":null,"handling_code":"H0",'
     '"in_reply_to":null,'
     '"jurisdiction":"NL","key_commitment":"' + "ab" * 32 + '","message_id":"' + str(MSG) + '",'
     '"message_type":"referral","priority":"routine","recipients":["nl.hotline","nl.police"],'
@@ -129,4 +129,5 @@ def test_header_carries_nothing_content_revealing() -> None:
         "schema_version", "message_id", "message_type", "sender", "sender_key_id",
         "created_at", "case_id", "jurisdiction", "category", "priority", "handling_code",
         "recipients", "in_reply_to", "decision", "key_commitment", "deconfliction",
+        "escalation_of",
     } == set(s.EnvelopeHeader.model_fields)  # fmt: skip
