@@ -540,10 +540,12 @@ async def _await_receipts(
     names = TopicNames(config.prefix)
     deadline = time.monotonic() + config.timeout_s
     while True:
+        # The referrals sent, and the escalations their senders re-sealed.
         routed = [
             h
             for h in tracker.snapshot()
-            if str(h.message_id) in valid_ids and h.recipient is not None
+            if h.recipient is not None
+            and (str(h.message_id) in valid_ids or str(h.escalation_of) in valid_ids)
         ]
         received = sum(1 for h in routed if h.received_at is not None)
         missing = valid_ids - {str(h.message_id) for h in routed}
