@@ -83,6 +83,7 @@ from schemas import (
     DeconflictionNotice,
     EscalationNotice,
     MessageType,
+    Priority,
     Reason,
     Referral,
     ServiceRole,
@@ -113,6 +114,8 @@ class ReceiverStats:
     notices: int = 0
     escalations: int = 0
     """Overdue referrals this adapter re-sealed to the escalation recipient."""
+    redeliveries: int = 0
+    """Unanswered referrals this adapter sent again under their id."""
     retries: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     recent: list[tuple[UUID, str, str]] = field(default_factory=list)
@@ -590,6 +593,7 @@ class Receiver:
         """
         self.purge_expired()
         next_purge = asyncio.get_running_loop().time() + PURGE_EVERY_S
+        next_redelivery = asyncio.get_running_loop().time() + self.settings.redeliver_check_s
         consumer = self.clients.consumer(group_id=self.group_id)
         await consumer.start()
         consumer.subscribe(topics=[self.topic])
@@ -602,6 +606,9 @@ class Receiver:
                 if loop.time() >= next_purge:
                     self.purge_expired()
                     next_purge = loop.time() + PURGE_EVERY_S
+                if loop.time() >= next_redelivery:
+                    await self.redeliver_due()
+                    next_redelivery = loop.time() + self.settings.redeliver_check_s
                 assigned = consumer.assignment()
                 if assigned and ready is not None:
                     ready.set()
@@ -626,6 +633,40 @@ class Receiver:
         finally:
             await consumer.stop()
         return self.stats
+
+    async def redeliver_due(self) -> int:
+        """Send again, under the same id, each referral this adapter sent that a
+        recipient has not receipted within ``redeliver_after_<priority>`` (doubled
+        per attempt, ``redeliver_max`` times at most); returns how many. A recipient
+        that already has it ignores the copy (same id) and only answers if it had
+        not; one that lost it gets it. Kafka trouble is logged and tried next time."""
+        a = self.settings
+        after = {
+            Priority.URGENT: a.redeliver_after_urgent,
+            Priority.HIGH: a.redeliver_after_high,
+            Priority.ROUTINE: a.redeliver_after_routine,
+        }
+        now = self.clock()
+        sent = 0
+        for p in self.store.unanswered():
+            if not p.redelivery_due(now, after[p.priority], a.redeliver_max):
+                continue
+            try:
+                sealed = self.sender.seal_redelivery(p)
+                await self.sender.send(sealed)
+            except SendError as exc:
+                log.warning("redelivery_failed", message_id=str(p.message_id), error=str(exc))
+                continue
+            self.store.mark_redelivered(p.message_id, at=now)
+            self.stats.redeliveries += 1
+            sent += 1
+            log.info(
+                "redelivered",
+                message_id=str(p.message_id),
+                attempt=p.attempts + 1,
+                waiting_for=sorted(set(p.recipients) - set(p.answered)),
+            )
+        return sent
 
     async def _handle_partition(
         self, consumer: Consumer, tp: Partition, records: list[Record]

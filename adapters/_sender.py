@@ -277,12 +277,7 @@ class Sender:
         key = current_sealing_key(p, self.clock()) if p is not None else None
         return key.key_id if key is not None else None
 
-    def seal_escalation(self, pending: PendingReferral, escalate_to: str) -> Sealed:
-        """The referral of ``pending`` re-sealed to the escalation recipient: a new
-        referral of the same case with ``escalation_of`` naming the original, its id
-        derived from the original and ``escalate_to`` (sealing it again after a crash
-        gives the same id). Raises ``SendError`` when the copy cannot be opened or
-        the directory names another escalation recipient now."""
+    def _kept_referral(self, pending: PendingReferral) -> Referral:
         try:
             plaintext = open_for_self(
                 pending.copy,
@@ -291,7 +286,30 @@ class Sender:
             )
         except PendingCopyError as exc:
             raise SendError(f"the kept copy of {pending.message_id}: {exc}") from exc
-        referral = Referral.model_validate_json(plaintext)
+        return Referral.model_validate_json(plaintext)
+
+    def seal_redelivery(self, pending: PendingReferral) -> Sealed:
+        """The referral of ``pending`` sealed again under the SAME message and case
+        ids (fresh time, content key and signature: other bytes), for an authorised
+        redelivery (``broker.router.redelivery_allowed``). Not kept again."""
+        referral = self._kept_referral(pending)
+        key = self.identity.deconfliction
+        draft = referral_draft(
+            Submission(referral, pending.jurisdiction, pending.case_id),
+            sender=self.identity.participant,
+            case_id=pending.case_id,
+            message_id=pending.message_id,
+            deconfliction=deconfliction_tags(referral, key) if key else None,
+        )
+        return self.seal(draft, referral)
+
+    def seal_escalation(self, pending: PendingReferral, escalate_to: str) -> Sealed:
+        """The referral of ``pending`` re-sealed to the escalation recipient: a new
+        referral of the same case with ``escalation_of`` naming the original, its id
+        derived from the original and ``escalate_to`` (sealing it again after a crash
+        gives the same id). Raises ``SendError`` when the copy cannot be opened or
+        the directory names another escalation recipient now."""
+        referral = self._kept_referral(pending)
         current = self.identity.directory.rules.escalation_recipient
         if current != escalate_to:
             raise SendError(

@@ -27,6 +27,16 @@ class AdapterSettings(Section):
     keep_sent: timedelta = timedelta(0)
     """How long the drop folder keeps a sent file's plaintext in ``sent/`` (default:
     not at all; the ``.sent.json`` record of its message ids always stays)."""
+    redeliver_after_urgent: timedelta = timedelta(minutes=10)
+    """An urgent referral a recipient has not receipted this long after it was sent
+    is sent again — the same message id, sealed again (an authorised redelivery the
+    router forwards once more); each further attempt waits twice as long."""
+    redeliver_after_high: timedelta = timedelta(hours=2)
+    redeliver_after_routine: timedelta = timedelta(hours=48)
+    redeliver_max: int = Field(default=3, ge=0, le=3)
+    """Redeliveries per message at most (the router forwards an id four times at most)."""
+    redeliver_check_s: float = Field(default=30.0, gt=0)
+    """How often the inbox loop looks for referrals due to be sent again."""
     send_deadline_s: float = Field(default=300.0, gt=0)
     """How long one produce keeps retrying through broker outages before failing."""
     retry_max_s: float = Field(default=30.0, gt=0)

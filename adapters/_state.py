@@ -32,9 +32,9 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from adapters._errors import StateError
@@ -68,6 +68,17 @@ class PendingReferral:
     sent_at: datetime | None = None
     escalated_to: str | None = None
     escalation_id: UUID | None = None
+    attempts: int = 0
+    """Redeliveries sent so far."""
+    last_sent_at: datetime | None = None
+    """When it was last sent again (``None``: only the first time, ``sent_at``)."""
+
+    def redelivery_due(self, now: datetime, after: timedelta, max_attempts: int) -> bool:
+        """Sent, not escalated, and unanswered for ``after`` (doubled per attempt)."""
+        last = self.last_sent_at or self.sent_at
+        if last is None or self.escalated_to is not None or self.attempts >= max_attempts:
+            return False
+        return bool(now - last >= after * (2**self.attempts))
 
 
 _SCHEMA = """
@@ -112,9 +123,19 @@ CREATE TABLE IF NOT EXISTS pending (
     sealed_at       TEXT NOT NULL,
     sent_at         TEXT,
     escalated_to    TEXT,
-    escalation_id   TEXT
+    escalation_id   TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_sent_at    TEXT
 )
 """
+_SELECT_PENDING = (
+    "SELECT message_id, case_id, jurisdiction, priority, recipients, answered, copy,"
+    " sealed_at, sent_at, escalated_to, escalation_id, attempts, last_sent_at FROM pending"
+)
+_PENDING_MIGRATIONS = {
+    "attempts": "ALTER TABLE pending ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    "last_sent_at": "ALTER TABLE pending ADD COLUMN last_sent_at TEXT",
+}
 _MIGRATIONS = {
     "receipt_note": "ALTER TABLE delivered ADD COLUMN receipt_note TEXT",
     "delete_after": "ALTER TABLE delivered ADD COLUMN delete_after TEXT",
@@ -165,6 +186,25 @@ class Delivered:
         return self.receipt_sent_at is not None or self.receipt_note is not None
 
 
+def _pending_of(row: tuple[Any, ...]) -> PendingReferral:
+    """A row of :data:`_SELECT_PENDING`."""
+    return PendingReferral(
+        message_id=UUID(row[0]),
+        case_id=UUID(row[1]),
+        jurisdiction=row[2],
+        priority=Priority(row[3]),
+        recipients=tuple(json.loads(row[4])),
+        answered=tuple(json.loads(row[5])),
+        copy=bytes(row[6]),
+        sealed_at=datetime.fromisoformat(row[7]),
+        sent_at=datetime.fromisoformat(row[8]) if row[8] else None,
+        escalated_to=row[9],
+        escalation_id=UUID(row[10]) if row[10] else None,
+        attempts=int(row[11]),
+        last_sent_at=datetime.fromisoformat(row[12]) if row[12] else None,
+    )
+
+
 class StateStore:
     """The delivered-message store and the quarantine folder of one adapter."""
 
@@ -184,6 +224,10 @@ class StateStore:
             self._db.execute(_SCHEMA)
             self._db.execute(_REFS)
             self._db.execute(_PENDING)
+            have_pending = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
+            for column, ddl in _PENDING_MIGRATIONS.items():
+                if column not in have_pending:
+                    self._db.execute(ddl)
             have = {row[1] for row in self._db.execute("PRAGMA table_info(delivered)")}
             for column, ddl in _MIGRATIONS.items():
                 if column not in have:
@@ -390,27 +434,24 @@ class StateStore:
     def pending(self, message_id: UUID) -> PendingReferral | None:
         try:
             row = self._db.execute(
-                "SELECT message_id, case_id, jurisdiction, priority, recipients, answered,"
-                " copy, sealed_at, sent_at, escalated_to, escalation_id FROM pending"
-                " WHERE message_id = ?",
+                _SELECT_PENDING + " WHERE message_id = ?",
                 (str(message_id),),
             ).fetchone()
         except sqlite3.Error as exc:
             raise StateError(f"cannot read the adapter state: {exc}") from exc
-        if row is None:
-            return None
-        return PendingReferral(
-            message_id=UUID(row[0]),
-            case_id=UUID(row[1]),
-            jurisdiction=row[2],
-            priority=Priority(row[3]),
-            recipients=tuple(json.loads(row[4])),
-            answered=tuple(json.loads(row[5])),
-            copy=bytes(row[6]),
-            sealed_at=datetime.fromisoformat(row[7]),
-            sent_at=datetime.fromisoformat(row[8]) if row[8] else None,
-            escalated_to=row[9],
-            escalation_id=UUID(row[10]) if row[10] else None,
+        return None if row is None else _pending_of(row)
+
+    def unanswered(self) -> list[PendingReferral]:
+        """Every referral sent and not yet receipted by all its recipients."""
+        try:
+            rows = self._db.execute(_SELECT_PENDING + " WHERE sent_at IS NOT NULL").fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the adapter state: {exc}") from exc
+        return [_pending_of(r) for r in rows]
+
+    def mark_redelivered(self, message_id: UUID, *, at: datetime) -> None:
+        self._update_pending(
+            message_id, "attempts = attempts + 1, last_sent_at = ?", at.astimezone(UTC).isoformat()
         )
 
     def pending_count(self) -> int:

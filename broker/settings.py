@@ -51,6 +51,10 @@ class RouterSettings(Section):
     it), so that receipts and case decisions answering it can be authorised; a
     later reply is refused as ``unknown_original``. Memory grows with traffic
     times this window."""
+    redelivery_min: timedelta = timedelta(minutes=1)
+    """Least time between two forwards of one message id: a sender's authorised
+    redelivery (its referral sealed again under the same id) sooner than this is a
+    duplicate (``broker.router.redelivery_allowed``)."""
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     """How long the group waits for a silent router (crashed, frozen) before its
     partitions go to the others."""

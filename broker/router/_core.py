@@ -10,9 +10,12 @@ Checks, in order (the first failure names the reason):
 1. size (before parsing), 2. parse, 3. format/schema version, 4. sender known and
 active, 5. the outbox topic belongs to the signed sender (``expected_sender``),
 6. key valid and not revoked, 7. signature, 8. freshness — all in ``keys.verify``;
-9. duplicate message id; 10. authorisation (role for the message type; replies only
-to a message this router forwarded to the replier; an escalation only of a referral
-this router forwarded from the same sender); 11. recomputed recipients equal
+9. duplicate message id (an *authorised redelivery* — the sender's own referral
+sealed again under its id, other bytes, after ``redelivery_min``, at most
+``MAX_FORWARDS`` forwards — goes on, as ``redelivered``); 10. authorisation (role
+for the message type; replies only to a message this router forwarded to the
+replier; an escalation only of a referral this router forwarded from the same
+sender); 11. recomputed recipients equal
 the declared ones; 12. recipients active — ``schemas.check_routing``.
 
 A forwarded record goes to each recipient's inbox, keyed by case id, with the exact
@@ -32,7 +35,7 @@ import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from adapters.kafka import OutRecord, Record
@@ -56,11 +59,14 @@ from schemas import (
 __all__ = [
     "DEAD_LETTER_HEAD",
     "DEAD_LETTER_MAX",
+    "MAX_FORWARDS",
+    "REDELIVERY_MIN",
     "REFERRAL_SENDER_ROLES",
     "RoutingDecision",
     "SeenMessage",
     "dead_letter_value",
     "decide",
+    "redelivery_allowed",
 ]
 
 DEAD_LETTER_MAX = (1 << 20) + (512 << 10)
@@ -75,6 +81,12 @@ REFERRAL_SENDER_ROLES = frozenset(
 )
 
 
+MAX_FORWARDS = 4
+"""A message id is forwarded at most this often: the original and three redeliveries."""
+REDELIVERY_MIN = timedelta(minutes=1)
+"""Default least time between two forwards of one message id."""
+
+
 @dataclass(frozen=True, slots=True)
 class SeenMessage:
     """What the router remembers of a message it forwarded (for duplicates and replies)."""
@@ -83,6 +95,10 @@ class SeenMessage:
     recipients: tuple[str, ...]
     message_type: MessageType
     forwarded_at: datetime
+    """When it was last forwarded (the first time, or its latest redelivery)."""
+    digests: tuple[str, ...] = ()
+    """SHA-256 of every envelope forwarded under this id (the original, then each
+    authorised redelivery): the same bytes again are never forwarded twice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,9 +249,11 @@ def decide(
     seen: Mapping[UUID, SeenMessage],
     limits: Limits,
     dead_letter_max: int = DEAD_LETTER_MAX,
+    redelivery_min: timedelta = REDELIVERY_MIN,
 ) -> RoutingDecision:
     """Decide what happens to one outbox record (see the module docstring).
-    ``dead_letter_max``: the largest dead letter kept as is (:func:`dead_letter_value`)."""
+    ``dead_letter_max``: the largest dead letter kept as is (:func:`dead_letter_value`);
+    ``redelivery_min``: the least time between two forwards of one message id."""
     value = record.value or b""
     # 1-8: keys.verify, which parses and hashes the envelope once.
     try:
@@ -270,8 +288,11 @@ def decide(
             dead_letter_max=dead_letter_max,
         )
 
-    # 9: duplicate message id.
-    if header.message_id in seen:
+    # 9: duplicate message id — unless an authorised redelivery.
+    previous = seen.get(header.message_id)
+    if previous is not None and not redelivery_allowed(
+        previous, header, verified.digest, now, redelivery_min
+    ):
         return reject(Reason.DUPLICATE_MESSAGE, header)
     # 10: authorisation.
     if header.message_type in REPLY_MESSAGE_TYPES:
@@ -309,6 +330,12 @@ def decide(
     events = _forward_events(
         header, resolution.recipients, resolution.orphan, seen, now, verified.digest
     )
+    if previous is not None:  # a redelivery: the handovers go on, none is opened
+        events = [
+            e.model_copy(update={"state": HandoverState.REDELIVERED, "deconfliction": None,
+                                 "escalation_of": None, "reason": None})
+            for e in events
+        ]  # fmt: skip
     audit = _audit(
         record,
         Verdict.FORWARDED,
@@ -332,8 +359,28 @@ def decide(
                 recipients=resolution.recipients,
                 message_type=header.message_type,
                 forwarded_at=now,
+                digests=(*(previous.digests if previous else ()), verified.digest),
             ),
         ),
+    )
+
+
+def redelivery_allowed(
+    previous: SeenMessage, header: EnvelopeHeader, digest: str, now: datetime, least: timedelta
+) -> bool:
+    """Whether a verified envelope under an id already forwarded is an *authorised
+    redelivery*: a referral the same sender sealed again — other bytes (a fresh
+    signature, so only the sender can make one; the same bytes are a replay or a
+    crash-resend and never go twice), at least ``least`` after the last forward,
+    and no more than :data:`MAX_FORWARDS` forwards in all. Everything else under a
+    known id is a duplicate."""
+    return (
+        header.message_type is MessageType.REFERRAL
+        and previous.message_type is MessageType.REFERRAL
+        and previous.sender == header.sender
+        and digest not in previous.digests
+        and len(previous.digests) < MAX_FORWARDS
+        and now - previous.forwarded_at >= least
     )
 
 

@@ -36,7 +36,13 @@ from uuid import UUID
 
 from adapters.kafka import Record
 from broker.audit import AuditRecord, Verdict, chain_next
-from broker.router._core import DEAD_LETTER_MAX, RoutingDecision, SeenMessage, decide
+from broker.router._core import (
+    DEAD_LETTER_MAX,
+    REDELIVERY_MIN,
+    RoutingDecision,
+    SeenMessage,
+    decide,
+)
 from keys import Limits
 from schemas import Directory, MessageType, Reason, TopicNames
 
@@ -137,21 +143,28 @@ class RouterMemory:
 
     def apply_all(self, records: Iterable[AuditRecord]) -> None:
         """Take committed audit records, in order (one write to ``seen``)."""
-        remember: list[tuple[UUID, SeenMessage]] = []
+        remember: dict[UUID, SeenMessage] = {}
         for record in records:
             head = self.heads.get(record.chain)
             if head is None or record.seq > head.seq:
                 self.heads[record.chain] = record
             if record.verdict is Verdict.FORWARDED and record.message_id and record.sender:
-                seen = SeenMessage(
+                message_id = UUID(record.message_id)
+                # A redelivery forwards an id again: it keeps the first forward's
+                # facts and adds its envelope's digest.
+                earlier = remember.get(message_id) or self.seen.get(message_id)
+                digests = earlier.digests if earlier is not None else ()
+                if record.envelope_sha256 not in digests:
+                    digests = (*digests, record.envelope_sha256)
+                remember[message_id] = SeenMessage(
                     sender=record.sender,
                     recipients=record.recipients,
                     message_type=MessageType(record.message_type or "referral"),
                     forwarded_at=record.decided_at,
+                    digests=digests,
                 )
-                remember.append((UUID(record.message_id), seen))
         if remember:
-            self.seen.put(remember)
+            self.seen.put(list(remember.items()))
 
     def prune(self, now: datetime) -> int:
         """Forget messages forwarded longer than ``keep`` ago; returns how many."""
@@ -213,6 +226,7 @@ def decide_batch(
     names: TopicNames,
     limits: Limits,
     dead_letter_max: int = DEAD_LETTER_MAX,
+    redelivery_min: timedelta = REDELIVERY_MIN,
 ) -> Batch:
     """Decisions and chained audit records for one partition's records, in order.
 
@@ -232,6 +246,7 @@ def decide_batch(
             seen=view,
             limits=limits,
             dead_letter_max=dead_letter_max,
+            redelivery_min=redelivery_min,
         )
         if decision.remember is not None:
             view.add(*decision.remember)

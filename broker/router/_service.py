@@ -451,6 +451,7 @@ class Router:
             names=self.names,
             limits=self.limits,
             dead_letter_max=self.settings.router.max_dead_letter_bytes,
+            redelivery_min=self.settings.router.redelivery_min,
         )
 
     def _observe(self, decision: RoutingDecision, rec: Record, done: float) -> None:

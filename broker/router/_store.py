@@ -52,6 +52,10 @@ __all__ = ["RouterSnapshot", "SqliteSeen"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+SCHEMA_VERSION = "2"
+"""Bumped when the tables change: a snapshot of another version is emptied and
+rebuilt from the audit topic (it is a cache of it)."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (
@@ -59,7 +63,8 @@ CREATE TABLE IF NOT EXISTS seen (
     sender TEXT NOT NULL,
     recipients TEXT NOT NULL,
     message_type TEXT NOT NULL,
-    forwarded_us INTEGER NOT NULL
+    forwarded_us INTEGER NOT NULL,
+    digests TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (forwarded_us);
 CREATE TABLE IF NOT EXISTS heads (chain TEXT PRIMARY KEY, record BLOB NOT NULL);
@@ -88,18 +93,19 @@ class SqliteSeen(SeenStore):
             return None
         with self._lock:
             row = self._db.execute(
-                "SELECT sender, recipients, message_type, forwarded_us FROM seen"
+                "SELECT sender, recipients, message_type, forwarded_us, digests FROM seen"
                 " WHERE message_id = ?",
                 (key.bytes,),
             ).fetchone()
         if row is None:
             return None
-        sender, recipients, message_type, forwarded_us = row
+        sender, recipients, message_type, forwarded_us, digests = row
         return SeenMessage(
             sender=sender,
             recipients=tuple(json.loads(recipients)),
             message_type=MessageType(message_type),
             forwarded_at=_at(forwarded_us),
+            digests=tuple(json.loads(digests)),
         )
 
     def __getitem__(self, key: UUID) -> SeenMessage:
@@ -133,11 +139,12 @@ class SqliteSeen(SeenStore):
                 json.dumps(list(seen.recipients)),
                 seen.message_type.value,
                 _us(seen.forwarded_at),
+                json.dumps(list(seen.digests)),
             )
             for message_id, seen in items
         ]
         with self._lock, self._db:
-            self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def forget_before(self, cutoff: datetime) -> int:
         with self._lock, self._db:
@@ -171,7 +178,19 @@ class RouterSnapshot:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA cache_size=-32768")  # 32 MiB of page cache, at most
+        version = None
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            version = row[0] if row else None
+        if version != SCHEMA_VERSION:
+            # Another layout: a cache of the audit topic, so rebuilt from it.
+            db.executescript(
+                "DROP TABLE IF EXISTS seen; DROP TABLE IF EXISTS heads;"
+                " DROP TABLE IF EXISTS positions; DROP TABLE IF EXISTS meta;"
+            )
         db.executescript(_SCHEMA)
+        with db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         os.chmod(path, 0o600)
         snapshot = cls(path, db, lock_file)
         row = db.execute("SELECT value FROM meta WHERE key = 'audit_topic'").fetchone()
@@ -185,6 +204,7 @@ class RouterSnapshot:
             for table in ("seen", "heads", "positions", "meta"):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("INSERT INTO meta VALUES ('audit_topic', ?)", (audit_topic,))
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
 
     def load(self) -> tuple[dict[str, AuditRecord], dict[int, int] | None]:
         """The saved chain heads, and the audit positions they are complete up to

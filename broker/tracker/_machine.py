@@ -35,10 +35,12 @@ whose sender the directory says can no longer be answered (revoked or suspended)
 is closed instead (reason ``sender_revoked``): the recipient cannot seal a
 receipt to it, and records the same reason on its side.
 
-Redelivery is not driven from here: Kafka keeps the record, so redelivery is the
-recipient adapter's consumer retrying. A ``redelivered`` event from elsewhere is
-accepted (it keeps the timers running); the tracker's job is to make the overdue
-visible and to escalate.
+Redelivery is not driven from here: Kafka keeps the record, so a recipient that
+was down reads it when it comes back; and a *sender* sends a referral that stays
+unanswered again under its id (``AdapterSettings.redeliver_after_*``), which the
+router forwards as an authorised redelivery and reports as ``redelivered`` — an
+event that keeps the timers running and counts ``redeliveries``. The tracker's
+job is to make the overdue visible and to escalate.
 """
 
 from __future__ import annotations
