@@ -217,10 +217,13 @@ class DropFolder:
         jurisdiction: str | None = None,
         index: ReferenceIndex | None = None,
         keep_sent: timedelta = timedelta(0),
+        record_retention: timedelta = timedelta(days=90),
     ) -> None:
         self.root = root
         self.keep_sent = keep_sent
         """How long a sent file's plaintext stays in ``sent/`` (0: deleted at once)."""
+        self.record_retention = record_retention
+        """How long a ``.sent.json`` note (message ids only) stays in ``sent/``."""
         self.index = index
         """Where sent referrals' own references are recorded (the adapter state)."""
         self.sender = sender
@@ -267,24 +270,28 @@ class DropFolder:
 
     def purge_sent(self) -> int:
         """Delete the plaintext of files sent longer than ``keep_sent`` ago (by the
-        ``sent_at`` of their ``.sent.json`` record, which stays); returns how many."""
+        ``sent_at`` of their ``.sent.json`` record), and the records themselves after
+        ``record_retention``; returns how many plaintext files went."""
         now = self.sender.clock()
-        purged = 0
+        purged = notes = 0
         for note in self.sent.glob("*.sent.json"):
             plaintext = note.with_name(note.name.removesuffix(".sent.json"))
-            if not plaintext.exists():
-                continue
             try:
                 sent_at = datetime.fromisoformat(json.loads(note.read_bytes())["sent_at"])
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("sent_record_unreadable", file=note.name, error=str(exc))
                 continue
-            if now - sent_at >= self.keep_sent:
+            if plaintext.exists() and now - sent_at >= self.keep_sent:
                 plaintext.unlink(missing_ok=True)
                 purged += 1
-        if purged:
+            if now - sent_at >= self.record_retention:
+                note.unlink(missing_ok=True)
+                notes += 1
+        if purged or notes:
             fsync_dir(self.sent)
-            log.info("sent_copies_purged", files=purged, keep_sent=str(self.keep_sent))
+            log.info(
+                "sent_copies_purged", files=purged, records=notes, keep_sent=str(self.keep_sent)
+            )
         return purged
 
     async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:

@@ -560,10 +560,17 @@ class Receiver:
         """Delete what delivered referrals said once their ``delete_after`` date has
         passed: the delivered file (a sink that can, e.g. the folder) and the case
         references indexed from them. The bare delivery record (ids and digest, no
-        content) stays, so a redelivery is still a duplicate. Returns how many.
+        content) stays for ``record_retention`` (longer than Kafka keeps the inbox), so
+        a redelivery is still a duplicate; then it goes too, as do kept copies of
+        referrals unanswered past ``pending_retention``. Returns how many messages
+        were purged.
         A case system behind the HTTP sink keeps its own copy under its own
         retention: the date travels in the delivered document."""
         now = self.clock()
+        records = self.store.forget_records(now - self.settings.record_retention)
+        copies = self.store.forget_pending(now - self.settings.pending_retention)
+        if records or copies:
+            log.info("retention_forgotten", delivery_records=records, kept_copies=copies)
         expired = self.store.expired(now.date())
         if not expired:
             return 0

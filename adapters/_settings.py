@@ -37,6 +37,14 @@ class AdapterSettings(Section):
     """Redeliveries per message at most (the router forwards an id four times at most)."""
     redeliver_check_s: float = Field(default=30.0, gt=0)
     """How often the inbox loop looks for referrals due to be sent again."""
+    record_retention: timedelta = timedelta(days=90)
+    """How long records of bare ids are kept: the drop folder's ``.sent.json`` notes
+    and delivery records whose content is gone (or that had none: receipts, case
+    decisions). Keep it above the inbox topic's retention (30 days): a record Kafka
+    may still deliver again must still be recognised as a duplicate."""
+    pending_retention: timedelta = timedelta(days=30)
+    """How long a copy of a referral kept for escalation and redelivery waits for its
+    receipts before it is deleted anyway."""
     send_deadline_s: float = Field(default=300.0, gt=0)
     """How long one produce keeps retrying through broker outages before failing."""
     retry_max_s: float = Field(default=30.0, gt=0)

@@ -387,6 +387,31 @@ class StateStore:
         except sqlite3.Error as exc:
             raise StateError(f"cannot write the adapter state: {exc}") from exc
 
+    def forget_records(self, before: datetime) -> int:
+        """Delete delivery records older than ``before`` that hold nothing but ids:
+        a referral's whose content was purged, a receipt's or case decision's (they
+        carry no case content) — once their receipt is done. Returns how many."""
+        cutoff = before.astimezone(UTC).isoformat()
+        args = (cutoff, MessageType.REFERRAL.value, MessageType.REFERRAL.value)
+        try:
+            with self.transaction():
+                self._db.execute(
+                    "DELETE FROM refs WHERE message_id IN (SELECT message_id FROM delivered"
+                    " WHERE delivered_at < ? AND (receipt_sent_at IS NOT NULL OR receipt_note"
+                    " IS NOT NULL OR message_type != ?) AND (purged_at IS NOT NULL OR"
+                    " message_type != ?))",
+                    args,
+                )
+                cur = self._db.execute(
+                    "DELETE FROM delivered WHERE delivered_at < ? AND (receipt_sent_at IS NOT"
+                    " NULL OR receipt_note IS NOT NULL OR message_type != ?) AND (purged_at IS"
+                    " NOT NULL OR message_type != ?)",
+                    args,
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
+        return int(cur.rowcount)
+
     def mark_receipt_sent(self, message_id: UUID, receipt_id: UUID, *, at: datetime) -> None:
         try:
             self._db.execute(
@@ -466,8 +491,8 @@ class StateStore:
         )
 
     def mark_answered(self, message_id: UUID, recipient: str) -> None:
-        """``recipient`` receipted ``message_id``; once every recipient has (and no
-        escalation is under way), the kept copy is deleted."""
+        """``recipient`` receipted ``message_id``; once every recipient has, the kept
+        copy is deleted."""
         p = self.pending(message_id)
         if p is None or recipient in p.answered:
             return

@@ -244,6 +244,7 @@ async def _send_queued(
                 jurisdiction=jurisdiction,
                 index=index,
                 keep_sent=adapter.ctx.settings.adapter.keep_sent,
+                record_retention=adapter.ctx.settings.adapter.record_retention,
             )
             return await folder.run_once()
 
@@ -289,6 +290,7 @@ def dropfolder_cmd(
                 jurisdiction=jurisdiction,
                 index=index,
                 keep_sent=ctx.settings.adapter.keep_sent,
+                record_retention=ctx.settings.adapter.record_retention,
             )
             if once:
                 return await drop.run_once()

@@ -86,7 +86,8 @@ async def test_json_file_is_sent_once_and_moved_to_sent_with_its_id(tmp_path: Pa
 
 async def test_sent_plaintext_is_kept_only_as_long_as_configured(tmp_path: Path) -> None:
     """With keep_sent, sent/ keeps the plaintext until keep_sent after it was sent
-    (by the note's sent_at), then deletes it; the note with the ids stays."""
+    (by the note's sent_at), then deletes it; the note with the ids stays until
+    record_retention (90 days)."""
     fed, kafka = LiveFederation(), FakeKafka()
     clock = {"now": now()}
     folder = DropFolder(
@@ -103,6 +104,9 @@ async def test_sent_plaintext_is_kept_only_as_long_as_configured(tmp_path: Path)
     assert 1 == folder.purge_sent()
     assert not (tmp_path / "sent" / "x.json").exists()
     assert (tmp_path / "sent" / "x.json.sent.json").exists()
+    clock["now"] += timedelta(days=83)  # 90 days after it was sent: the ids go too
+    folder.purge_sent()
+    assert not (tmp_path / "sent" / "x.json.sent.json").exists()
 
 
 async def test_invalid_files_fail_with_an_error_file_and_send_nothing(tmp_path: Path) -> None:

@@ -633,4 +633,11 @@ async def test_what_passed_its_delete_after_date_is_purged_but_stays_a_duplicate
     assert Outcome.DUPLICATE == await receiver.handle(_record(soon, 2))
     assert 2 == len(sink.calls), "not delivered again"
     assert 0 == receiver.purge_expired()
+    # Past record_retention (90 days) the bare record goes too; the later referral,
+    # whose content is still there, stays.
+    assert store.get(soon_id) is not None
+    receiver.clock = lambda: now() + timedelta(days=91)
+    receiver.purge_expired()
+    assert store.get(soon_id) is None
+    assert store.get(later_id) is not None
     store.close()

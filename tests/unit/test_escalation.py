@@ -284,3 +284,42 @@ def test_draft_carries_the_escalation(tmp_path: Path) -> None:
         escalation_of=uuid7(NOW),
     )  # fmt: skip
     assert d.escalation_of is not None
+
+
+def test_records_of_bare_ids_and_old_copies_are_forgotten(tmp_path: Path) -> None:
+    """forget_records keeps a referral with content, or whose receipt is not done;
+    forget_pending drops copies kept too long."""
+    from adapters import ReceivedMessage
+
+    with StateStore(tmp_path) as store:
+        old = NOW - timedelta(days=100)
+
+        def received(message_type: MessageType) -> ReceivedMessage:
+            mid = uuid7(old)
+            reply = message_type is not MessageType.REFERRAL
+            return ReceivedMessage(
+                mid, message_type, "de.hotline", "nl.hotline", mid, "NL",
+                referral().incident.type, referral().urgency.priority, referral().handling.code,
+                "ab" * 32, in_reply_to=uuid7(old) if reply else None,
+            )  # fmt: skip
+
+        purged, unanswered, content, receipt = (
+            received(MessageType.REFERRAL),
+            received(MessageType.REFERRAL),
+            received(MessageType.REFERRAL),
+            received(MessageType.RECEIPT),
+        )
+        for m in (purged, unanswered, content, receipt):
+            store.record_delivered(m, at=old)
+        for m in (purged, content):
+            store.mark_receipt_sent(m.message_id, uuid7(old), at=old)
+        store.mark_purged([purged.message_id, unanswered.message_id], at=old)
+        assert store.forget_records(NOW - timedelta(days=90)) == 2
+        gone = {m.message_id for m in (purged, receipt)}
+        assert {m.message_id for m in (purged, unanswered, content, receipt)
+                if store.get(m.message_id) is None} == gone  # fmt: skip
+        mid = uuid7(old)
+        store.keep_pending(PendingReferral(mid, mid, "NL", referral().urgency.priority,
+                                           ("nl.hotline",), b"x", old))  # fmt: skip
+        assert store.forget_pending(NOW - timedelta(days=30)) == 1
+        assert store.pending(mid) is None
