@@ -44,12 +44,24 @@ from schemas import Category, HandlingCode, MessageType, Priority, Reason
 
 __all__ = [
     "Delivered",
+    "IdempotentSend",
     "PendingReferral",
     "RefEntry",
     "RefKind",
     "ReferenceIndex",
     "StateStore",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentSend:
+    """An intake request's sealed envelope, and its answer once sent."""
+
+    request_sha256: str
+    message_id: UUID
+    case_id: UUID
+    envelope: bytes
+    response: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,19 @@ CREATE TABLE IF NOT EXISTS pending (
     escalation_id   TEXT,
     attempts        INTEGER NOT NULL DEFAULT 0,
     last_sent_at    TEXT
+)
+"""
+_IDEMPOTENCY = """
+CREATE TABLE IF NOT EXISTS idempotency (
+    client          TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    request_sha256  TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    case_id         TEXT NOT NULL,
+    envelope        BLOB NOT NULL,
+    response        TEXT,
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (client, key)
 )
 """
 _SELECT_PENDING = (
@@ -224,6 +249,7 @@ class StateStore:
             self._db.execute(_SCHEMA)
             self._db.execute(_REFS)
             self._db.execute(_PENDING)
+            self._db.execute(_IDEMPOTENCY)
             have_pending = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
             for column, ddl in _PENDING_MIGRATIONS.items():
                 if column not in have_pending:
@@ -277,6 +303,20 @@ class StateStore:
             )
         except sqlite3.Error as exc:
             raise StateError(f"cannot write the adapter state: {exc}") from exc
+
+    def sent_referral(self, message_id: UUID) -> RefEntry | None:
+        """The own reference indexed for a referral this adapter sent, if any."""
+        try:
+            row = self._db.execute(
+                "SELECT reference, kind, message_id, case_id FROM refs"
+                " WHERE message_id = ? AND kind = ?",
+                (str(message_id), RefKind.OWN.value),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the adapter state: {exc}") from exc
+        if row is None:
+            return None
+        return RefEntry(row[0], RefKind(row[1]), UUID(row[2]), UUID(row[3]))
 
     def find_reference(self, reference: str) -> list[RefEntry]:
         """Every indexed use of ``reference`` (exact match, case-sensitive)."""
@@ -510,6 +550,62 @@ class StateStore:
         try:
             cur = self._db.execute(
                 "DELETE FROM pending WHERE sealed_at < ?", (before.astimezone(UTC).isoformat(),)
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
+        return int(cur.rowcount)
+
+    # -- idempotent intake (the HTTP intake API) ----------------------------------------
+
+    def idempotent(self, client: str, key: str) -> IdempotentSend | None:
+        """What a request with this client's ``Idempotency-Key`` sealed (and, once
+        Kafka acknowledged it, answered) before — across restarts."""
+        try:
+            row = self._db.execute(
+                "SELECT request_sha256, message_id, case_id, envelope, response FROM"
+                " idempotency WHERE client = ? AND key = ?",
+                (client, key),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the adapter state: {exc}") from exc
+        if row is None:
+            return None
+        return IdempotentSend(
+            request_sha256=row[0],
+            message_id=UUID(row[1]),
+            case_id=UUID(row[2]),
+            envelope=bytes(row[3]),
+            response=json.loads(row[4]) if row[4] else None,
+        )
+
+    def record_sealed(
+        self, client: str, key: str, request_sha256: str, sealed: IdempotentSend, *, at: datetime
+    ) -> None:
+        """Durably note the envelope sealed for an idempotent request, before sending."""
+        try:
+            self._db.execute(
+                "INSERT INTO idempotency (client, key, request_sha256, message_id, case_id,"
+                " envelope, created_at) VALUES (?,?,?,?,?,?,?)",
+                (client, key, request_sha256, str(sealed.message_id), str(sealed.case_id),
+                 sealed.envelope, at.astimezone(UTC).isoformat()),
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
+
+    def record_answer(self, client: str, key: str, response: dict[str, Any]) -> None:
+        try:
+            self._db.execute(
+                "UPDATE idempotency SET response = ? WHERE client = ? AND key = ?",
+                (json.dumps(response), client, key),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the adapter state: {exc}") from exc
+
+    def forget_idempotency(self, before: datetime) -> int:
+        try:
+            cur = self._db.execute(
+                "DELETE FROM idempotency WHERE created_at < ?",
+                (before.astimezone(UTC).isoformat(),),
             )
         except sqlite3.Error as exc:
             raise StateError(f"cannot write the adapter state: {exc}") from exc

@@ -16,7 +16,17 @@ from typing import Annotated
 
 import typer
 
-from broker.cli import _adapters, _demo, _dlq, _kafka, _router, _tokens, _tracker, _trust
+from broker.cli import (
+    _adapters,
+    _demo,
+    _dlq,
+    _intake,
+    _kafka,
+    _router,
+    _tokens,
+    _tracker,
+    _trust,
+)
 from broker.cli._common import CliError, fail
 from broker.logs import configure_logging
 
@@ -62,6 +72,7 @@ _trust.register(app)
 _router.register(app)
 _tracker.register(app)
 _tokens.register(app)
+_intake.register(app)
 _adapters.register(app)
 _dlq.register(app)
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -436,7 +437,15 @@ def prometheus_text(
     return "\n".join(lines) + "\n"
 
 
-async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve(
+    app: FastAPI,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
+) -> None:
     """Serve ``app`` with uvicorn in the running loop until ``stop`` is set.
 
     The socket listens before this first yields, so a client may connect as soon
@@ -456,7 +465,16 @@ async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listening.bind((host, port))
     listening.listen(128)
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    )
+    server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[listening]))
     stopper = asyncio.create_task(stop.wait())
     try:

@@ -50,17 +50,19 @@ SURFACE: dict[str, set[str]] = {
         "verify_record"
     },
     "adapters": {
-        "AdapterError", "AdapterSettings", "CSV_COLUMNS", "ConsumerFactory", "CorruptSidecar",
-        "CountryLookup", "CsvBatch", "Delivered", "Delivery", "DeliveryError",
-        "DirectoryFollower", "DropFolder", "FileEvent", "FileResult", "FileState", "FolderSink",
-        "HttpSink", "Identity", "IllegalTransition", "InputError", "Outbox", "Outcome",
+        "Access", "AdapterError", "AdapterSettings", "CSV_COLUMNS", "Caller", "ConsumerFactory",
+        "CorruptSidecar", "CountryLookup", "CsvBatch", "DEFAULT_TOKEN_TTL", "Delivered",
+        "Delivery", "DeliveryError", "DirectoryFollower", "DropFolder", "FileEvent",
+        "FileResult", "FileState", "FolderSink", "HttpSink", "IdempotentSend", "Identity",
+        "IllegalTransition", "InputError", "IntakeLimits", "MAX_BATCH", "Outbox", "Outcome",
         "PendingKeeper", "PendingReferral", "ProducerFactory", "ProducerLike",
         "REQUIRED_COLUMNS", "ReceivedMessage", "Receiver", "ReceiverStats", "RefEntry",
-        "RefKind", "ReferenceIndex", "RetryPolicy", "RirLookup", "RowError", "Sealed",
-        "SendError", "Sender", "Sink", "StateError", "StateStore", "Submission", "TRANSITIONS",
-        "TableLookup", "advance", "case_ack_for", "derived_message_id",
-        "fill_hosting_countries", "is_retriable", "jurisdiction_of", "load_submissions",
-        "moved_referral_draft", "opening_time", "parse_csv", "parse_submission",
+        "RefKind", "ReferenceIndex", "Refusal", "RetryPolicy", "RirLookup", "RowError",
+        "Sealed", "SendError", "Sender", "Sink", "StateError", "StateStore", "Submission",
+        "TRANSITIONS", "TableLookup", "TokenError", "TokenRecord", "TokenStore", "advance",
+        "case_ack_for", "create_intake", "derived_message_id", "fill_hosting_countries",
+        "is_retriable", "jurisdiction_of", "load_submissions", "moved_referral_draft",
+        "new_token", "opening_time", "parse_csv", "parse_scope", "parse_submission",
         "publish_directory", "receipt_for", "recovered_state", "referral_draft", "rir_lookup"
     },
     "adapters.kafka": {

@@ -1,0 +1,113 @@
+"""The intake API on the real Kafka, over real HTTP: a case system POSTs a referral
+to de.hotline's adapter, the router delivers it to nl.hotline, whose receipt comes
+back — and GET shows it answered. Then a batch with bad items."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters import (
+    Access,
+    FolderSink,
+    Identity,
+    Outbox,
+    Receiver,
+    Sender,
+    StateStore,
+    TokenStore,
+    create_intake,
+)
+from adapters.kafka import KafkaClients
+from broker import topics
+from broker.router import Router
+from broker.settings import Settings
+from broker.tracker import serve
+from schemas import ServiceRole, TopicNames, utcnow
+from tests._fed import LiveFederation, make_referral, settings_for, unique_prefix
+from tests.conftest import KafkaEndpoint
+from tests.integration._kafka_util import free_port, running, wait_until
+
+pytestmark = [pytest.mark.kafka]
+
+
+@contextlib.asynccontextmanager
+async def _adapter(
+    settings: Settings, fed: LiveFederation, pid: str, state: Path, *, intake_port: int = 0
+) -> AsyncIterator[tuple[StateStore, str | None]]:
+    """A participant's adapter process: inbox loop, and the intake API if a port is given."""
+    names = TopicNames(settings.topics.prefix)
+    clients = KafkaClients(settings.kafka)
+    identity = Identity(pid, fed.signing[pid], (fed.opening[pid],), fed.directory())
+    with StateStore(state) as store:
+        async with Outbox.of(clients, names, pid, settings.adapter) as outbox:
+            sender = Sender(identity, outbox, pending=store)
+            receiver = Receiver(
+                clients, names, settings.adapter, sender, FolderSink(state / "inbox"), store
+            )
+            stop = asyncio.Event()
+            tasks: list[asyncio.Task[Any]] = [asyncio.create_task(receiver.run(stop))]
+            key = None
+            if intake_port:
+                tokens = TokenStore(state / "intake-keys.json")
+                key, _ = tokens.issue(f"participant:{pid}", label="case system", now=utcnow())
+                app = create_intake(sender, store, Access(tokens.tokens))
+                tasks.append(asyncio.create_task(serve(app, "127.0.0.1", intake_port, stop)))
+            try:
+                yield store, key
+            finally:
+                stop.set()
+                await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+
+@pytest.mark.timeout(180)
+async def test_post_deliver_receipt_and_get_over_http(kafka: KafkaEndpoint, tmp_path: Path) -> None:
+    fed = LiveFederation()
+    settings = settings_for(kafka.bootstrap, unique_prefix())
+    await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
+    router = Router(settings, fed.directory(), signer=fed.signer(ServiceRole.ROUTER))
+    port = free_port()
+    referral: dict[str, Any] = make_referral().model_dump(mode="json")
+    async with (
+        running(router.run, router.ready, "router"),
+        _adapter(settings, fed, "de.hotline", tmp_path / "de", intake_port=port) as (_, key),
+        _adapter(settings, fed, "nl.hotline", tmp_path / "nl"),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as web,
+    ):
+        auth = {"Authorization": f"Bearer {key}", "Idempotency-Key": "cms-1"}
+        posted = await web.post("/referrals", json=referral, headers=auth)
+        assert posted.status_code == 202, posted.text
+        accepted = posted.json()
+        again = await web.post("/referrals", json=referral, headers=auth)
+        assert again.json()["message_id"] == accepted["message_id"]
+
+        async def answered() -> bool:
+            status = (await web.get(accepted["status_url"], headers=auth)).json()
+            return status.get("waiting_for") == [] and status.get("case_id") is not None
+
+        await wait_until(answered, what="the receipt back at de.hotline", timeout_s=60)
+        found = await web.get(
+            "/referrals", params={"reference": referral["reporter"]["reference"]}, headers=auth
+        )
+        assert [s["message_id"] for s in found.json()] == [accepted["message_id"]]
+
+        bad = {"referral": make_referral().model_dump(mode="json"), "jurisdiction": "XX"}
+        items = [make_referral().model_dump(mode="json"), bad, {"nope": 1}]
+        batch = await web.post("/referrals:batch", json={"items": items}, headers=auth)
+        assert batch.status_code == 200
+        assert [i["status"] for i in batch.json()["items"]] == [202, 422, 422]
+
+        def delivered() -> int:
+            return len(list((tmp_path / "nl" / "inbox").glob("*.json")))
+
+        await wait_until(lambda: delivered() == 2, what="two referrals delivered", timeout_s=60)
+    documents = [json.loads(p.read_text()) for p in (tmp_path / "nl" / "inbox").glob("*.json")]
+    assert accepted["message_id"] in {d["message_id"] for d in documents}
+    assert all(d["sender"] == "de.hotline" for d in documents)
