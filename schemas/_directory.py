@@ -47,6 +47,13 @@ class Role(StrEnum):
     """Receives cases for jurisdictions with no active receiver (orphan path)."""
     REGIONAL_BODY = "regional_body"
     """E.g. Europol or the EU Centre: receives standing copies."""
+    ELECTRONIC_SERVICE_PROVIDER = "electronic_service_provider"
+    """An industry reporter (NCMEC's "electronic service provider"): an online
+    service reporting what it found on its own service. It sends referrals — which
+    reach only the hotlines of the jurisdiction (the coordinator when there is
+    none): no police, no urgent or standing copies — and receives back only
+    receipts and case decisions about its own referrals, never a referral, a
+    standing copy or a deconfliction notice."""
 
 
 class ParticipantStatus(StrEnum):

@@ -20,6 +20,10 @@ Referrals (``message_type == referral``), in order:
 6. The sender is never a recipient; the result is sorted and unique. An empty
    result raises :class:`RoutingError` (``no_recipient``).
 
+Industry reporters (``electronic_service_provider``): their referrals go through
+steps 2-4 with the ``hotline`` role only — no urgent roles, no standing copies;
+and no participant with that role is ever a recipient of a referral.
+
 Escalations: a referral with ``escalation_of`` set (the sender's own earlier
 referral whose recipients did not answer in time) goes to ``rules.escalation_recipient``
 alone — active, accepting the category, not the sender — instead of steps 2-5;
@@ -115,7 +119,12 @@ class Resolution:
 
 
 def _accepts(p: Participant, category: Category, sender: str) -> bool:
-    return p.active and category in p.categories and p.participant_id != sender
+    return (
+        p.active
+        and category in p.categories
+        and p.participant_id != sender
+        and Role.ELECTRONIC_SERVICE_PROVIDER not in p.roles
+    )
 
 
 def resolve(header: RoutingInput, directory: Directory) -> Resolution:
@@ -135,11 +144,16 @@ def resolve(header: RoutingInput, directory: Directory) -> Resolution:
 
     rules = directory.rules
     j, c, prio = header.jurisdiction, header.category, header.priority
+    industry = Role.ELECTRONIC_SERVICE_PROVIDER in sender.roles
     roles: set[Role] = set()
     for rule in rules.delivery:
         if rule.matches(j, c, prio):
             roles.update(rule.roles)
+    if industry:  # an industry reporter's referral goes to the hotlines only
+        roles = {Role.HOTLINE}
     urgent_roles = set(rules.urgent_roles) - roles if prio is Priority.URGENT else set()
+    if industry:
+        urgent_roles = set()
 
     regular: set[str] = set()
     urgent: set[str] = set()
@@ -159,7 +173,7 @@ def resolve(header: RoutingInput, directory: Directory) -> Resolution:
             found.add(coordinator.participant_id)
 
     copies: set[str] = set()
-    for copy in rules.standing_copies:
+    for copy in () if industry else rules.standing_copies:
         target = directory.participant(copy.recipient)
         if copy.matches(j, c, prio) and target is not None and _accepts(target, c, header.sender):
             copies.add(target.participant_id)

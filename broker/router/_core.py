@@ -77,7 +77,14 @@ DEAD_LETTER_HEAD = 4096
 #: Roles allowed to originate a referral. Replies may come from any active participant
 #: that received the original.
 REFERRAL_SENDER_ROLES = frozenset(
-    {Role.HOTLINE, Role.POLICE, Role.POLICE_24X7, Role.COORDINATOR, Role.REGIONAL_BODY}
+    {
+        Role.HOTLINE,
+        Role.POLICE,
+        Role.POLICE_24X7,
+        Role.COORDINATOR,
+        Role.REGIONAL_BODY,
+        Role.ELECTRONIC_SERVICE_PROVIDER,
+    }
 )
 
 

@@ -23,7 +23,7 @@ computed again after a failed transaction has the same id.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -63,9 +63,14 @@ def _matched(handovers: Sequence[Handover]) -> MatchedReferral:
 
 
 def find_notices(
-    changed: Iterable[Handover], store: HandoverStore, now: datetime
+    changed: Iterable[Handover],
+    store: HandoverStore,
+    now: datetime,
+    *,
+    silent: Container[str] = (),
 ) -> list[DeconflictionNotice]:
-    """The notices a batch's changes call for (see the module docstring)."""
+    """The notices a batch's changes call for (see the module docstring); none to
+    a participant in ``silent`` (industry reporters learn nothing of others)."""
     batch: dict[UUID, list[Handover]] = {}
     for h in changed:
         batch.setdefault(h.message_id, []).append(h)
@@ -105,7 +110,7 @@ def find_notices(
             matches += 1
             notices.append(_notice(NoticeKind.ALREADY_REFERRED, hs, others, count, tags.epoch, now))
             notices.append(_notice(NoticeKind.REFERRED_AGAIN, others, hs, count, tags.epoch, now))
-    return notices
+    return [n for n in notices if n.to not in silent]
 
 
 def _notice(

@@ -120,6 +120,7 @@ from schemas import (
     Directory,
     EscalationNotice,
     Priority,
+    Role,
     RoutingRules,
     ServiceRole,
     StatusEvent,
@@ -433,7 +434,15 @@ class Tracker:
         the directory still lists as active (an inbox that may be gone is skipped)."""
         if not any(h.deconfliction is not None for h in step.changed.values()):
             return []
-        return self._addressable(find_notices(step.changed.values(), self.ledger.handovers, now))
+        # An industry reporter learns nothing of other participants' referrals.
+        directory = self.live.current
+        industry = {
+            p.participant_id
+            for p in directory.participants
+            if Role.ELECTRONIC_SERVICE_PROVIDER in p.roles
+        }
+        found = find_notices(step.changed.values(), self.ledger.handovers, now, silent=industry)
+        return self._addressable(found)
 
     def _addressable(self, found: Sequence[_N]) -> list[_N]:
         """The notices whose addressee the directory lists as active (an inbox that

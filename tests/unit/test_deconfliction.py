@@ -256,6 +256,15 @@ def test_no_notice_without_news(store: HandoverStore, case: str) -> None:
     assert find_notices(new, store, now()) == []
 
 
+def test_an_industry_reporter_is_told_nothing(store: HandoverStore) -> None:
+    """Industry reporters (``silent``) get no notice either way; the hotline still
+    learns that an industry reporter referred it too."""
+    store.put(_handovers("ie.exampleapp", (T1,)))
+    new = _handovers("be.hotline", (T1,), minutes=5)
+    notices = find_notices(new, store, now(), silent={"ie.exampleapp"})
+    assert [(n.kind, n.to) for n in notices] == [(NoticeKind.ALREADY_REFERRED, "be.hotline")]
+
+
 def test_matches_within_one_batch(store: HandoverStore) -> None:
     a = _handovers("de.hotline", (T1,))
     b = _handovers("be.hotline", (T1,), minutes=1)
