@@ -199,6 +199,11 @@ def _show(console: Console, report: DemoReport) -> None:
         "escalated by their sender and received by the escalation recipient",
         str(report.escalations_delivered),
     )
+    case.add_row(
+        f"industry reporter's batch over HTTP: accepted of {report.industry_sent} "
+        f"({report.industry_ms:.0f} ms)",
+        str(report.industry_accepted),
+    )
     console.print(case)
     console.print(
         f"{report.valid} valid referrals, {report.expected_handovers} handovers, "

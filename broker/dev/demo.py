@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import random
 import secrets
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from adapters import (
     DirectoryFollower,
@@ -44,6 +47,7 @@ from adapters import (
     StateStore,
     Submission,
     TableLookup,
+    create_intake,
     fill_hosting_countries,
     jurisdiction_of,
     publish_directory,
@@ -95,6 +99,9 @@ JURISDICTIONS = ("DE", "NL", "FR", "BE")
 ORPHAN = "IE"
 COORDINATOR = "int.coordinator"
 REGIONAL = "int.regional"
+INDUSTRY = "ie.examplehost"
+"""A synthetic online service reporting what it found on its platform: it pushes
+a batch over its adapter's intake API (HTTP), as an industry reporter would."""
 
 
 DEMO_ALLOCATIONS = TableLookup.of(
@@ -121,6 +128,7 @@ def _members() -> list[MemberSpec]:
         out.append(MemberSpec(f"{j.lower()}.police24", j, (Role.POLICE_24X7,)))
     out.append(MemberSpec(COORDINATOR, None, (Role.COORDINATOR,)))
     out.append(MemberSpec(REGIONAL, None, (Role.REGIONAL_BODY,)))
+    out.append(MemberSpec(INDUSTRY, "IE", (Role.ELECTRONIC_SERVICE_PROVIDER,)))
     return out
 
 
@@ -136,6 +144,8 @@ class DemoConfig:
     """Referrals naming a URL another hotline referred before (deconfliction)."""
     ip_only_share: float = 0.15
     """Referrals with the hosting IP but no country (filled by lookup)."""
+    industry_batch: int = 20
+    """Referrals the industry reporter pushes in one batch over HTTP."""
     timeout_s: float = 180.0
     seed: int | None = None
     prefix: str = field(default_factory=lambda: "demo" + secrets.token_hex(3))
@@ -176,6 +186,10 @@ class DemoReport:
     escalations_delivered: int = 0
     """Escalated referrals the escalation recipient received."""
     offline: str = ""
+    industry_sent: int = 0
+    """Referrals the industry reporter pushed in one batch over HTTP."""
+    industry_accepted: int = 0
+    industry_ms: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -185,6 +199,7 @@ class DemoReport:
             and self.notices["already_referred"] == self.repeats
             and self.notices["referred_again"] == self.repeats
             and self.escalations_delivered >= self.escalations_expected
+            and self.industry_accepted == self.industry_sent
         )
 
 
@@ -266,8 +281,8 @@ def _report(
     ]
     return DemoReport(
         prefix=config.prefix,
-        submitted=config.referrals + 2,
-        valid=len(pushed.sent),
+        submitted=config.referrals + 2 + pushed.industry_sent,
+        valid=len(pushed.sent) + len(pushed.intake_ids),
         expected_handovers=len(routed) + missing,
         received_handovers=received,
         routes=rows,
@@ -281,6 +296,9 @@ def _report(
         escalations_expected=pushed.offline_urgent,
         escalations_delivered=_escalations_delivered(routed_all),
         offline=OFFLINE,
+        industry_sent=pushed.industry_sent,
+        industry_accepted=len(pushed.intake_ids),
+        industry_ms=pushed.industry_ms,
     )
 
 
@@ -359,8 +377,10 @@ async def run_demo(
         signer=fed.signer(ServiceRole.TRACKER),
         follower=follower,
     )
-    tasks.append(asyncio.create_task(follower.alongside(router.run(stop)), name="router"))
-    tasks.append(asyncio.create_task(tracker.run(stop), name="tracker"))
+    tasks += [
+        asyncio.create_task(follower.alongside(router.run(stop)), name="router"),
+        asyncio.create_task(tracker.run(stop), name="tracker"),
+    ]
     if config.console_port is not None:
         tasks.append(_serve_console(config.folder, config.console_port, tracker, live, stop))
     identities = {
@@ -379,11 +399,13 @@ async def run_demo(
         receiver = Receiver(own[pid], names, settings.adapter, senders[pid], sink, stores[pid])
         return asyncio.create_task(receiver.run(stop), name=f"receiver {pid}")
 
-    tasks += [receive(pid) for pid in identities if pid != OFFLINE]
+    intake_task, intake_url, intake_key = _serve_intake(config, senders, stores, stop)
+    tasks += [*(receive(pid) for pid in identities if pid != OFFLINE), intake_task]
 
     try:
         await _wait_ready(router, tracker, tasks)
         pushed = await _push(config, rng, senders, own, progress)
+        await _industry_batch(config, rng, pushed, intake_url, intake_key)
         await _await_escalations(config, tracker, pushed.offline_urgent)
         tasks.append(receive(OFFLINE))  # back online: it receives its backlog
         report = await _collect(config, tracker, clients, pushed, progress, started)
@@ -437,6 +459,10 @@ class Pushed:
     hosting_filled: int = 0
     offline_urgent: int = 0
     """Urgent referrals to the jurisdiction whose 24/7 contact is offline."""
+    industry_sent: int = 0
+    intake_ids: list[str] = field(default_factory=list)
+    """Message ids the intake API accepted from the industry reporter's batch."""
+    industry_ms: float = 0.0
 
 
 def _ip_only(referral: Referral, jurisdiction: str, rng: random.Random) -> Referral:
@@ -563,6 +589,52 @@ async def _await_receipts(
         await asyncio.sleep(0.5)
 
 
+async def _industry_batch(
+    config: DemoConfig, rng: random.Random, pushed: Pushed, url: str, key: str
+) -> None:
+    """The industry reporter's batch, over HTTP to its adapter's intake API."""
+    items = [
+        synthetic_demo_referral(rng, INDUSTRY, rng.choice(JURISDICTIONS), False).model_dump(
+            mode="json"
+        )
+        for _ in range(config.industry_batch)
+    ]
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=url, timeout=60) as web:
+        response = await web.post(
+            "/referrals:batch",
+            json={"items": items},
+            headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "demo-batch-1"},
+        )
+    response.raise_for_status()
+    answer = response.json()
+    pushed.industry_ms = (time.monotonic() - started) * 1000
+    pushed.industry_sent = len(items)
+    pushed.intake_ids = [i["message_id"] for i in answer["items"] if i["status"] == 202]
+
+
+def _serve_intake(
+    config: DemoConfig,
+    senders: dict[str, Sender],
+    stores: dict[str, StateStore],
+    stop: asyncio.Event,
+) -> tuple[asyncio.Task[None], str, str]:
+    """The industry reporter's adapter serves its intake API on a free loopback
+    port, with one API key: (task, base URL, key)."""
+    port = _free_port()
+    tokens = TokenStore(config.folder / "adapters" / INDUSTRY / "intake-keys.json")
+    key, _ = tokens.issue(f"participant:{INDUSTRY}", label="demo batch", now=utcnow())
+    app = create_intake(senders[INDUSTRY], stores[INDUSTRY], Access(tokens.tokens))
+    task = asyncio.create_task(serve(app, "127.0.0.1", port, stop), name="intake")
+    return task, f"http://127.0.0.1:{port}", key
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def _collect(
     config: DemoConfig,
     tracker: Tracker,
@@ -572,7 +644,7 @@ async def _collect(
     started: float,
 ) -> DemoReport:
     """Wait for every receipt and notice, then build the report."""
-    valid_ids = {str(s.message_id) for _, s in pushed.sent}
+    valid_ids = {str(s.message_id) for _, s in pushed.sent} | set(pushed.intake_ids)
     routed, missing, dead = await _await_receipts(
         config, tracker, clients, valid_ids, progress, notices=2 * pushed.repeats
     )

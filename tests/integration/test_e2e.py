@@ -49,7 +49,9 @@ async def test_demo_flow_delivers_every_referral_and_leaves_no_plaintext_in_kafk
         kafka=kafka.settings, folder=tmp_path / "demo", referrals=40, seed=7, timeout_s=120
     )
     report = await run_demo(config)
-    assert report.valid == 40
+    assert report.industry_sent == 20  # the industry reporter's batch over HTTP
+    assert report.industry_accepted == report.industry_sent
+    assert report.valid == 40 + report.industry_sent
     assert report.received_handovers == report.expected_handovers
     assert report.expected_handovers >= 40
     assert dict(report.dead_letters) == {"duplicate_message": 1, "bad_signature": 1}
