@@ -5,9 +5,9 @@ It runs where the keys are — at the participant — so a referral leaves the
 premises only sealed. ``create_intake`` builds the FastAPI app; ``crb adapter
 serve`` serves it (loopback by default, TLS when bound elsewhere).
 
-- ``POST /referrals`` — a referral, or the wrapper ``{"referral": ..., "jurisdiction":
-  "NL", "case_id": "<uuid7>"}`` (the drop folder's formats, the same rules: hosting
-  country filled by lookup, jurisdiction derived when not named). ``202`` once Kafka
+- ``POST /referrals[?jurisdiction=NL]`` — a referral, or the wrapper ``{"referral":
+  ..., "jurisdiction": "NL", "case_id": "<uuid7>"}`` (the drop folder's formats and
+  rules: hosting country filled by lookup, jurisdiction derived when not named). ``202`` once Kafka
   acknowledged it, with the message id and a status URL (``Location``).
 - ``Idempotency-Key`` (1 to 200 characters): the envelope is sealed, stored,
   *then* sent, and the answer stored; the same key with the same body returns the
@@ -244,7 +244,9 @@ class _Intake:
     # -- one referral ------------------------------------------------------------------
 
     @staticmethod
-    def validate(item: Any, prefix: str = "") -> Submission | dict[str, Any]:
+    def validate(
+        item: Any, prefix: str = "", jurisdiction: str | None = None
+    ) -> Submission | dict[str, Any]:
         """The submission, or a problem body naming the fields."""
 
         def invalid(detail: str, errors: list[dict[str, str]]) -> dict[str, Any]:
@@ -258,7 +260,7 @@ class _Intake:
             errors = [_err(f"{prefix}{k}", "unknown key") for k in extra]
             return invalid(f"unknown wrapper keys: {', '.join(extra)}", errors)
         try:
-            return _submission(item, None)
+            return _submission(item, jurisdiction)
         except ValidationError as exc:
             inner = prefix + ("referral." if wrapper else "")
             return invalid("the referral does not validate", _field_errors(exc, inner))
@@ -266,15 +268,20 @@ class _Intake:
             return invalid(str(exc), [_err(f"{prefix}jurisdiction", str(exc))])
 
     async def send_one(
-        self, item: Any, caller: Caller, key: str | None, prefix: str = ""
+        self,
+        item: Any,
+        caller: Caller,
+        key: str | None,
+        prefix: str = "",
+        jurisdiction: str | None = None,
     ) -> tuple[int, dict[str, Any], bool]:
         """(status, body, replayed) for one referral; raises ``SendError``."""
-        digest = _request_digest(item)
+        digest = _request_digest([item, jurisdiction])
         if key is not None:
             known = self.store.idempotent(caller.token_id, key)
             if known is not None:
                 return await self._replay(known, digest, caller, key)
-        checked = self.validate(item, prefix)
+        checked = self.validate(item, prefix, jurisdiction)
         if not isinstance(checked, Submission):
             return 422, checked, False
         try:
@@ -322,7 +329,9 @@ class _Intake:
 
     # -- the endpoints ---------------------------------------------------------------
 
-    async def post_referral(self, request: Request, key: str | None) -> JSONResponse:
+    async def post_referral(
+        self, request: Request, key: str | None, jurisdiction: str | None = None
+    ) -> JSONResponse:
         caller = self.gate(request)
         if isinstance(caller, JSONResponse):
             return caller
@@ -330,7 +339,7 @@ class _Intake:
         if isinstance(item, JSONResponse):
             return item
         try:
-            status, body, replayed = await self.send_one(item, caller, key)
+            status, body, replayed = await self.send_one(item, caller, key, "", jurisdiction)
         except SendError as exc:
             response = problem(503, "Kafka did not take it", str(exc), kind="unavailable")
             response.headers["Retry-After"] = "5"
@@ -456,8 +465,14 @@ def create_intake(
 
     @app.post("/referrals", status_code=202, response_model=Accepted, responses=_ERRORS,
               openapi_extra=_body("Referral"))  # fmt: skip
-    async def post_referral(request: Request, idempotency_key: _KeyHeader = None) -> JSONResponse:
-        return await intake.post_referral(request, idempotency_key)
+    async def post_referral(
+        request: Request,
+        idempotency_key: _KeyHeader = None,
+        jurisdiction: Annotated[str | None, Query(pattern="^[A-Z]{2}$")] = None,
+    ) -> JSONResponse:
+        """Seal and send one referral; ``jurisdiction`` names the responsible country
+        (else the wrapper's, else derived from the hosting country)."""
+        return await intake.post_referral(request, idempotency_key, jurisdiction)
 
     @app.post("/referrals:batch", response_model=BatchAnswer, responses=_ERRORS,
               openapi_extra=_body("BatchRequest"))  # fmt: skip

@@ -2,7 +2,7 @@
 block, extracted from README.md (not copied here), in one bash with ``set -euo
 pipefail``. Two substitutions only, so the run cannot collide with anything else
 on the machine: ``$PWD/.crb/walkthrough`` becomes a temporary folder and the two
-fixed ports (8088, 9464) become free ones. The block starts its own secured Kafka
+fixed ports (8088, 9464, 8470) become free ones. The block starts its own secured Kafka
 (``crb kafka up``) and stops it (``crb kafka down``)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def commands(block: str) -> list[str]:
     """``crb`` subcommands the block runs (for the report), in order, once each."""
     seen: list[str] = []
     for line in block.splitlines():
-        for m in re.finditer(r"\bcrb ((?:[a-z]+)(?: [a-z]+)?)", line.split("#")[0]):
+        for m in re.finditer(r"\bcrb ((?:[a-z-]+)(?: [a-z]+)?)", line.split("#")[0]):
             words = m.group(1).split()
             name = " ".join(words[:2]) if words[0] in _GROUPS else words[0]
             if name not in seen:
@@ -44,7 +44,7 @@ def commands(block: str) -> list[str]:
 
 
 _GROUPS = {"kafka", "federation", "participant", "directory", "topics", "acl", "router",
-           "tracker", "audit", "token", "service"}  # fmt: skip
+           "tracker", "audit", "token", "service", "intake-key"}  # fmt: skip
 
 
 @pytest.mark.skipif(
@@ -58,11 +58,12 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     match the directory, and nl.hotline's token sees its one handover."""
     block = walkthrough()
     assert "$PWD/.crb/walkthrough" in block
-    http, metrics = free_port(), free_port()
+    http, metrics, intake = free_port(), free_port(), free_port()
     script = (
         block.replace("$PWD/.crb/walkthrough", str(tmp_path / "home"))
         .replace("8088", str(http))
         .replace("9464", str(metrics))
+        .replace("8470", str(intake))
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRB_")}
     env["PATH"] = "/usr/bin:/bin:" + env.get("PATH", "")
@@ -109,3 +110,9 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     inbox = tmp_path / "home" / "adapters" / "nl.hotline" / "inbox"
     assert 1 == len(list(inbox.glob("*.json")))
     assert "stopped node(s) 1" in out
+    posted = re.search(
+        r'^\{"message_id":"([0-9a-f-]{36})".*"status_url":"/referrals/\1"\}$', out, re.M
+    )
+    assert posted, "the intake's 202 answer never showed"
+    print(f"[walkthrough] intake: {posted[0]}")
+    assert f'"message_id":"{posted[1]}"' in out.split(posted[0], 1)[1]  # found by reference
