@@ -74,8 +74,10 @@ class IntakeLimits:
 
     max_body: int = 4 << 20
     """Largest request body in bytes (a batch of referrals; one envelope is ≤ 1 MiB)."""
-    rate_per_s: float = 50.0
-    burst: float = 200.0
+    rate_per_s: float = 100.0
+    """Referrals per second a key may submit, sustained (a batch counts each item)."""
+    burst: float = 2.0 * MAX_BATCH
+    """How many at once: two full batches."""
 
 
 class Accepted(BaseModel):
