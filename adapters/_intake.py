@@ -23,6 +23,10 @@ serve`` serves it (loopback by default, TLS when bound elsewhere).
   ``<key>#<i>``.
 - ``GET /referrals/{message_id}``, ``GET /referrals?reference=R`` — what this adapter
   knows of its own referrals: sent when, to whom, who has receipted, escalation.
+- ``GET /inbox``, ``GET /inbox/{message_id}`` — what was delivered to this
+  participant (receipts were sent by the inbox loop); ``POST
+  /messages/{message_id}/accept|reject|move|action|close`` — a signed case decision
+  back to the referral's sender (a move forwards the referral first).
 - Errors are RFC 9457 problem details (``application/problem+json``), validation
   errors naming each field (``errors[].field``); ``401`` without a valid key
   (``WWW-Authenticate: Bearer``), ``403`` for another participant's key, ``413``
@@ -42,7 +46,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import structlog
@@ -57,7 +62,21 @@ from adapters._model import Submission, _submission
 from adapters._sender import Sender
 from adapters._state import IdempotentSend, PendingReferral, RefKind, StateStore
 from adapters._tokens import Access, Caller, Refusal
-from schemas import Clock, Referral, utcnow
+from schemas import (
+    Accepted as AcceptedDecision,
+)
+from schemas import (
+    Actioned,
+    ActionType,
+    Clock,
+    Closed,
+    Decision,
+    MessageType,
+    Referral,
+    Rejected,
+    RejectReason,
+    utcnow,
+)
 
 __all__ = ["MAX_BATCH", "IntakeLimits", "create_intake"]
 
@@ -111,6 +130,47 @@ class BatchRequest(BaseModel):
 
     items: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH)]
     """Each a referral or a wrapper, checked one by one (a bad one fails alone)."""
+
+
+class InboxEntry(BaseModel):
+    """A message delivered to this participant (its clear facts)."""
+
+    message_id: UUID
+    message_type: str
+    sender: str
+    case_id: UUID
+    jurisdiction: str
+    category: str
+    priority: str
+    in_reply_to: UUID | None = None
+    delivered_at: datetime
+    receipt_sent_at: datetime | None = None
+    document_url: str
+
+
+class DecisionRequest(BaseModel):
+    """A case decision about a received referral (``POST /messages/{id}/{kind}``):
+    ``reference`` to accept, ``reason`` to reject, ``to_jurisdiction`` to move,
+    ``action`` (and ``url_indexes``, ``actioned_at``) for an action; ``detail``:
+    free text, never case data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    reason: RejectReason | None = None
+    to_jurisdiction: Annotated[str, Field(pattern="^[A-Z]{2}$")] | None = None
+    action: ActionType | None = None
+    url_indexes: list[Annotated[int, Field(ge=0)]] = []
+    actioned_at: datetime | None = None
+    detail: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class DecisionSent(BaseModel):
+    message_ids: list[UUID]
+    """The case acknowledgement (and, for a move, the referral forwarded first)."""
+
+
+DecisionKindPath = Literal["accept", "reject", "move", "action", "close"]
 
 
 class ReferralStatus(BaseModel):
@@ -184,6 +244,7 @@ class _Intake:
         limits: IntakeLimits,
         clock: Clock,
         hook: Callable[[str, UUID], None],
+        inbox_folder: Path | None = None,
     ) -> None:
         self.sender = sender
         self.store = store
@@ -193,6 +254,7 @@ class _Intake:
         self.hook = hook
         self.participant = sender.identity.participant
         self.rate = _RateLimit(limits)
+        self.inbox_folder = inbox_folder
 
     # -- the gate ----------------------------------------------------------------------
 
@@ -414,6 +476,119 @@ class _Intake:
                 )
         return JSONResponse(out)
 
+    async def inbox(self, request: Request, limit: int, before: str | None) -> JSONResponse:
+        caller = self.gate(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        entries = [
+            InboxEntry(
+                message_id=d.message.message_id,
+                message_type=d.message.message_type.value,
+                sender=d.message.sender,
+                case_id=d.message.case_id,
+                jurisdiction=d.message.jurisdiction,
+                category=d.message.category.value,
+                priority=d.message.priority.value,
+                in_reply_to=d.message.in_reply_to,
+                delivered_at=d.delivered_at,
+                receipt_sent_at=d.receipt_sent_at,
+                document_url=f"/inbox/{d.message.message_id}",
+            ).model_dump(mode="json")
+            for d in self.store.delivered_list(limit=limit, before=before)
+        ]
+        return JSONResponse(entries)
+
+    def _document(self, message_id: UUID) -> dict[str, Any] | None:
+        if self.inbox_folder is None:
+            return None
+        path = self.inbox_folder / f"{message_id}.json"
+        try:
+            found: dict[str, Any] = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return found
+
+    async def inbox_document(self, request: Request, message_id: UUID) -> JSONResponse:
+        caller = self.gate(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        document = self._document(message_id)
+        if document is None:
+            detail = f"no delivered message {message_id} here (or its content was purged)"
+            return problem(404, "Not found", detail, kind="not-found")
+        return JSONResponse(document)
+
+    async def decide(self, request: Request, message_id: UUID, kind: str) -> JSONResponse:
+        caller = self.gate(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        data = await self.body_of(request)
+        if isinstance(data, JSONResponse):
+            return data
+        try:
+            asked = DecisionRequest.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            return problem(422, "Invalid decision", "see errors", kind="invalid",
+                           errors=_field_errors(exc))  # fmt: skip
+        known = self.store.get(message_id)
+        if known is None or known.message.message_type is not MessageType.REFERRAL:
+            detail = f"{self.participant} received no referral {message_id}"
+            return problem(404, "Not found", detail, kind="not-found")
+        original = known.message
+        try:
+            decision = _decision(kind, asked)
+        except ValueError as exc:
+            return problem(422, "Invalid decision", str(exc), kind="invalid",
+                           errors=[_err(str(exc).split(" ", 1)[0], str(exc))])  # fmt: skip
+        try:
+            if decision is None:  # a move: the referral goes first, then the decision
+                document = self._document(message_id)
+                if document is None or "referral" not in document:
+                    detail = "the referral's content is no longer here to forward"
+                    return problem(409, "Cannot move", detail, kind="conflict")
+                referral = Referral.model_validate(document["referral"])
+                assert asked.to_jurisdiction is not None
+                forwarded, ack = self.sender.seal_move(
+                    original, referral, to_jurisdiction=asked.to_jurisdiction,
+                    detail=asked.detail,
+                )  # fmt: skip
+                sent = [await self.sender.send(forwarded), await self.sender.send(ack)]
+            else:
+                sent = [await self.sender.send(self.sender.seal_case_ack(original, decision))]
+        except SendError as exc:
+            response = problem(503, "Kafka did not take it", str(exc), kind="unavailable")
+            response.headers["Retry-After"] = "5"
+            return response
+        if kind == "accept" and asked.reference is not None:
+            self.store.record_reference(
+                asked.reference, RefKind.OWN, original.message_id, original.case_id
+            )
+        body = DecisionSent(message_ids=sent).model_dump(mode="json")
+        return JSONResponse(body, status_code=202)
+
+
+def _decision(kind: str, asked: DecisionRequest) -> Decision | None:
+    """The decision for ``kind`` (``None`` for a move); ``ValueError`` names what is
+    missing."""
+    if kind == "accept":
+        if asked.reference is None:
+            raise ValueError("reference is needed to accept")
+        return AcceptedDecision(receiver_reference=asked.reference)
+    if kind == "reject":
+        if asked.reason is None:
+            raise ValueError("reason is needed to reject")
+        return Rejected(reason=asked.reason, detail=asked.detail)
+    if kind == "move":
+        if asked.to_jurisdiction is None:
+            raise ValueError("to_jurisdiction is needed to move")
+        return None
+    if kind == "action":
+        if asked.action is None:
+            raise ValueError("action is needed for an action")
+        return Actioned(action=asked.action, actioned_at=asked.actioned_at,
+                        url_indexes=tuple(asked.url_indexes), detail=asked.detail)  # fmt: skip
+    return Closed(detail=asked.detail)
+
 
 def _err(name: str, message: str) -> dict[str, str]:
     return {"field": name, "message": message}
@@ -452,11 +627,14 @@ def create_intake(
     limits: IntakeLimits | None = None,
     clock: Clock = utcnow,
     hook: Callable[[str, UUID], None] = lambda _stage, _mid: None,
+    inbox_folder: Path | None = None,
 ) -> FastAPI:
     """The intake API of ``sender``'s participant (see the module docstring).
+    ``inbox_folder``: where the receiver's folder sink writes delivered messages
+    (``GET /inbox/{id}`` reads them; a move forwards the referral from there).
     ``hook(stage, message_id)`` is called at ``sent`` (Kafka acknowledged, answer
     not yet stored): tests stop the adapter there."""
-    intake = _Intake(sender, store, access, limits or IntakeLimits(), clock, hook)
+    intake = _Intake(sender, store, access, limits or IntakeLimits(), clock, hook, inbox_folder)
     app = FastAPI(
         title=f"Case-referral intake of {intake.participant}",
         version="1",
@@ -491,6 +669,30 @@ def create_intake(
     ) -> JSONResponse:
         return await intake.find_referrals(request, reference)
 
+    @app.get("/inbox", response_model=list[InboxEntry], responses=_ERRORS)
+    async def inbox(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[str | None, Query(max_length=40)] = None,
+    ) -> JSONResponse:
+        """Messages delivered to this participant, newest first."""
+        return await intake.inbox(request, limit, before)
+
+    @app.get("/inbox/{message_id}", responses=_ERRORS)
+    async def inbox_document(request: Request, message_id: UUID) -> JSONResponse:
+        """A delivered message: its clear facts and the opened payload."""
+        return await intake.inbox_document(request, message_id)
+
+    @app.post("/messages/{message_id}/{kind}", status_code=202, response_model=DecisionSent,
+              responses=_ERRORS, openapi_extra=_body("DecisionRequest"))  # fmt: skip
+    async def decide(
+        request: Request,
+        message_id: UUID,
+        kind: Literal["accept", "reject", "move", "action", "close"],
+    ) -> JSONResponse:
+        """A signed case decision about a received referral, back to its sender."""
+        return await intake.decide(request, message_id, kind)
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "participant": intake.participant}
@@ -502,7 +704,11 @@ def create_intake(
                 routes=app.routes,
             )  # fmt: skip
             _, defs = models_json_schema(
-                [(Referral, "validation"), (BatchRequest, "validation")],
+                [
+                    (Referral, "validation"),
+                    (BatchRequest, "validation"),
+                    (DecisionRequest, "validation"),
+                ],
                 ref_template="#/components/schemas/{model}",
             )
             components = schema.setdefault("components", {})

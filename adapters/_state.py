@@ -475,6 +475,19 @@ class StateStore:
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM delivered").fetchone()[0])
 
+    def delivered_list(self, *, limit: int, before: str | None = None) -> list[Delivered]:
+        """Delivered messages, newest first (``before``: a ``delivered_at`` to page on)."""
+        try:
+            rows = self._db.execute(
+                "SELECT message_id FROM delivered WHERE (? IS NULL OR delivered_at < ?)"
+                " ORDER BY delivered_at DESC LIMIT ?",
+                (before, before, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the adapter state: {exc}") from exc
+        found = [self.get(UUID(r[0])) for r in rows]
+        return [d for d in found if d is not None]
+
     # -- referrals sent and not yet answered (sender side) -------------------------------
 
     def keep_pending(self, p: PendingReferral) -> None:

@@ -87,7 +87,7 @@ def serve_cmd(
                     TokenStore(keys_file).tokens,
                     participant_active=directory_check(lambda: adapter.live.current),
                 )
-                app = create_intake(sender, store, access)
+                app = create_intake(sender, store, access, inbox_folder=adapter.state / "inbox")
                 stop = asyncio.Event()
                 stop_on_signals(stop)
                 tasks: list[asyncio.Task[Any]] = [

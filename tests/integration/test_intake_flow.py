@@ -58,7 +58,9 @@ async def _adapter(
             if intake_port:
                 tokens = TokenStore(state / "intake-keys.json")
                 key, _ = tokens.issue(f"participant:{pid}", label="case system", now=utcnow())
-                app = create_intake(sender, store, Access(tokens.tokens))
+                app = create_intake(
+                    sender, store, Access(tokens.tokens), inbox_folder=state / "inbox"
+                )
                 tasks.append(asyncio.create_task(serve(app, "127.0.0.1", intake_port, stop)))
             try:
                 yield store, key
@@ -73,13 +75,17 @@ async def test_post_deliver_receipt_and_get_over_http(kafka: KafkaEndpoint, tmp_
     settings = settings_for(kafka.bootstrap, unique_prefix())
     await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
     router = Router(settings, fed.directory(), signer=fed.signer(ServiceRole.ROUTER))
-    port = free_port()
+    port, nl_port = free_port(), free_port()
     referral: dict[str, Any] = make_referral().model_dump(mode="json")
     async with (
         running(router.run, router.ready, "router"),
         _adapter(settings, fed, "de.hotline", tmp_path / "de", intake_port=port) as (_, key),
-        _adapter(settings, fed, "nl.hotline", tmp_path / "nl"),
+        _adapter(settings, fed, "nl.hotline", tmp_path / "nl", intake_port=nl_port) as (
+            _,
+            nl_key,
+        ),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as web,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{nl_port}", timeout=30) as nl_web,
     ):
         auth = {"Authorization": f"Bearer {key}", "Idempotency-Key": "cms-1"}
         posted = await web.post("/referrals", json=referral, headers=auth)
@@ -108,6 +114,30 @@ async def test_post_deliver_receipt_and_get_over_http(kafka: KafkaEndpoint, tmp_
             return len(list((tmp_path / "nl" / "inbox").glob("*.json")))
 
         await wait_until(lambda: delivered() == 2, what="two referrals delivered", timeout_s=60)
-    documents = [json.loads(p.read_text()) for p in (tmp_path / "nl" / "inbox").glob("*.json")]
+
+        # nl.hotline's case system reads its inbox and decides over HTTP too.
+        nl_auth = {"Authorization": f"Bearer {nl_key}"}
+        inbox = (await nl_web.get("/inbox", headers=nl_auth)).json()
+        assert accepted["message_id"] in {m["message_id"] for m in inbox}
+        document = (await nl_web.get(f"/inbox/{accepted['message_id']}", headers=nl_auth)).json()
+        assert document["referral"]["reporter"]["reference"] == referral["reporter"]["reference"]
+        url = f"/messages/{accepted['message_id']}"
+        missing = await nl_web.post(f"{url}/reject", json={}, headers=nl_auth)
+        assert missing.status_code == 422
+        decided = await nl_web.post(f"{url}/accept", json={"reference": "NL-1"}, headers=nl_auth)
+        assert decided.status_code == 202, decided.text
+
+        def acknowledged() -> bool:
+            return any(
+                json.loads(p.read_text()).get("message_type") == "case_ack"
+                for p in (tmp_path / "de" / "inbox").glob("*.json")
+            )
+
+        await wait_until(acknowledged, what="the acceptance back at de.hotline", timeout_s=60)
+    documents = [
+        json.loads(p.read_text())
+        for p in (tmp_path / "nl" / "inbox").glob("*.json")
+        if p.parent.name == "inbox"
+    ]
     assert accepted["message_id"] in {d["message_id"] for d in documents}
     assert all(d["sender"] == "de.hotline" for d in documents)
