@@ -30,10 +30,11 @@ from broker import topics
 from broker.router import Router
 from broker.settings import Settings
 from broker.tracker import serve
+from keys import parse
 from schemas import ServiceRole, TopicNames, utcnow
 from tests._fed import LiveFederation, make_referral, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
-from tests.integration._kafka_util import free_port, running, wait_until
+from tests.integration._kafka_util import free_port, read_all, running, wait_until
 
 pytestmark = [pytest.mark.kafka]
 
@@ -141,3 +142,58 @@ async def test_post_deliver_receipt_and_get_over_http(kafka: KafkaEndpoint, tmp_
     ]
     assert accepted["message_id"] in {d["message_id"] for d in documents}
     assert all(d["sender"] == "de.hotline" for d in documents)
+
+
+@pytest.mark.timeout(180)
+async def test_killed_after_kafkas_ack_the_retry_gives_one_message_and_the_same_id(
+    kafka: KafkaEndpoint, tmp_path: Path
+) -> None:
+    """The adapter dies between Kafka's acknowledgement and its HTTP answer; the case
+    system retries with the same Idempotency-Key against the restarted adapter: the
+    same message id comes back, and nl.hotline receives exactly one message (the
+    router refuses the resent bytes as a duplicate)."""
+    fed = LiveFederation()
+    settings = settings_for(kafka.bootstrap, unique_prefix())
+    names = TopicNames(settings.topics.prefix)
+    await topics.apply(fed.directory(), KafkaClients(settings.kafka), settings.topics)
+    router = Router(settings, fed.directory(), signer=fed.signer(ServiceRole.ROUTER))
+    state = tmp_path / "de"
+    identity = Identity("de.hotline", fed.signing["de.hotline"], (fed.opening["de.hotline"],),
+                        fed.directory())  # fmt: skip
+    referral: dict[str, Any] = make_referral().model_dump(mode="json")
+
+    def die(stage: str, _mid: object) -> None:
+        if stage == "sent":
+            raise RuntimeError("killed after Kafka's acknowledgement")
+
+    async def attempt(hook: Any) -> httpx.Response:
+        with StateStore(state) as store:
+            clients = KafkaClients(settings.kafka)
+            async with Outbox.of(clients, names, "de.hotline", settings.adapter) as outbox:
+                tokens = TokenStore(state / "intake-keys.json")
+                key_file = state / "key"
+                if not key_file.exists():
+                    key, _ = tokens.issue("participant:de.hotline", now=utcnow())
+                    key_file.write_text(key)
+                sender = Sender(identity, outbox, pending=store)
+                app = create_intake(sender, store, Access(tokens.tokens), hook=hook)
+                transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+                async with httpx.AsyncClient(transport=transport, base_url="http://x") as web:
+                    headers = {"Authorization": f"Bearer {key_file.read_text()}",
+                               "Idempotency-Key": "cms-77"}  # fmt: skip
+                    return await web.post("/referrals", json=referral, headers=headers)
+
+    async with running(router.run, router.ready, "router"):
+        died = await attempt(die)
+        assert died.status_code == 500
+        retried = await attempt(lambda _stage, _mid: None)
+        assert retried.status_code == 202
+        mid = retried.json()["message_id"]
+
+        async def refused_once() -> bool:
+            dead = await read_all(kafka.bootstrap, names.dlq)
+            return [r.header("crb-reason") for r in dead] == [b"duplicate_message"]
+
+        await wait_until(refused_once, what="the resent copy dead-lettered", timeout_s=60)
+        inbox = await read_all(kafka.bootstrap, names.inbox("nl.hotline"))
+    assert [str(parse(r.value or b"").header.message_id) for r in inbox] == [mid]
