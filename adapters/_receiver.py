@@ -569,8 +569,14 @@ class Receiver:
         now = self.clock()
         records = self.store.forget_records(now - self.settings.record_retention)
         copies = self.store.forget_pending(now - self.settings.pending_retention)
-        if records or copies:
-            log.info("retention_forgotten", delivery_records=records, kept_copies=copies)
+        keys = self.store.forget_idempotency(now - self.settings.record_retention)
+        if records or copies or keys:
+            log.info(
+                "retention_forgotten",
+                delivery_records=records,
+                kept_copies=copies,
+                idempotency_keys=keys,
+            )
         expired = self.store.expired(now.date())
         if not expired:
             return 0

@@ -109,6 +109,9 @@ async def test_the_same_idempotency_key_returns_the_same_id_and_sends_once(
     other = await intake.client.post("/referrals", json=_referral(), headers=headers)
     assert other.status_code == 422
     assert other.json()["type"].endswith("idempotency-key-reused")
+    # Keys are remembered for record_retention (90 days), then forgotten.
+    assert intake.store.forget_idempotency(utcnow()) == 1
+    assert intake.store.idempotent(intake.key.split("_")[1], "case-42") is None
 
 
 async def test_killed_between_kafkas_ack_and_the_answer_a_retry_keeps_the_id(
