@@ -5,49 +5,25 @@ coordinator receives it and answers — the tracker shows both."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from adapters import FolderSink, Identity, Outbox, Receiver, Sender, StateStore, Submission
+from adapters import Submission
 from adapters.kafka import KafkaClients
 from broker import topics
 from broker.router import Router
-from broker.settings import Settings, TrackerSettings
+from broker.settings import TrackerSettings
 from broker.tracker import Tracker
-from schemas import HandoverState, Priority, ServiceRole, TopicNames
+from schemas import HandoverState, Priority, ServiceRole
 from tests._fed import LiveFederation, make_referral, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
+from tests.integration._adapters import running_adapter
 from tests.integration._kafka_util import running, wait_until
 
 pytestmark = [pytest.mark.kafka]
-
-
-@contextlib.asynccontextmanager
-async def _adapter(
-    settings: Settings, fed: LiveFederation, pid: str, state: Path
-) -> AsyncIterator[tuple[Sender, Receiver]]:
-    """A participant's adapter: its sender (keeping copies) and its inbox loop."""
-    names = TopicNames(settings.topics.prefix)
-    clients = KafkaClients(settings.kafka)
-    identity = Identity(pid, fed.signing[pid], (fed.opening[pid],), fed.directory())
-    with StateStore(state) as store:
-        async with Outbox.of(clients, names, pid, settings.adapter) as outbox:
-            sender = Sender(identity, outbox, pending=store)
-            sink = FolderSink(state / "inbox")
-            receiver = Receiver(clients, names, settings.adapter, sender, sink, store)
-            stop = asyncio.Event()
-            task = asyncio.create_task(receiver.run(stop))
-            try:
-                yield sender, receiver
-            finally:
-                stop.set()
-                await asyncio.wait_for(task, 30)
 
 
 @pytest.mark.timeout(240)
@@ -74,9 +50,10 @@ async def test_an_overdue_urgent_referral_is_resealed_to_the_fallback_and_receiv
     async with (
         running(router.run, router.ready, "router"),
         running(tracker.run, tracker.ready, "tracker"),
-        _adapter(settings, fed, "de.hotline", tmp_path / "de") as (de, de_inbox),
-        _adapter(settings, fed, "int.coordinator", tmp_path / "coord") as (_, coord_inbox),
+        running_adapter(settings, fed, "de.hotline", tmp_path / "de") as de_run,
+        running_adapter(settings, fed, "int.coordinator", tmp_path / "coord") as coord_run,
     ):
+        de, de_inbox, coord_inbox = de_run.sender, de_run.receiver, coord_run.receiver
         # NL's hotline and 24/7 police contact are down: nobody answers.
         referral = make_referral(priority=Priority.URGENT)
         sealed = de.seal_referral(Submission(referral, "NL"))

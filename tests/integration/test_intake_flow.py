@@ -4,10 +4,7 @@ back — and GET shows it answered. Then a batch with bad items."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +13,8 @@ import pytest
 
 from adapters import (
     Access,
-    FolderSink,
     Identity,
     Outbox,
-    Receiver,
     Sender,
     StateStore,
     TokenStore,
@@ -28,46 +23,14 @@ from adapters import (
 from adapters.kafka import KafkaClients
 from broker import topics
 from broker.router import Router
-from broker.settings import Settings
-from broker.tracker import serve
 from keys import parse
 from schemas import ServiceRole, TopicNames, utcnow
 from tests._fed import LiveFederation, make_referral, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
+from tests.integration._adapters import running_adapter
 from tests.integration._kafka_util import free_port, read_all, running, wait_until
 
 pytestmark = [pytest.mark.kafka]
-
-
-@contextlib.asynccontextmanager
-async def _adapter(
-    settings: Settings, fed: LiveFederation, pid: str, state: Path, *, intake_port: int = 0
-) -> AsyncIterator[tuple[StateStore, str | None]]:
-    """A participant's adapter process: inbox loop, and the intake API if a port is given."""
-    names = TopicNames(settings.topics.prefix)
-    clients = KafkaClients(settings.kafka)
-    identity = Identity(pid, fed.signing[pid], (fed.opening[pid],), fed.directory())
-    with StateStore(state) as store:
-        async with Outbox.of(clients, names, pid, settings.adapter) as outbox:
-            sender = Sender(identity, outbox, pending=store)
-            receiver = Receiver(
-                clients, names, settings.adapter, sender, FolderSink(state / "inbox"), store
-            )
-            stop = asyncio.Event()
-            tasks: list[asyncio.Task[Any]] = [asyncio.create_task(receiver.run(stop))]
-            key = None
-            if intake_port:
-                tokens = TokenStore(state / "intake-keys.json")
-                key, _ = tokens.issue(f"participant:{pid}", label="case system", now=utcnow())
-                app = create_intake(
-                    sender, store, Access(tokens.tokens), inbox_folder=state / "inbox"
-                )
-                tasks.append(asyncio.create_task(serve(app, "127.0.0.1", intake_port, stop)))
-            try:
-                yield store, key
-            finally:
-                stop.set()
-                await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
 
 @pytest.mark.timeout(180)
@@ -80,14 +43,12 @@ async def test_post_deliver_receipt_and_get_over_http(kafka: KafkaEndpoint, tmp_
     referral: dict[str, Any] = make_referral().model_dump(mode="json")
     async with (
         running(router.run, router.ready, "router"),
-        _adapter(settings, fed, "de.hotline", tmp_path / "de", intake_port=port) as (_, key),
-        _adapter(settings, fed, "nl.hotline", tmp_path / "nl", intake_port=nl_port) as (
-            _,
-            nl_key,
-        ),
+        running_adapter(settings, fed, "de.hotline", tmp_path / "de", intake_port=port) as de,
+        running_adapter(settings, fed, "nl.hotline", tmp_path / "nl", intake_port=nl_port) as nl,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as web,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{nl_port}", timeout=30) as nl_web,
     ):
+        key, nl_key = de.key, nl.key
         auth = {"Authorization": f"Bearer {key}", "Idempotency-Key": "cms-1"}
         posted = await web.post("/referrals", json=referral, headers=auth)
         assert posted.status_code == 202, posted.text

@@ -6,9 +6,6 @@ its kept copy."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,47 +13,21 @@ import pytest
 
 from adapters import (
     AdapterSettings,
-    FolderSink,
-    Identity,
-    Outbox,
-    Receiver,
-    Sender,
-    StateStore,
     Submission,
 )
 from adapters.kafka import KafkaClients, read_topic
 from broker import topics
 from broker.router import Router
-from broker.settings import RouterSettings, Settings, TrackerSettings
+from broker.settings import RouterSettings, TrackerSettings
 from broker.tracker import Tracker
 from keys import parse
 from schemas import HandoverState, ServiceRole, TopicNames
 from tests._fed import LiveFederation, make_referral, settings_for, unique_prefix
 from tests.conftest import KafkaEndpoint
+from tests.integration._adapters import running_adapter
 from tests.integration._kafka_util import read_all, running, send_raw, wait_until
 
 pytestmark = [pytest.mark.kafka]
-
-
-@contextlib.asynccontextmanager
-async def _adapter(
-    settings: Settings, fed: LiveFederation, pid: str, state: Path
-) -> AsyncIterator[tuple[Sender, Receiver, StateStore]]:
-    names = TopicNames(settings.topics.prefix)
-    clients = KafkaClients(settings.kafka)
-    identity = Identity(pid, fed.signing[pid], (fed.opening[pid],), fed.directory())
-    with StateStore(state) as store:
-        async with Outbox.of(clients, names, pid, settings.adapter) as outbox:
-            sender = Sender(identity, outbox, pending=store)
-            sink = FolderSink(state / "inbox")
-            receiver = Receiver(clients, names, settings.adapter, sender, sink, store)
-            stop = asyncio.Event()
-            task = asyncio.create_task(receiver.run(stop))
-            try:
-                yield sender, receiver, store
-            finally:
-                stop.set()
-                await asyncio.wait_for(task, 30)
 
 
 @pytest.mark.timeout(240)
@@ -90,8 +61,9 @@ async def test_an_unanswered_referral_is_redelivered_once_per_attempt_and_delive
     async with (
         running(router.run, router.ready, "router"),
         running(tracker.run, tracker.ready, "tracker"),
-        _adapter(settings, fed, "de.hotline", tmp_path / "de") as (de, de_inbox, de_state),
+        running_adapter(settings, fed, "de.hotline", tmp_path / "de") as de_run,
     ):
+        de, de_inbox, de_state = de_run.sender, de_run.receiver, de_run.store
         sealed = de.seal_referral(Submission(make_referral(), "NL"))
         await de.send(sealed)
         mid = sealed.message_id
@@ -119,7 +91,8 @@ async def test_an_unanswered_referral_is_redelivered_once_per_attempt_and_delive
         assert inbox[0].value != inbox[1].value
 
         # nl.hotline comes back: one delivery, one receipt, and de drops its copy.
-        async with _adapter(settings, fed, "nl.hotline", tmp_path / "nl") as (_, nl_inbox, _):
+        async with running_adapter(settings, fed, "nl.hotline", tmp_path / "nl") as nl_run:
+            nl_inbox = nl_run.receiver
 
             def answered() -> bool:
                 return (
