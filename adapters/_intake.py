@@ -292,7 +292,7 @@ class _Intake:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return too_large
-        data = b""
+        data = bytearray()
         async for chunk in request.stream():
             data += chunk
             if len(data) > limit:
@@ -301,7 +301,7 @@ class _Intake:
         if ctype not in ("application/json", ""):
             return problem(415, "Not JSON", "send application/json", kind="unsupported-media")
         try:
-            return json.loads(data)
+            return json.loads(bytes(data))
         except (UnicodeDecodeError, ValueError):
             return problem(400, "Not JSON", "the body is not valid JSON", kind="not-json")
 

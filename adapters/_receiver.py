@@ -52,7 +52,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 import structlog
@@ -154,6 +154,8 @@ class _Escalate:
     record: Record
     notice: EscalationNotice
 
+
+_N = TypeVar("_N", DeconflictionNotice, EscalationNotice)
 
 NOTICE_RECORD = b"notice"
 """Value of the ``crb-record`` header on a tracker's deconfliction notice."""
@@ -395,18 +397,21 @@ class Receiver:
                 self._count(outcome)
         return outcomes
 
-    def _check_notice(self, record: Record) -> _Notice | _Quarantine:
-        """A record marked as a notice: it must be a valid notice, addressed here,
-        signed by a tracker key of the directory valid at its time."""
+    def _check_tracker_record(
+        self, record: Record, model: type[_N], context: bytes
+    ) -> _N | _Quarantine:
+        """A record the tracker addressed here (a notice): it must be a valid
+        ``model``, addressed to this participant, and signed by a tracker key of the
+        directory valid at its time, over ``context``; else it is quarantined."""
         try:
-            notice = DeconflictionNotice.model_validate_json(record.value or b"")
+            notice = model.model_validate_json(record.value or b"")
         except ValidationError:
             return _Quarantine(record, None, Reason.MALFORMED)
         if notice.to != self.identity.participant:
             return _Quarantine(record, notice.notice_id, Reason.NOT_A_RECIPIENT)
         directory = self.identity.directory
-        if signed_by(record, directory, (ServiceRole.TRACKER,), NOTICE_CONTEXT, at=notice.at):
-            return _Notice(record, notice)
+        if signed_by(record, directory, (ServiceRole.TRACKER,), context, at=notice.at):
+            return notice
         return _Quarantine(record, notice.notice_id, Reason.BAD_SIGNATURE)
 
     async def _notice(self, step: _Notice) -> Outcome:
@@ -427,20 +432,6 @@ class Receiver:
             referred_at=n.matched.referred_at.isoformat(),
         )
         return Outcome.NOTICE
-
-    def _check_escalation(self, record: Record) -> _Escalate | _Quarantine:
-        """A record marked as an escalation notice: valid, addressed here, signed by
-        a tracker key of the directory valid at its time."""
-        try:
-            notice = EscalationNotice.model_validate_json(record.value or b"")
-        except ValidationError:
-            return _Quarantine(record, None, Reason.MALFORMED)
-        if notice.to != self.identity.participant:
-            return _Quarantine(record, notice.notice_id, Reason.NOT_A_RECIPIENT)
-        directory = self.identity.directory
-        if signed_by(record, directory, (ServiceRole.TRACKER,), ESCALATION_CONTEXT, at=notice.at):
-            return _Escalate(record, notice)
-        return _Quarantine(record, notice.notice_id, Reason.BAD_SIGNATURE)
 
     async def _escalate(self, step: _Escalate) -> Outcome:
         """Re-seal the overdue referral to the escalation recipient and send it, once:
@@ -479,9 +470,11 @@ class Receiver:
         skip a duplicate within the batch, quarantine, deliver, or take a notice."""
         kind = record.header("crb-record")
         if kind == NOTICE_RECORD:
-            return self._check_notice(record)
+            found = self._check_tracker_record(record, DeconflictionNotice, NOTICE_CONTEXT)
+            return found if isinstance(found, _Quarantine) else _Notice(record, found)
         if kind == ESCALATION_RECORD:
-            return self._check_escalation(record)
+            checked = self._check_tracker_record(record, EscalationNotice, ESCALATION_CONTEXT)
+            return checked if isinstance(checked, _Quarantine) else _Escalate(record, checked)
         value = record.value or b""
         try:
             parsed = parse(value)

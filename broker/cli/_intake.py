@@ -70,6 +70,9 @@ def serve_cmd(
 
     if (tls_cert is None) != (tls_key is None):
         raise CliError("--tls-cert and --tls-key go together", exit_code=2)
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise CliError(f"{path}: no such file (--tls-cert / --tls-key)", exit_code=2)
     if tls_cert is None and not _loopback(host):
         raise CliError(
             f"--host {host}: off loopback the intake needs TLS (--tls-cert, --tls-key)", 2

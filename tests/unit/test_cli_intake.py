@@ -44,6 +44,7 @@ def test_intake_keys_are_issued_once_listed_and_revoked(
         (("--host", "0.0.0.0"), "needs TLS"),  # noqa: S104 - refused, that is the point
         (("--host", "192.0.2.5"), "needs TLS"),
         (("--tls-cert", "x.pem"), "go together"),
+        (("--tls-cert", "x.pem", "--tls-key", "y.pem"), "no such file"),
     ],
 )
 def test_serve_off_loopback_needs_tls(
