@@ -129,15 +129,38 @@ class TransactionalProducer(Producer):
                     )
                 written = await asyncio.gather(*futures)
                 await raw.commit_transaction()
-            except BaseException:
+            except BaseException as exc:
+                ended = (
+                    _transaction_error(raw) if type(exc).__name__ == "IllegalOperation" else None
+                )
                 with contextlib.suppress(Exception):  # the first error is the one to report
                     await raw.abort_transaction()
+                if ended is not None:
+                    raise translate(ended) from exc
+                if type(exc).__name__ == "IllegalOperation":
+                    raise Unavailable(f"the transaction ended under us: {exc}") from exc
                 raise
         after: dict[Partition, int] = {}
         for meta in written:
             p = Partition(meta.topic, meta.partition)
             after[p] = max(after.get(p, 0), meta.offset + 1)
         return after
+
+
+def _transaction_error(raw: Any) -> BaseException | None:
+    """The error that ended aiokafka's transaction under a running ``commit``.
+
+    When a background request of the transaction (adding a partition, sending the
+    offsets) learns that a newer producer took the transactional id, aiokafka puts
+    the error on its transaction waiter and the next ``send`` only raises
+    ``IllegalOperation("Can't send messages while not in transaction")``. Reading
+    the waiter gives the cause (``ProducerFenced`` -> :class:`Fenced`, so the
+    caller steps back instead of crashing) and retrieves it (no "exception was
+    never retrieved" at exit)."""
+    waiter = getattr(getattr(raw, "_txn_manager", None), "_transaction_waiter", None)
+    if not isinstance(waiter, asyncio.Future) or not waiter.done() or waiter.cancelled():
+        return None
+    return waiter.exception()
 
 
 class Consumer(_Client):
@@ -424,11 +447,14 @@ class KafkaClients:
         metadata_max_age_ms: int | None = None,
         fetch_max_bytes: int | None = None,
         session_timeout_ms: int | None = None,
+        committed_only: bool = True,
     ) -> Consumer:
         """A ``read_committed`` consumer; ``group_id=None`` for one that only assigns.
 
         ``session_timeout_ms``: how long the group waits for a silent member before
-        handing its partitions to others (heartbeats every third of it)."""
+        handing its partitions to others (heartbeats every third of it).
+        ``committed_only=False`` (``read_uncommitted``) only to ask partitions' high
+        watermarks with ``end_offsets`` — never to read records with."""
         from aiokafka import AIOKafkaConsumer
 
         tuning: dict[str, Any] = {}
@@ -444,7 +470,7 @@ class KafkaClients:
                 **self.kwargs,
                 group_id=group_id,
                 enable_auto_commit=False,
-                isolation_level="read_committed",
+                isolation_level="read_committed" if committed_only else "read_uncommitted",
                 auto_offset_reset="earliest",
                 max_partition_fetch_bytes=self.settings.max_message_bytes,
                 fetch_max_bytes=fetch_max_bytes or self.settings.max_message_bytes * 4,
