@@ -7,6 +7,15 @@ again to catch up. It can start from saved positions instead of the beginning
 (a service's local snapshot says how far it had read), and says where it stands
 (:meth:`TopicReader.positions`). :func:`read_topic` is the one-shot form, from the
 beginning.
+
+A reader that decides on the *absence* of a record (the router: "no router
+forwarded this id", "the original of this receipt is unknown") is made with
+``settle=True``: ``read_to_end`` then reads up to each partition's high watermark
+instead of its last stable offset, i.e. it also waits until every transaction
+open when the call began is committed or aborted. Without it, one open
+transaction — a router SIGKILLed mid-commit holds one until its successor takes
+the transactional id or the transaction times out — hides every record committed
+after it in that partition, and the reader would take "not read" for "not there".
 Used to rebuild state (the tracker's topic, the router's audit memory) and by
 the CLI's readers (``crb audit verify``, dead letters).
 """
@@ -26,10 +35,13 @@ __all__ = ["TopicReader", "read_topic"]
 class TopicReader:
     """Every partition of ``topic``, read from the beginning (use ``async with``)."""
 
-    def __init__(self, clients: KafkaClients, topic: str) -> None:
+    def __init__(self, clients: KafkaClients, topic: str, *, settle: bool = False) -> None:
         self.clients = clients
         self.topic = topic
+        self.settle = settle
         self._consumer: Consumer | None = None
+        self._watermarks: Consumer | None = None
+        """With ``settle``: a ``read_uncommitted`` consumer asked for high watermarks."""
         self._partitions: list[Partition] = []
         self._lock = asyncio.Lock()
 
@@ -55,6 +67,10 @@ class TopicReader:
         self._partitions = [Partition(self.topic, p) for p in partitions]
         consumer.assign(self._partitions)
         self._consumer = consumer
+        if self.settle and self._watermarks is None:
+            watermarks = self.clients.consumer(group_id=None, committed_only=False)
+            await watermarks.start()
+            self._watermarks = watermarks
         if from_positions is not None and set(from_positions) == set(partitions):
             starts = await consumer.beginning_offsets(self._partitions)
             ends = await consumer.end_offsets(self._partitions)
@@ -74,19 +90,25 @@ class TopicReader:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
+        if self._watermarks is not None:
+            watermarks, self._watermarks = self._watermarks, None
+            await watermarks.stop()
 
     async def read_to_end(
         self, on_record: Callable[[Record], None], *, timeout_s: float = 60.0
     ) -> int:
         """Feed every record up to the current end to ``on_record``; returns the count.
 
-        Raises ``Unavailable`` if no record arrives for ``timeout_s`` before the end
-        is reached (a long topic takes as long as it takes while it keeps coming).
+        The end is the last stable offset, or with ``settle`` the high watermark (the
+        call also waits for the transactions open when it began; see the module
+        docstring). Raises ``Unavailable`` if no record arrives for ``timeout_s``
+        before the end is reached (a long topic takes as long as it takes while it
+        keeps coming).
         """
         assert self._consumer is not None, "start() first"
         async with self._lock:
             consumer = self._consumer
-            ends = await consumer.end_offsets(self._partitions)
+            ends = await (self._watermarks or consumer).end_offsets(self._partitions)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout_s
             count = 0

@@ -140,7 +140,9 @@ class Router:
         self.snapshot: RouterSnapshot | None = None
         """The local snapshot while running (``router.snapshot``), if any."""
         self.retry = RetryPolicy(initial_s=0.2, max_s=5.0)
-        self._audit = TopicReader(self.clients, self.names.audit)
+        # Settled: a decision on what no router forwarded must not be taken while a
+        # transaction (a killed router's) hides later commits (adapters.kafka._reader).
+        self._audit = TopicReader(self.clients, self.names.audit, settle=True)
         self._own: set[bytes] = set()
         """Audit records this router committed and has not read back yet."""
         self.restored: dict[str, float | int | bool] = {}
@@ -186,7 +188,9 @@ class Router:
                 self.memory.apply_all(pending)
                 pending.clear()
 
-        await self._audit.read_to_end(take)
+        # Long enough for a dead router's open transaction to time out on the broker.
+        wait_s = self.settings.router.transaction_timeout_ms / 1000 + 30
+        await self._audit.read_to_end(take, timeout_s=wait_s)
         self.memory.apply_all(pending)
         return applied
 
