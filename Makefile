@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration bench venv kafka-jars chromium asyncapi-parser clean
+.PHONY: demo test lint typecheck unit integration bench chaos venv kafka-jars chromium asyncapi-parser clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,12 @@ test: kafka-jars lint chromium asyncapi-parser
 
 bench: kafka-jars
 	$(BIN)/python -m bench
+
+# 10,000 referrals through the whole federation on a three-broker secured cluster
+# while routers, a broker, every receiver and the tracker are killed (bench/chaos.py);
+# exit 1 on any loss or duplicate. About 6 minutes; `make test` runs a short one.
+chaos: kafka-jars
+	$(BIN)/python -m bench.chaos --referrals 10000
 
 clean:
 	-$(BIN)/crb kafka down

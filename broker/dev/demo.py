@@ -29,7 +29,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -93,7 +93,7 @@ from schemas import (
     utcnow,
 )
 
-__all__ = ["DemoConfig", "DemoReport", "RouteRow", "run_demo"]
+__all__ = ["DemoConfig", "DemoReport", "MixItem", "RouteRow", "referral_mix", "run_demo"]
 
 JURISDICTIONS = ("DE", "NL", "FR", "BE")
 ORPHAN = "IE"
@@ -483,6 +483,74 @@ def _repeating(referral: Referral, earlier: Referral) -> Referral:
     )
 
 
+@dataclass(frozen=True)
+class MixItem:
+    """One referral of the demo's mix (:func:`referral_mix`)."""
+
+    sender: str
+    jurisdiction: str
+    referral: Referral
+    urgent: bool
+    repeat: bool
+    """It names, first, a URL another hotline referred exactly once before."""
+    hosting_filled: int
+    """Hosting countries filled by lookup (``country_source: ip_lookup``)."""
+
+
+def referral_mix(
+    rng: random.Random,
+    count: int,
+    *,
+    urgent_share: float = 0.1,
+    orphan_share: float = 0.05,
+    repeat_share: float = 0.08,
+    ip_only_share: float = 0.15,
+) -> Iterator[MixItem]:
+    """The demo's referrals, one at a time: hotlines of DE, NL, FR, BE referring
+    to another jurisdiction (``orphan_share`` to IE), ``urgent_share`` urgent,
+    ``repeat_share`` repeating a URL another hotline referred exactly once before
+    (each repeat must bring exactly one deconfliction notice of each kind), and
+    ``ip_only_share`` with the hosting IP but no country (filled by lookup)."""
+    hotlines = [f"{j.lower()}.hotline" for j in JURISDICTIONS]
+    earlier: list[tuple[str, str, Referral]] = []  # (sender, jurisdiction, referral)
+    repeated: set[int] = set()  # indexes into earlier: repeated, or repeats themselves
+    seen_urls: set[str] = set()
+    for _ in range(count):
+        sender = rng.choice(hotlines)
+        if rng.random() < orphan_share:
+            jurisdiction = ORPHAN
+        else:
+            jurisdiction = rng.choice([j for j in JURISDICTIONS if j.lower() != sender[:2]])
+        urgent = rng.random() < urgent_share
+        referral = synthetic_demo_referral(rng, sender, jurisdiction, urgent)
+        is_repeat, filled = False, 0
+        repeat = [
+            (k, j, r)
+            for k, (s, j, r) in enumerate(earlier)
+            if k not in repeated and s != sender and j.lower() != sender[:2] and r.urls
+        ]
+        if repeat and rng.random() < repeat_share:
+            k, jurisdiction, first = rng.choice(repeat)
+            repeated.add(k)
+            referral = synthetic_demo_referral(rng, sender, jurisdiction, urgent)
+            referral = _repeating(referral, first)
+            is_repeat = True
+        elif rng.random() < ip_only_share:
+            bare = _ip_only(referral, jurisdiction, rng)
+            referral = fill_hosting_countries(bare, DEMO_ALLOCATIONS)
+            filled = sum(
+                1
+                for u in referral.urls
+                if u.hosting and u.hosting.country_source is CountrySource.IP_LOOKUP
+            )
+            jurisdiction = jurisdiction_of(referral)
+        if is_repeat or (referral.urls and referral.urls[0].url in seen_urls):
+            repeated.add(len(earlier))  # a repeat is never repeated again
+        seen_urls.update(u.url for u in referral.urls)
+        earlier.append((sender, jurisdiction, referral))
+        yield MixItem(sender, jurisdiction, referral, urgent, is_repeat, filled)
+
+
 async def _push(
     config: DemoConfig,
     rng: random.Random,
@@ -492,50 +560,24 @@ async def _push(
 ) -> Pushed:
     """Send the referrals, then the two hostile envelopes; returns what was sent."""
     names = TopicNames(config.prefix)
-    hotlines = [f"{j.lower()}.hotline" for j in JURISDICTIONS]
     pushed = Pushed()
-    earlier: list[tuple[str, str, Referral]] = []  # (sender, jurisdiction, referral)
-    repeated: set[int] = set()  # indexes into earlier: repeated, or repeats themselves
-    seen_urls: set[str] = set()
-    for i in range(config.referrals):
-        sender = rng.choice(hotlines)
-        if rng.random() < config.orphan_share:
-            jurisdiction = ORPHAN
-        else:
-            jurisdiction = rng.choice([j for j in JURISDICTIONS if j.lower() != sender[:2]])
-        urgent = rng.random() < config.urgent_share
-        referral = synthetic_demo_referral(rng, sender, jurisdiction, urgent)
-        # Each repeat names a URL referred exactly once before, by another hotline:
-        # it must bring exactly one notice of each kind.
-        repeat = [
-            (k, j, r)
-            for k, (s, j, r) in enumerate(earlier)
-            if k not in repeated and s != sender and j.lower() != sender[:2] and r.urls
-        ]
-        if repeat and rng.random() < config.repeat_share:
-            k, jurisdiction, first = rng.choice(repeat)
-            repeated.add(k)
-            referral = synthetic_demo_referral(rng, sender, jurisdiction, urgent)
-            referral = _repeating(referral, first)
-            pushed.repeats += 1
-        elif rng.random() < config.ip_only_share:
-            bare = _ip_only(referral, jurisdiction, rng)
-            referral = fill_hosting_countries(bare, DEMO_ALLOCATIONS)
-            pushed.hosting_filled += sum(
-                1
-                for u in referral.urls
-                if u.hosting and u.hosting.country_source is CountrySource.IP_LOOKUP
-            )
-            jurisdiction = jurisdiction_of(referral)
-        sealed = senders[sender].seal_referral(Submission(referral, jurisdiction))
-        await senders[sender].send(sealed)
-        pushed.sent.append((sender, sealed))
-        if urgent and jurisdiction == OFFLINE[:2].upper():
+    mix = referral_mix(
+        rng,
+        config.referrals,
+        urgent_share=config.urgent_share,
+        orphan_share=config.orphan_share,
+        repeat_share=config.repeat_share,
+        ip_only_share=config.ip_only_share,
+    )
+    for i, item in enumerate(mix):
+        sender = senders[item.sender]
+        sealed = sender.seal_referral(Submission(item.referral, item.jurisdiction))
+        await sender.send(sealed)
+        pushed.sent.append((item.sender, sealed))
+        pushed.repeats += item.repeat
+        pushed.hosting_filled += item.hosting_filled
+        if item.urgent and item.jurisdiction == OFFLINE[:2].upper():
             pushed.offline_urgent += 1
-        if pushed.repeats and referral.urls and referral.urls[0].url in seen_urls:
-            repeated.add(len(earlier))  # a repeat is never repeated again
-        seen_urls.update(u.url for u in referral.urls)
-        earlier.append((sender, jurisdiction, referral))
         progress("send", i + 1, config.referrals)
     # The two hostile cases: the first envelope again (a duplicate), and a fresh
     # envelope with one flipped byte (tampered in transit).
