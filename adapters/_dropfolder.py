@@ -316,7 +316,9 @@ class DropFolder:
         except SendError as exc:
             if not exc.retriable:
                 return await asyncio.to_thread(self._fail, path, state, str(exc))
-            log.warning("send_deferred", file=path.name, error=str(exc))
+            log.warning(
+                "send_deferred", file=path.name, kept_in=str(self.processing), error=str(exc)
+            )
             return FileResult(path.name, state, tuple(s.message_id for _, s in items), str(exc))
         return await asyncio.to_thread(self._done, path, advance(state, FileEvent.ACK), items)
 

@@ -50,15 +50,24 @@ class DeliveryError(AdapterError):
 
     ``retriable`` — the local system is unavailable (retry later, keep the Kafka
     offset); otherwise it refused this message for good (quarantine it).
-    ``reason`` is a short stable code for logs and the quarantine note.
+    ``reason`` is a short stable code for logs and the quarantine note; ``detail``
+    says it for a person (which folder, what the operating system said).
     """
 
-    def __init__(self, reason: str, *, retriable: bool, retry_after_s: float | None = None) -> None:
-        super().__init__(f"delivery failed ({reason})")
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retriable: bool,
+        retry_after_s: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(f"delivery failed ({reason})" + (f": {detail}" if detail else ""))
         self.reason = reason
         self.retriable = retriable
         self.retry_after_s = retry_after_s
         """A wait the local system asked for (HTTP ``Retry-After``), if any."""
+        self.detail = detail
 
 
 class StateError(AdapterError):

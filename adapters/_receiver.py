@@ -199,6 +199,7 @@ class Receiver:
         *,
         clock: Clock = utcnow,
         hook: Hook | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.clients = clients
         self.settings = settings
@@ -210,7 +211,8 @@ class Receiver:
         self.hook = hook or (lambda _stage, _mid: None)
         self.topic = names.inbox(self.identity.participant)
         self.group_id = f"{settings.group_id_prefix}.{self.identity.participant}"
-        self.retry = RetryPolicy(initial_s=0.5, max_s=settings.retry_max_s)
+        self.retry = retry or RetryPolicy(initial_s=0.5, max_s=settings.retry_max_s)
+        """The pause before a record the local system could not take is read again."""
         self.stats = ReceiverStats()
 
     # -- one record --------------------------------------------------------------------
@@ -595,7 +597,9 @@ class Receiver:
         A record the local system cannot take yet (a retriable ``DeliveryError``), or
         whose receipt Kafka did not acknowledge (a retriable ``SendError``), is read
         again after the retry policy's pause — never skipped: handling is idempotent
-        (state store, derived receipt ids).
+        (state store, derived receipt ids). The first failure of a stall (and a change
+        of its cause) is logged once as an error (``inbox_blocked``), each retry as a
+        warning (``inbox_retry_later``), the end of the stall as ``inbox_resumed``.
         """
         self.purge_expired()
         next_purge = asyncio.get_running_loop().time() + PURGE_EVERY_S
@@ -606,6 +610,7 @@ class Receiver:
         loop = asyncio.get_running_loop()
         started = loop.time()
         failures = 0
+        stalled: dict[Partition, tuple[str, int]] = {}  # the cause logged, retries
         try:
             while not stop.is_set():
                 batch = await consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
@@ -627,10 +632,23 @@ class Receiver:
                     failed = await self._handle_partition(consumer, tp, records)
                     if failed is None:
                         failures = 0
+                        if tp in stalled:
+                            retries = stalled.pop(tp)[1]
+                            log.info("inbox_resumed", partition=str(tp), retries=retries)
                         continue
                     failures += 1
                     self.stats.retries += 1
                     wait = self.retry.wait_for(failed, failures)
+                    cause, retries = stalled.get(tp, ("", 0))
+                    if str(failed) != cause:
+                        log.error(
+                            "inbox_blocked",
+                            partition=str(tp),
+                            error=str(failed),
+                            kept="offset not committed: the record is read again, with backoff",
+                            retry_max_s=self.retry.max_s,
+                        )
+                    stalled[tp] = (str(failed), retries + 1)
                     log.warning(
                         "inbox_retry_later", partition=str(tp), error=str(failed), wait_s=wait
                     )

@@ -16,6 +16,8 @@ decision under ``"case_ack"``.
 - :class:`FolderSink` writes ``<folder>/<message_id>.json`` atomically (temporary
   dot-file, fsync, rename, fsync the folder). A message delivered again (a crash
   after delivery, before the dedupe record) replaces its own file: still one file.
+  A folder it cannot write (a full disk, a quota, a read-only or missing mount) is
+  retriable whatever the ``OSError``: it is never the message's fault, and it clears up.
 - :class:`HttpSink` POSTs the document; a 2xx is the handover. Connection errors,
   timeouts, 429 and 5xx are retried with exponential backoff (bounded attempts,
   then a retriable ``DeliveryError``), waiting at least a numeric ``Retry-After``
@@ -27,6 +29,7 @@ decision under ``"case_ack"``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -120,8 +123,7 @@ class FolderSink:
             self.folder.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(atomic_write_many, items)
         except OSError as exc:
-            # A full disk or a missing mount clears up: keep the offset, retry later.
-            raise DeliveryError(f"folder_unwritable:{exc.errno}", retriable=True) from exc
+            raise _unwritable(self.folder, exc) from exc
 
     def notice_path(self, notice_id: UUID) -> Path:
         return self.folder / "notices" / f"{notice_id}.json"
@@ -134,7 +136,7 @@ class FolderSink:
             path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(atomic_write_many, [(path, data.encode() + b"\n")])
         except OSError as exc:
-            raise DeliveryError(f"folder_unwritable:{exc.errno}", retriable=True) from exc
+            raise _unwritable(path.parent, exc) from exc
 
     def forget(self, message_ids: list[UUID]) -> int:
         """Delete the delivered files of ``message_ids`` (their ``delete_after`` has
@@ -148,6 +150,18 @@ class FolderSink:
         if gone:
             fsync_dir(self.folder)
         return gone
+
+
+def _unwritable(folder: Path, exc: OSError) -> DeliveryError:
+    """The retriable error for a folder that cannot be written: ``ENOSPC``, ``EDQUOT``,
+    ``EROFS`` and the rest clear up once someone acts, so the message waits in Kafka
+    (its offset kept) instead of being refused."""
+    name = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else "OSError"
+    return DeliveryError(
+        f"folder_unwritable:{name}",
+        retriable=True,
+        detail=f"cannot write to {folder}: {exc.strerror or exc}",
+    )
 
 
 class HttpSink:
@@ -213,6 +227,7 @@ class HttpSink:
                 message_id=str(key),
                 attempt=attempt_no,
                 error=getattr(exc, "reason", type(exc).__name__),
+                wait_s=wait,
             )
 
         await policy.run(attempt, on_retry=on_retry, sleep=self._sleep)

@@ -42,11 +42,17 @@ def atomic_write_many(items: list[tuple[Path, bytes]], *, mode: int = 0o600) -> 
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                os.fsync(f.fileno())
+        except BaseException:
+            # A full disk fails the write after the create: leave no partial dot-file.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         return tmp
 
     try:

@@ -273,6 +273,7 @@ def dropfolder_cmd(
     jurisdiction = _country(jurisdiction)
     _known(ctx, participant)
     adapter = _Adapter(ctx, participant, state)
+    root = folder or adapter.state / "dropfolder"
     # A one-off run is read by a person, and reports Kafka trouble in its own line.
     configure_logging(fmt="console" if once else None, library_warnings=not once)
 
@@ -285,7 +286,7 @@ def dropfolder_cmd(
     async def drive(index: Any) -> list[Any]:
         async with adapter.outbox() as outbox:
             drop = DropFolder(
-                folder or adapter.state / "dropfolder",
+                root,
                 adapter.sender(outbox, pending=index),
                 jurisdiction=jurisdiction,
                 index=index,
@@ -299,7 +300,14 @@ def dropfolder_cmd(
             await drop.run(stop, interval_s=interval)
             return []
 
-    results = run(adapter.following(main()))
+    try:
+        results = run(adapter.following(main()))
+    except CliError as exc:  # e.g. Kafka unreachable: say that nothing queued is lost
+        raise CliError(
+            f"{exc}; files not sent stay queued in {root} (incoming/, processing/) and "
+            "are sent by the next run",
+            exc.exit_code,
+        ) from exc
     if as_json:
         typer.echo(json.dumps({"files": [
             {"file": r.name, "state": r.state.value,

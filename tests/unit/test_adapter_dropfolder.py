@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from adapters import (
     TRANSITIONS,
@@ -232,10 +233,13 @@ async def test_kafka_outage_leaves_the_file_pending_and_a_refusal_fails_it(
     s = sender(fed, "de.hotline", outage)
     s.outbox._monotonic = mono
     _drop(tmp_path, "x.json", make_referral().model_dump_json().encode())
-    (result,) = await DropFolder(tmp_path, s).run_once()
+    with capture_logs() as logged:
+        (result,) = await DropFolder(tmp_path, s).run_once()
     assert FileState.SEALED == result.state
     assert "within" in (result.error or "")
     assert (tmp_path / "processing" / "x.json.pending.json").exists()
+    [deferred] = [e for e in logged if e["event"] == "send_deferred"]
+    assert ("x.json", str(tmp_path / "processing")) == (deferred["file"], deferred["kept_in"])
 
     refusing = FakeKafka(failures=[RecordTooLarge("MessageSizeTooLargeError")])
     (result,) = await DropFolder(tmp_path, sender(fed, "de.hotline", refusing)).run_once()

@@ -4,8 +4,10 @@ pipeline. Delivery claims against Kafka itself: test_adapter_flow.py."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -15,6 +17,7 @@ from uuid import UUID
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 import keys
 from adapters import (
@@ -86,6 +89,27 @@ async def test_folder_sink_failure_is_retriable(tmp_path: Path) -> None:
     assert info.value.retriable
 
 
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
+async def test_folder_sink_full_or_read_only_is_retriable_and_says_where_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """A full disk, an exhausted quota or a read-only mount is the folder's state, not
+    the message's fault: a retriable error (the offset is kept, never a quarantine)
+    whose text names the folder and what the operating system said."""
+
+    def refuse(items: list[tuple[Path, bytes]]) -> None:
+        raise OSError(code, os.strerror(code), str(items[0][0]))
+
+    monkeypatch.setattr("adapters._sinks.atomic_write_many", refuse)
+    folder = tmp_path / "inbox"
+    with pytest.raises(DeliveryError) as info:
+        await FolderSink(folder).deliver(_delivery())
+    error = info.value
+    assert (True, f"folder_unwritable:{errno.errorcode[code]}") == (error.retriable, error.reason)
+    assert f"cannot write to {folder}: {os.strerror(code)}" == error.detail
+    assert f"delivery failed (folder_unwritable:{errno.errorcode[code]}): " in str(error)
+
+
 def _mock_sink(
     statuses: list[int | Exception | httpx.Response], sleeps: list[float], **kw: object
 ) -> HttpSink:
@@ -110,8 +134,10 @@ async def test_http_sink_retries_5xx_429_and_connection_errors_with_backoff() ->
     sink = _mock_sink(
         [503, 429, httpx.ConnectError("refused"), 201], sleeps, backoff_s=0.5, backoff_max_s=1.5
     )
-    await sink.deliver(_delivery())
+    with capture_logs() as logged:
+        await sink.deliver(_delivery())
     assert [0.5, 1.0, 1.5] == sleeps
+    assert [(1, 0.5), (2, 1.0), (3, 1.5)] == [(e["attempt"], e["wait_s"]) for e in logged]
 
 
 async def test_http_sink_honours_a_numeric_retry_after_up_to_the_cap() -> None:
