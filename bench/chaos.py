@@ -73,6 +73,8 @@ ROUTERS = ("router-a", "router-b")
 RESTART_DELAY_S = (0.2, 2.0)
 """A killed service is started again after a random pause in this range."""
 BOOT_TIMEOUT_S = 120.0
+BROKER_BACK_S = 600.0
+"""How long a restarted broker may take to answer (log recovery on a loaded machine)."""
 SEND_WINDOW = 64
 """Sends in flight from this process (aiokafka batches them)."""
 
@@ -166,6 +168,7 @@ class ChaosReport:
             and self.audit_ok
             and self.notices.get("already_referred", 0) == self.repeats
             and self.notices.get("referred_again", 0) == self.repeats
+            and not any(f.fault == "fault_failed" for f in self.faults)
         )
 
     def table(self) -> str:
@@ -579,8 +582,10 @@ async def _faults(run: _Run, plan: list[tuple[float, str, str]]) -> None:
                 down = run.config.broker_down_s
                 run.note("broker_kill", target, f"SIGKILL; down {down:.0f} s")
                 await asyncio.sleep(down)  # the outage being injected
-                await asyncio.to_thread(run.launcher.up, nodes=3)
-                run.note("broker_restart", target, "back in the cluster")
+                started = time.monotonic()
+                await asyncio.to_thread(run.launcher.up, nodes=3, timeout_s=BROKER_BACK_S)
+                took = time.monotonic() - started
+                run.note("broker_restart", target, f"back in the cluster after {took:.0f} s")
                 return
             service = run.fleet.services[target]
             service.busy = True
@@ -605,12 +610,18 @@ async def _faults(run: _Run, plan: list[tuple[float, str, str]]) -> None:
             finally:
                 service.busy = False
 
+    async def guarded(fault: str, target: str) -> None:
+        try:
+            await one(fault, target)
+        except Exception as exc:  # a fault that could not run is reported, not fatal
+            run.note("fault_failed", target, f"{fault}: {type(exc).__name__}: {exc}")
+
     tasks = []
     for at, fault, target in plan:
         delay = run.started + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)  # the schedule's time
-        tasks.append(asyncio.create_task(one(fault, target)))
+        tasks.append(asyncio.create_task(guarded(fault, target)))
     await asyncio.gather(*tasks)
 
 

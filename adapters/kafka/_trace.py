@@ -68,10 +68,13 @@ def child_traceparent(parent: str | None) -> str:
     return f"00-{tid}-{secrets.token_hex(8)}-{flags}"
 
 
-def traceparent_of(headers: Iterable[tuple[str, bytes]]) -> str | None:
-    """The ``traceparent`` header's value if present and well-formed."""
+def traceparent_of(headers: Iterable[tuple[str, bytes | None]]) -> str | None:
+    """The ``traceparent`` header's value if present and well-formed (a Kafka header
+    may have no value at all: whoever wrote the record chose its headers)."""
     for name, value in headers:
         if name == TRACEPARENT:
+            if value is None:
+                return None
             text = value.decode("ascii", errors="replace")
             return text if trace_id(text) is not None else None
     return None

@@ -20,9 +20,9 @@ the declared ones; 12. recipients active — ``schemas.check_routing``.
 
 A forwarded record goes to each recipient's inbox, keyed by case id, with the exact
 envelope bytes. A rejected record goes to the dead-letter topic with its original
-bytes and key, and headers naming source, reason and time. Either way one audit
-entry and status events describe what happened. Reasons are ``schemas.Reason``
-members of ``schemas.DEAD_LETTER_REASONS``.
+bytes and key (each cut to a form that always fits when larger), and headers naming
+source, reason and time. Either way one audit entry and status events describe what
+happened. Reasons are ``schemas.Reason`` members of ``schemas.DEAD_LETTER_REASONS``.
 
 What the router remembers of a forwarded message (:class:`SeenMessage`) is dated by
 when it was forwarded — the same value whether the router decided it a moment ago
@@ -72,7 +72,8 @@ __all__ = [
 DEAD_LETTER_MAX = (1 << 20) + (512 << 10)
 """Default largest dead letter kept as is (1.5 MiB: any record an outbox accepts)."""
 DEAD_LETTER_HEAD = 4096
-"""How many leading bytes a truncated dead letter keeps."""
+"""How many leading bytes a truncated dead letter keeps (of its value; of its key,
+always)."""
 
 #: Roles allowed to originate a referral. Replies may come from any active participant
 #: that received the original.
@@ -215,7 +216,9 @@ def _reject(
     value, truncated = dead_letter_value(original, digest, dead_letter_max)
     dead = OutRecord(
         topic=names.dlq,
-        key=record.key,
+        # A compressed record can carry a key of many MiB: cut like the value, or the
+        # dead letter would not fit and the partition's transaction fail for ever.
+        key=record.key[:DEAD_LETTER_HEAD] if record.key is not None else None,
         value=value,
         headers=(
             ("crb-reason", reason.value.encode()),
