@@ -189,7 +189,7 @@ def _messages() -> dict[str, Any]:
                 },
                 **_TRACE,
             ),
-            "bindings": _kafka_key("The original record's key."),
+            "bindings": _kafka_key("The original record's key (its first 4 KiB when longer)."),
         },
         "OperatorAction": {
             "name": "OperatorAction",
