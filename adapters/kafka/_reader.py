@@ -73,7 +73,7 @@ class TopicReader:
             self._watermarks = watermarks
         if from_positions is not None and set(from_positions) == set(partitions):
             starts = await consumer.beginning_offsets(self._partitions)
-            ends = await consumer.end_offsets(self._partitions)
+            ends = await (self._watermarks or consumer).end_offsets(self._partitions)
             if all(starts[p] <= from_positions[p.partition] <= ends[p] for p in self._partitions):
                 for p in self._partitions:
                     consumer.seek(p, from_positions[p.partition])
@@ -95,20 +95,27 @@ class TopicReader:
             await watermarks.stop()
 
     async def read_to_end(
-        self, on_record: Callable[[Record], None], *, timeout_s: float = 60.0
+        self,
+        on_record: Callable[[Record], None],
+        *,
+        timeout_s: float = 60.0,
+        settle: bool | None = None,
     ) -> int:
         """Feed every record up to the current end to ``on_record``; returns the count.
 
         The end is the last stable offset, or with ``settle`` the high watermark (the
         call also waits for the transactions open when it began; see the module
-        docstring). Raises ``Unavailable`` if no record arrives for ``timeout_s``
+        docstring; ``settle=False`` reads to the last stable offset this once).
+        Raises ``Unavailable`` if no record arrives for ``timeout_s``
         before the end is reached (a long topic takes as long as it takes while it
         keeps coming).
         """
         assert self._consumer is not None, "start() first"
         async with self._lock:
             consumer = self._consumer
-            ends = await (self._watermarks or consumer).end_offsets(self._partitions)
+            settled = self.settle if settle is None else settle
+            probe = self._watermarks if settled and self._watermarks is not None else consumer
+            ends = await probe.end_offsets(self._partitions)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout_s
             count = 0

@@ -28,7 +28,7 @@ import random
 import secrets
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -483,6 +483,10 @@ def _repeating(referral: Referral, earlier: Referral) -> Referral:
     )
 
 
+REPEAT_WINDOW = 2_000
+"""How far back a repeat may reach (:func:`referral_mix`)."""
+
+
 @dataclass(frozen=True)
 class MixItem:
     """One referral of the demo's mix (:func:`referral_mix`)."""
@@ -512,10 +516,12 @@ def referral_mix(
     (each repeat must bring exactly one deconfliction notice of each kind), and
     ``ip_only_share`` with the hosting IP but no country (filled by lookup)."""
     hotlines = [f"{j.lower()}.hotline" for j in JURISDICTIONS]
-    earlier: list[tuple[str, str, Referral]] = []  # (sender, jurisdiction, referral)
-    repeated: set[int] = set()  # indexes into earlier: repeated, or repeats themselves
+    # The last REPEAT_WINDOW referrals (index, sender, jurisdiction, referral): a
+    # repeat names a recent one, and the choice stays O(window), not O(count).
+    earlier: deque[tuple[int, str, str, Referral]] = deque(maxlen=REPEAT_WINDOW)
+    repeated: set[int] = set()  # indexes: repeated, or repeats themselves
     seen_urls: set[str] = set()
-    for _ in range(count):
+    for n in range(count):
         sender = rng.choice(hotlines)
         if rng.random() < orphan_share:
             jurisdiction = ORPHAN
@@ -526,7 +532,7 @@ def referral_mix(
         is_repeat, filled = False, 0
         repeat = [
             (k, j, r)
-            for k, (s, j, r) in enumerate(earlier)
+            for k, s, j, r in earlier
             if k not in repeated and s != sender and j.lower() != sender[:2] and r.urls
         ]
         if repeat and rng.random() < repeat_share:
@@ -545,9 +551,9 @@ def referral_mix(
             )
             jurisdiction = jurisdiction_of(referral)
         if is_repeat or (referral.urls and referral.urls[0].url in seen_urls):
-            repeated.add(len(earlier))  # a repeat is never repeated again
+            repeated.add(n)  # a repeat is never repeated again
         seen_urls.update(u.url for u in referral.urls)
-        earlier.append((sender, jurisdiction, referral))
+        earlier.append((n, sender, jurisdiction, referral))
         yield MixItem(sender, jurisdiction, referral, urgent, is_repeat, filled)
 
 

@@ -157,9 +157,14 @@ class Router:
         return self.live.current
 
     # -- the audit trail ----------------------------------------------------------
-    async def catch_up(self) -> int:
+    async def catch_up(self, *, settle: bool = True) -> int:
         """Read the audit topic to its end into the memory; returns records applied
-        (the router's own, already applied at commit, are recognised and skipped)."""
+        (the router's own, already applied at commit, are recognised and skipped).
+
+        ``settle``: to the high watermark, waiting for open transactions — before any
+        decision. The start-up read is not settled (nothing is decided until
+        partitions are assigned, and then this router's producers abort its own
+        earlier incarnation's open transactions before a settled read)."""
         applied = 0
         pending: list[AuditRecord] = []
         directory = self.directory
@@ -190,7 +195,7 @@ class Router:
 
         # Long enough for a dead router's open transaction to time out on the broker.
         wait_s = self.settings.router.transaction_timeout_ms / 1000 + 30
-        await self._audit.read_to_end(take, timeout_s=wait_s)
+        await self._audit.read_to_end(take, timeout_s=wait_s, settle=settle)
         self.memory.apply_all(pending)
         return applied
 
@@ -213,7 +218,7 @@ class Router:
                 log.warning("router_snapshot_discarded", path=str(self.snapshot.path))
             self.snapshot.reset(self.names.audit)
             self.memory.heads = {}
-        tail = await self.catch_up()
+        tail = await self.catch_up(settle=False)
         await self._checkpoint()
         self.restored = {
             "from_snapshot": resumed,

@@ -318,7 +318,9 @@ class Tracker:
             self._store = self._open_store()
         store = self._store
         directory = self.live.current
-        reader = TopicReader(self.clients, self.names.tracker)
+        # Settled: to the high watermark, so that no transaction still being
+        # resolved (after a crash, a broker failover) hides committed state.
+        reader = TopicReader(self.clients, self.names.tracker, settle=True)
         try:
             positions = store.positions()
             resumed = await reader.start(from_positions=positions)

@@ -33,6 +33,7 @@ async def test_every_referral_once_under_every_fault_at_once(
     )
     report = await run_chaos(config, kafka_cluster.launcher, tmp_path)
     table = report.table()
+    (tmp_path / "report.txt").write_text(table + "\n")
     assert report.sent == 400, table
     assert report.expected_handovers > 400, table
     assert (report.lost, report.duplicated, report.unexpected) == (0, 0, 0), table
@@ -43,11 +44,15 @@ async def test_every_referral_once_under_every_fault_at_once(
     assert not report.not_final, table
     assert report.audit_ok, report.audit_output
     assert report.repeats > 0, table
-    assert report.notices == {"already_referred": report.repeats, "referred_again": report.repeats}
+    # Each designed repeat brought its notice; random URLs may match by chance too.
+    assert report.repeats_unnoticed == 0, table
+    assert report.notices["already_referred"] == report.notices["referred_again"], table
+    assert report.notices["already_referred"] >= report.repeats, table
     # Every injected replay and tampered envelope dead-lettered, none delivered.
     assert report.tampered_injected == 4, table
     assert report.tampered_delivered == 0, table
-    assert report.dead_letters.get("bad_signature (tampered)") == 4, table
+    # (a copy the outbox produced again, Kafka not answering in time, is refused too)
+    assert report.dead_letters.get("bad_signature (tampered)", 0) >= 4, table
     assert report.dead_letters.get("duplicate_message (referral sent before)", 0) >= 4, table
     # The fault schedule ran in full.
     ran = [f.fault for f in report.faults]
