@@ -28,6 +28,26 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _write_temp(path: Path, data: bytes, mode: int) -> Path:
+    """``data`` in a new fsynced dot-file beside ``path`` (parents created, 0700);
+    returns it. A write that fails (a full disk fails after the create) leaves no
+    partial dot-file behind."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
 def atomic_write_many(items: list[tuple[Path, bytes]], *, mode: int = 0o600) -> None:
     """:func:`atomic_write` for many files at once, with one barrier per folder: each
     file is written and fsynced (the fsyncs run concurrently, so the file system
@@ -38,27 +58,10 @@ def atomic_write_many(items: list[tuple[Path, bytes]], *, mode: int = 0o600) -> 
 
     temps: list[tuple[Path, Path]] = []
 
-    def write(path: Path, data: bytes) -> Path:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
-        except BaseException:
-            # A full disk fails the write after the create: leave no partial dot-file.
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        return tmp
-
     try:
         failed: BaseException | None = None
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(items)))) as pool:
-            futures = [(path, pool.submit(write, path, data)) for path, data in items]
+            futures = [(path, pool.submit(_write_temp, path, data, mode)) for path, data in items]
             for path, future in futures:
                 try:
                     temps.append((path, future.result()))
@@ -84,15 +87,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, exclusive: bool 
     ``exclusive`` refuses to replace an existing file (``FileExistsError``).
     Parent folders are created (mode 0700). Raises ``OSError``.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    tmp = _write_temp(path, data, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
         if exclusive:
             os.link(tmp, path)
             tmp.unlink()
