@@ -158,6 +158,11 @@ async def test_acked_writes_survive_sigkill_of_a_broker(
                 await asyncio.to_thread(
                     kafka_cluster.launcher.kill_node, killed_node, signal.SIGKILL
                 )
+                # The others still list it until its session times out; the
+                # launcher asks each node itself, so it knows it is gone.
+                rows = await asyncio.to_thread(kafka_cluster.launcher.status)
+                row = next(r for r in rows if r["node"] == killed_node)
+                assert (row["running"], row["answering"]) == (False, False)
             pending.append(asyncio.create_task(one(f"rec-{i:06d}".encode())))
             if len(pending) >= 50:
                 await asyncio.gather(*pending)
@@ -179,5 +184,8 @@ async def test_acked_writes_survive_sigkill_of_a_broker(
     assert len(acked) > kill_at  # writes continued after the kill
     assert lost == set()
     # Restart the killed broker so the cluster is whole again for other tests.
+    # `up` returns once every node answers itself and lists all three: the next
+    # test gets a whole cluster, not one whose restarted node is still starting.
     await asyncio.to_thread(kafka_cluster.launcher.up, nodes=3)
-    assert {1, 2, 3} == {row["node"] for row in kafka_cluster.launcher.status() if row["running"]}
+    rows = kafka_cluster.launcher.status()
+    assert {1, 2, 3} == {row["node"] for row in rows if row["running"] and row["answering"]}

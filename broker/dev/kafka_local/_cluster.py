@@ -38,10 +38,11 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from adapters.kafka import ADMIN, BROKER, Credential, CredentialStore, KafkaSettings, client_kwargs
 from broker.dev.kafka_local._errors import BrokerStartError, LocalKafkaError
@@ -52,6 +53,7 @@ __all__ = ["LocalKafka", "NodeState", "new_cluster_id", "node_properties"]
 
 HOST = "127.0.0.1"
 CONTROLLER = "crb-controller"
+_T = TypeVar("_T")
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _STATE_FILE = "state.json"
 _LOG4J2 = """\
@@ -269,8 +271,28 @@ async def _broker_ids(settings: KafkaSettings, timeout_s: float) -> set[int]:
         await client.close()
 
 
-def broker_ids(settings: KafkaSettings, timeout_s: float = 5.0) -> set[int]:
-    """Ids of the brokers a real metadata request reports; empty if none answers."""
+async def _own_view(settings: KafkaSettings, timeout_s: float) -> set[int] | str:
+    """The broker ids one node itself reports, or why it did not answer.
+
+    ``settings.bootstrap`` names that node alone: aiokafka's bootstrap sends its
+    metadata request there and nowhere else.
+    """
+    from aiokafka.client import AIOKafkaClient
+
+    kwargs = client_kwargs(settings)
+    kwargs["request_timeout_ms"] = int(timeout_s * 1000)
+    client = AIOKafkaClient(**kwargs)
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        return {b.nodeId for b in client.cluster.brokers()}
+    except Exception as exc:  # the reason is the result
+        name, text = type(exc).__name__, str(exc)
+        return text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
+    finally:
+        await client.close()
+
+
+def _quietly(coro_factory: Callable[[], Coroutine[Any, Any, _T]], default: _T) -> _T:
     # aiokafka logs every refused connection while a broker is still starting.
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
@@ -278,11 +300,40 @@ def broker_ids(settings: KafkaSettings, timeout_s: float = 5.0) -> set[int]:
     try:
         # A thread of its own, so that callers inside a running event loop work too.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, _broker_ids(settings, timeout_s)).result()
+            return pool.submit(asyncio.run, coro_factory()).result()
     except Exception:
-        return set()
+        return default
     finally:
         quiet.setLevel(level)
+
+
+def broker_ids(settings: KafkaSettings, timeout_s: float = 5.0) -> set[int]:
+    """Ids of the brokers a real metadata request reports; empty if none answers."""
+    return _quietly(lambda: _broker_ids(settings, timeout_s), set())
+
+
+def own_views(
+    settings: KafkaSettings, addresses: Mapping[int, str], timeout_s: float = 5.0
+) -> dict[int, set[int] | str]:
+    """Each node's own answer: the broker ids it reports, or why it did not answer.
+
+    Asking every node itself, rather than the cluster, is what tells a node that
+    is back: the others keep listing a SIGKILLed broker until its session times
+    out (9 s), and a restarted one is missing from every list until it has
+    caught up with the metadata log and been unfenced.
+    """
+
+    async def ask_all() -> dict[int, set[int] | str]:
+        ids = list(addresses)
+        answers = await asyncio.gather(
+            *(
+                _own_view(settings.model_copy(update={"bootstrap": addresses[i]}), timeout_s)
+                for i in ids
+            )
+        )
+        return dict(zip(ids, answers, strict=True))
+
+    return _quietly(ask_all, dict.fromkeys(addresses, "no answer"))
 
 
 class LocalKafka:
@@ -511,14 +562,24 @@ class LocalKafka:
                         node_id=node.node_id,
                         log_tail=tail,
                     )
-            if broker_ids(self._probe_settings(state), timeout_s=3.0) >= wanted:
+            views = own_views(
+                self._probe_settings(state),
+                {n.node_id: n.bootstrap for n in state.nodes},
+                timeout_s=min(10.0, max(1.0, deadline - time.monotonic())),
+            )
+            waiting = {
+                i: view for i, view in views.items() if isinstance(view, str) or not view >= wanted
+            }
+            if not waiting:
                 return
             if time.monotonic() > deadline:
-                node = state.nodes[0]
+                node_id, view = sorted(waiting.items())[0]
+                node = next(n for n in state.nodes if n.node_id == node_id)
+                seen = view if isinstance(view, str) else f"it lists brokers {sorted(view)}"
                 raise BrokerStartError(
-                    f"Kafka did not answer a metadata request within {timeout_s:.0f}s "
-                    f"(see {node.log_file})",
-                    node_id=node.node_id,
+                    f"Kafka node {node_id} was not ready within {timeout_s:.0f}s "
+                    f"({seen}; want {sorted(wanted)}; see {node.log_file})",
+                    node_id=node_id,
                     log_tail=_tail(node.log_file, 20),
                 )
             time.sleep(0.5)
@@ -574,13 +635,18 @@ class LocalKafka:
         state = self._load()
         if state is None:
             return []
-        answering = broker_ids(self._probe_settings(state), timeout_s=3.0) if state.nodes else set()
+        views = own_views(
+            self._probe_settings(state),
+            {n.node_id: n.bootstrap for n in state.nodes},
+            timeout_s=3.0,
+        )
         return [
             {
                 "node": n.node_id,
                 "pid": n.pid,
                 "running": _is_ours_and_alive(n),
-                "answering": n.node_id in answering,
+                "answering": not isinstance(views.get(n.node_id), str)
+                and n.node_id in views.get(n.node_id, set()),
                 "bootstrap": n.bootstrap,
                 "controller_port": n.controller_port,
                 "data_dir": str(n.data_dir),
