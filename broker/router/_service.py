@@ -8,8 +8,10 @@ Exactly-once forwarding without KIP-447 (aiokafka has none): each input partitio
 has its own transactional producer, ``transactional.id = <prefix>.<topic>.<partition>``.
 Whoever the group assigns the partition starts that producer, which fences any
 zombie that still holds it (the coordinator aborts the zombie's open transaction).
-Only then is the audit topic read to its end, so the new owner knows every
-committed decision.
+Only then is the audit topic read to its end (settled: to the high watermark), so
+the new owner knows every committed decision; until that read succeeds nothing is
+decided and polled records are read again. Both happen in the main loop, not in
+the rebalance callback, which only takes note (see ``_on_assigned``).
 
 Per input partition and poll batch: decide (in a worker thread: signature checks of
 concurrent partitions overlap), then one transaction with the forwards, dead letters,
@@ -148,6 +150,10 @@ class Router:
         self.restored: dict[str, float | int | bool] = {}
         """How the last start went: from a snapshot or not, tail length, seconds."""
         self._owned: dict[Partition, _Owned] = {}
+        self._behind = False
+        """A producer was started (a partition taken, or taken back) and the settled
+        audit read that must follow it has not succeeded yet: decide nothing."""
+        self._catch_up_failures = 0
         self._lock = asyncio.Lock()
         self.ready = asyncio.Event()
 
@@ -260,12 +266,14 @@ class Router:
                 await producer.stop()
 
     async def _on_assigned(self, assigned: list[Partition]) -> None:
+        """Only take note: the main loop starts the producers and reads the audit
+        topic before deciding anything. Neither may run here — a callback that
+        raises is only logged by aiokafka (the partitions stay assigned, decided on
+        a stale memory), and one that waits (an open transaction can hold the audit
+        read for a minute) sends no heartbeat and is thrown out of the group."""
         async with self._lock:
             for tp in assigned:
-                owned = self._owned.setdefault(tp, _Owned(tp))
-                if owned.producer is None:
-                    await self._start_producer(owned)
-            await self.catch_up()
+                self._owned.setdefault(tp, _Owned(tp))
             log.info("partitions_assigned", partitions=[str(t) for t in assigned])
 
     async def _on_revoked(self, revoked: list[Partition]) -> None:
@@ -277,8 +285,10 @@ class Router:
             log.info("partitions_revoked", partitions=[str(t) for t in revoked])
 
     async def _ensure_producers(self, consumer: Consumer) -> None:
-        """Re-create producers dropped after a failure, and take a fenced partition back
-        once ``fenced_reclaim_s`` has passed and the group still assigns it here."""
+        """Start the producers of newly assigned partitions, re-create those dropped
+        after a failure, and take a fenced partition back once ``fenced_reclaim_s``
+        has passed and the group still assigns it here. Any start leaves the router
+        :attr:`_behind` until a settled audit read (:meth:`_caught_up`)."""
         now = time.monotonic()
         assigned = consumer.assignment()
         started = False
@@ -300,7 +310,30 @@ class Router:
                 continue
             started = True
         if started:
+            self._behind = True
+
+    async def _caught_up(self, consumer: Consumer) -> bool:
+        """The settled audit read after a producer start: the fenced owner's last
+        commit is there. If it fails (a transaction Kafka cannot resolve yet holds
+        the audit partition), nothing is decided: the polled records are read again
+        from the committed offsets after the retry policy's pause."""
+        try:
             await self.catch_up()
+        except TransportError as exc:
+            self._catch_up_failures += 1
+            log.warning(
+                "audit_catch_up_failed",
+                error=str(exc),
+                retriable=exc.retriable,
+                attempt=self._catch_up_failures,
+            )
+            with contextlib.suppress(TransportError):
+                await consumer.rewind(consumer.assignment())
+            await asyncio.sleep(self.retry.delay(self._catch_up_failures))
+            return False
+        self._behind = False
+        self._catch_up_failures = 0
+        return True
 
     # -- main loop --------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -324,15 +357,24 @@ class Router:
             log.info("router_started", group=r.group_id, pattern=self.names.outbox_pattern)
             while not stop.is_set():
                 batch = await consumer.poll(timeout_ms=r.poll_timeout_ms)
-                if consumer.assignment():
-                    self.ready.set()
                 async with self._lock:
                     await self._ensure_producers(consumer)
-                    work = [
-                        self._process(consumer, owned, records)
-                        for tp, records in batch.items()
-                        if (owned := self._owned.get(tp)) is not None and owned.producer is not None
-                    ]
+                    if self._behind and not await self._caught_up(consumer):
+                        continue
+                    if consumer.assignment():
+                        self.ready.set()  # partitions owned, audit read: deciding
+                    work, unowned = [], []
+                    for tp, records in batch.items():
+                        owned = self._owned.get(tp)
+                        if owned is not None and owned.producer is not None:
+                            work.append(self._process(consumer, owned, records))
+                        elif owned is not None and owned.fenced_at is None:
+                            unowned.append(tp)
+                    if unowned:
+                        # Its producer did not start: read these again once it has,
+                        # rather than skip them.
+                        with contextlib.suppress(TransportError):
+                            await consumer.rewind(unowned)
                     await asyncio.gather(*work)
                     if time.monotonic() >= next_checkpoint:
                         await self._catch_up_and_checkpoint()

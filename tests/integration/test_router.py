@@ -7,11 +7,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from structlog.testing import capture_logs
 
-from adapters.kafka import KafkaClients
+from adapters.kafka import KafkaClients, Unavailable
 from broker import topics
 from broker.audit import AuditRecord, chain_next, verify_chains
 from broker.router import Router
@@ -419,3 +421,53 @@ async def test_a_restart_reads_only_what_its_snapshot_has_not_seen(
         await _produce(kafka.bootstrap, [(names.outbox("de.hotline"), c)])
         dead_letters = await drain(kafka.bootstrap, names.dlq, expect=2)
     assert c == dead_letters[-1].value
+
+
+async def test_no_decision_before_the_audit_read_after_assignment_succeeds(
+    kafka: KafkaEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos run: the settled audit read after taking partitions can fail
+    (a transaction Kafka cannot resolve yet holds the audit partition). It ran in the
+    rebalance callback, whose exception aiokafka only logs: the router then decided on
+    a memory without the previous owner's last commits and forwarded some messages
+    twice. Now nothing is decided until that read succeeds; the records polled
+    meanwhile are read again, and each is forwarded once."""
+    settings, fed = await _setup(kafka)
+    names = TopicNames(settings.topics.prefix)
+    router = Router(settings, fed.directory(), signer=fed.signer(ServiceRole.ROUTER))
+    events: list[str] = []
+    failures = 2
+    real_catch_up, real_decide = router.catch_up, router._decide
+
+    async def catch_up(*, settle: bool = True) -> int:
+        nonlocal failures
+        if settle and failures:
+            failures -= 1
+            events.append("audit read failed")
+            raise Unavailable("the audit partition is held by an open transaction (test)")
+        applied = await real_catch_up(settle=settle)
+        events.append("audit read" if settle else "start-up read")
+        return applied
+
+    async def decide(tp: Any, records: Any) -> Any:
+        events.append("decide")
+        return await real_decide(tp, records)
+
+    monkeypatch.setattr(router, "catch_up", catch_up)
+    monkeypatch.setattr(router, "_decide", decide)
+    referrals = [fed.referral(), fed.referral()]
+    # Waiting before the router starts: its first poll after the assignment has them.
+    await _produce(kafka.bootstrap, [(names.outbox("de.hotline"), v) for v in referrals])
+    with capture_logs() as logs:
+        async with running(router.run, router.ready, "router (partitions assigned)"):
+            inbox = await drain(kafka.bootstrap, names.inbox("nl.hotline"), expect=2)
+    assert [r.value for r in inbox] == referrals
+    assert events[: events.index("decide")] == [
+        "start-up read",
+        "audit read failed",
+        "audit read failed",
+        "audit read",
+    ]
+    warned = [e for e in logs if e["event"] == "audit_catch_up_failed"]
+    assert [(e["attempt"], e["retriable"]) for e in warned] == [(1, True), (2, True)]
+    assert not [e for e in logs if e["log_level"] == "error"]
