@@ -156,11 +156,14 @@ class ChaosReport:
     elapsed_s: float
     send_s: float
     samples: list[Sample] = field(default_factory=list)
+    replicas: tuple[int, int] = (0, 0)
+    """(fewest replicas of any federation topic's partition, brokers in the cluster)."""
 
     @property
     def ok(self) -> bool:
         return (
-            self.lost == 0
+            self.replicas[0] >= min(3, self.replicas[1])
+            and self.lost == 0
             and self.duplicated == 0
             and self.unexpected == 0
             and self.receipts_missing == 0
@@ -176,6 +179,8 @@ class ChaosReport:
 
     def table(self) -> str:
         rows = [
+            ("topic replicas (fewest of any partition) / brokers",
+             f"{self.replicas[0]} / {self.replicas[1]}"),
             ("referrals sent (Kafka acknowledged)", f"{self.sent} of {self.referrals}"),
             ("handovers expected", self.expected_handovers),
             ("delivered (committed in the recipient's inbox)", self.delivered),
@@ -377,7 +382,15 @@ async def _provision(run: _Run) -> tuple[Any, Any, dict[str, str], Any]:
     settings = _settings(DemoConfig(kafka=run.admin, folder=run.folder, prefix=run.prefix))
     settings = settings.model_copy(
         update={
-            "topics": settings.topics.model_copy(update={"partitions": run.config.partitions}),
+            # Replicated like the cluster's internal topics (3, min ISR 2 on three
+            # nodes): a broker kill must take no partition offline.
+            "topics": settings.topics.model_copy(
+                update={
+                    "partitions": run.config.partitions,
+                    "replication": min(3, len(run.launcher.nodes())),
+                    "min_insync_replicas": 2 if len(run.launcher.nodes()) >= 3 else None,
+                }
+            ),
             "adapter": settings.adapter.model_copy(
                 update={"group_id_prefix": f"{run.prefix}-adapter"}
             ),
@@ -759,6 +772,23 @@ async def _read_committed(admin: Any, topics: list[str]) -> dict[str, list[Any]]
         await consumer.stop()
 
 
+async def _fewest_replicas(run: _Run) -> int:
+    """The fewest replicas any partition of the run's topics has (a plain metadata
+    request: what the cluster holds, not what the provisioning asked for)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from adapters.kafka import client_kwargs
+
+    admin = AIOKafkaAdminClient(**client_kwargs(run.admin))
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(run.prefix + ".")]
+        described = await admin.describe_topics(names)
+        return min(len(p["replicas"]) for t in described for p in t["partitions"])
+    finally:
+        await admin.close()
+
+
 def _header(record: Any, name: str) -> bytes | None:
     return next((v for k, v in record.headers or () if k == name), None)
 
@@ -840,6 +870,87 @@ def _dead_letters(run: _Run, records: list[Any]) -> Counter[str]:
     return dead
 
 
+async def _explain_duplicates(
+    run: _Run, names: Any, members: list[str], read: dict[str, list[Any]], seen: _Inboxes
+) -> None:
+    """Write ``duplicates.json`` in the run folder: every record of a referral,
+    receipt or notice committed more than once, with where each copy came from (the
+    outbox records and the audit decisions naming its message id)."""
+    from keys import EnvelopeError, parse
+
+    twice_referrals = {m for (_, m), n in seen.referrals.items() if n > 1}
+    twice_receipts = {m for (m, _), n in seen.receipts.items() if n > 1}
+    twice_notices = {i for i, n in seen.notices.items() if n > 1}
+    outboxes = [names.outbox(p) for p in members]
+    more = await _read_committed(run.admin, [*outboxes, names.audit])
+
+    def where(r: Any) -> dict[str, Any]:
+        return {
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.offset,
+            "timestamp": r.timestamp,
+            "sha256": hashlib.sha256(r.value or b"").hexdigest()[:16],
+        }
+
+    found: dict[str, dict[str, list[dict[str, Any]]]] = {}
+
+    def note(key: str, what: str, r: Any, **extra: Any) -> None:
+        found.setdefault(key, {}).setdefault(what, []).append(where(r) | extra)
+
+    for pid in members:
+        for r in read[names.inbox(pid)]:
+            kind = _header(r, "crb-record")
+            if kind == b"notice":
+                body = json.loads(r.value)
+                if body["notice_id"] in twice_notices:
+                    note(f"notice {body['notice_id']}", "inbox", r, about=body["message_id"])
+                continue
+            with contextlib.suppress(EnvelopeError):
+                header = parse(r.value or b"").header
+                mid, reply = str(header.message_id), str(header.in_reply_to)
+                if mid in twice_referrals:
+                    note(f"referral {mid}", "inbox", r)
+                elif reply in twice_receipts:
+                    note(f"receipts answering {reply}", "inbox", r, message_id=mid)
+    for topic in outboxes:
+        for r in more[topic]:
+            with contextlib.suppress(EnvelopeError):
+                header = parse(r.value or b"").header
+                mid, reply = str(header.message_id), str(header.in_reply_to)
+                if mid in twice_referrals:
+                    note(f"referral {mid}", "outbox", r)
+                elif reply in twice_receipts:
+                    note(f"receipts answering {reply}", "outbox", r, message_id=mid)
+    receipt_of = {
+        c["message_id"]: key
+        for key, places in found.items()
+        if key.startswith("receipts")
+        for copies in places.values()
+        for c in copies
+    }
+    for r in more[names.audit]:
+        body = json.loads(r.value)
+        mid = body.get("message_id")
+        key = f"referral {mid}" if f"referral {mid}" in found else receipt_of.get(mid)
+        if key is not None:
+            note(
+                key,
+                "audit",
+                r,
+                message_id=mid,
+                chain=body["chain"],
+                seq=body["seq"],
+                source_offset=body["source_offset"],
+                verdict=body["verdict"],
+                reason=body.get("reason"),
+                signer=body.get("signer"),
+            )
+    path = run.folder / "duplicates.json"
+    path.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+    print(f"duplicates explained in {path}", flush=True)
+
+
 async def _audit(env_admin: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     return await asyncio.to_thread(
         subprocess.run,
@@ -874,6 +985,8 @@ async def _check(
         with contextlib.suppress(OSError, ValueError):
             if json.loads(path.read_bytes())["envelope_sha256"] == seen.digests.get((r, m)):
                 files_ok += 1
+    if duplicated or any(n > 1 for n in answers):
+        await _explain_duplicates(run, names, members, read, seen)
     handovers = (await api.get("/handovers", params={"limit": 100_000})).json()["handovers"]
     state = {h["key"]: h["handover"]["state"] for h in handovers}
     states = Counter(state.get(f"{m}/{r}", "unknown") for r, m in expected)
@@ -909,6 +1022,7 @@ async def _check(
         elapsed_s=run.now_s(),
         send_s=send_s,
         samples=run.samples,
+        replicas=(await _fewest_replicas(run), len(run.launcher.nodes())),
     )
 
 
