@@ -175,6 +175,11 @@ def _messages() -> dict[str, Any]:
             "name": "DeadLetter",
             "title": "A record the router refused, with its original bytes",
             "contentType": "application/octet-stream",
+            "description": "A batch whose records the client cannot decode (a header "
+            "key that is not UTF-8: Kafka takes any bytes) is dead-lettered once, as "
+            "`malformed` at the batch's last offset, from the record that failed to the "
+            "end of the batch; its value is then JSON (`unreadable`, `first_offset`, "
+            "`last_offset`, `error`) instead of bytes that could not be read.",
             "payload": {"type": "string", "format": "binary"},
             "headers": _headers(
                 **{

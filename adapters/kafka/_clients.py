@@ -457,6 +457,9 @@ class KafkaClients:
         watermarks with ``end_offsets`` — never to read records with."""
         from aiokafka import AIOKafkaConsumer
 
+        from adapters.kafka import _undecodable
+
+        _undecodable.install()  # an undecodable batch must not stop the consumer
         tuning: dict[str, Any] = {}
         if max_poll_records is not None:
             tuning["max_poll_records"] = max_poll_records

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,24 +193,32 @@ class Attacker:
         self._producers.clear()
 
 
-async def _raw_header_key(producer: Any, topic: str, value: bytes, raw: bytes) -> None:
-    """Produce ``value`` with one header whose key is the bytes ``raw`` (Kafka keeps
-    header keys as bytes; aiokafka only sends UTF-8 text, so the batch is built with
-    its pure-Python builder and a key that encodes to ``raw``)."""
+async def _raw_header_key(
+    producer: Any, topic: str, records: Sequence[tuple[bytes, bytes | None]]
+) -> None:
+    """Produce one batch of ``(value, raw)`` records: each with one header whose key
+    is the bytes ``raw`` (none when ``None``). Kafka keeps header keys as bytes;
+    aiokafka only sends UTF-8 text, so the batch is built with its pure-Python
+    builder and a key that encodes to ``raw``."""
     from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
-    class _RawKey(str):
-        __slots__ = ()
+    def raw_key(raw: bytes) -> str:
+        class _RawKey(str):
+            __slots__ = ()
 
-        def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-            return raw
+            def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+                return raw
+
+        return _RawKey("x")
 
     batch = producer.create_batch()
     batch._builder = _DefaultRecordBatchBuilderPy(
         2, 0, is_transactional=0, producer_id=-1, producer_epoch=-1, base_sequence=0,
         batch_size=1 << 20,
     )  # fmt: skip
-    batch.append(timestamp=None, key=CASE_KEY, value=value, headers=[(_RawKey("x"), b"v")])
+    for value, raw in records:
+        headers = [(raw_key(raw), b"v")] if raw is not None else []
+        batch.append(timestamp=None, key=CASE_KEY, value=value, headers=headers)
     await (await producer.send_batch(batch, topic, partition=0))
 
 
@@ -368,20 +376,17 @@ async def test_hostile_records_never_reach_an_inbox_and_the_router_goes_on(
     assert 0 == router.unauthenticated
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="known, not fixed: aiokafka cannot decode a header key that is not UTF-8 "
-    "and its consumer raises on every poll; the router stops (tests/hostile/CORPUS.md)",
-)
 async def test_a_header_key_that_is_not_utf8_does_not_stop_the_router(
     kafka: KafkaEndpoint, tmp_path: Path
 ) -> None:
-    """A participant writes a record whose header key is not UTF-8 into its own outbox
-    (Kafka takes it: header keys are bytes on the wire), then a valid referral: the
-    router should dead-letter the first and forward the second. Today aiokafka raises
-    ``UnicodeDecodeError`` from ``getmany`` on every poll of that partition and the
-    router stops — for every participant, again after each restart."""
+    """A participant writes one batch into its own outbox: a valid referral, a record
+    whose header key is not UTF-8 (Kafka takes it: header keys are bytes on the
+    wire), another referral; then a valid referral in a batch of its own. aiokafka
+    cannot decode the second record and raised ``UnicodeDecodeError`` from every
+    poll of the partition — the router stopped for everyone, on every restart. Now
+    the first referral is forwarded, the undecodable rest of the batch is
+    dead-lettered as one ``malformed`` stand-in naming its offsets, and the router
+    goes on with the next batch."""
     if not kafka.secured:
         pytest.skip("this cluster has no authentication (CRB_KAFKA=docker runs it plain)")
     kit = Kit(utcnow())
@@ -390,18 +395,20 @@ async def test_a_header_key_that_is_not_utf8_does_not_stop_the_router(
     router = _router(cluster, kit)
     attacker = Attacker(cluster)
     outbox = cluster.names.outbox("de.hotline")
+    before, behind = kit.referral(), kit.referral()
     producer = AIOKafkaProducer(**attacker.login_kwargs("de.hotline"), enable_idempotence=False)
     await producer.start()
     try:
         async with running(router.run, router.ready, "router (partitions assigned)") as task:
-            await _raw_header_key(producer, outbox, b"not an envelope", b"\xff\xfe")
+            batch = [(before, None), (b"not an envelope", b"\xff\xfe"), (behind, None)]
+            await _raw_header_key(producer, outbox, batch)
             assert isinstance(await attacker.send(kit.envelope(kit.final)), Produced)
 
             async def forwarded() -> bool:
                 if task.done():
                     task.result()  # raises what stopped the router
                 inbox = await read_all(kafka.bootstrap, cluster.names.inbox("nl.hotline"))
-                return [kit.final] == [r.value for r in inbox]
+                return [before, kit.final] == [r.value for r in inbox]
 
             await wait_until(
                 forwarded, what="the referral behind it forwarded", timeout_s=60, interval_s=0.2
@@ -411,3 +418,21 @@ async def test_a_header_key_that_is_not_utf8_does_not_stop_the_router(
         await attacker.close()
     (dead,) = await read_all(kafka.bootstrap, cluster.names.dlq)
     assert b"malformed" == dead.header("crb-reason")
+    # The stand-in is at the batch's last offset and names what it replaces.
+    assert b"2" == dead.header("crb-source-offset")
+    stand_in = json.loads(dead.value or b"")
+    assert (stand_in["first_offset"], stand_in["last_offset"]) == (1, 2)
+    assert stand_in["unreadable"] is True
+    assert stand_in["error"].startswith("UnicodeDecodeError: 'utf-8' codec can't decode")
+    # Each offset decided once: 0 forwarded, the stand-in (2) rejected, 3 forwarded.
+    audit = [
+        AuditRecord.model_validate_json(r.value or b"")
+        for r in await read_all(kafka.bootstrap, cluster.names.audit)
+    ]
+    assert sorted(
+        (a.source_offset, a.verdict.value) for a in audit if a.source_topic == outbox
+    ) == [
+        (0, "forwarded"),
+        (2, "rejected"),
+        (3, "forwarded"),
+    ]
