@@ -101,6 +101,8 @@ class ChaosConfig:
     """After the last send, how long to wait for every receipt."""
     soak_sample_s: float = 0.0
     """Sample each service's RSS, open files and the lag this often (0: never)."""
+    router_cache_mib: int | None = None
+    """The routers' ``snapshot_cache_mib`` (``None``: the default)."""
 
 
 @dataclass
@@ -415,6 +417,8 @@ async def _provision(run: _Run) -> tuple[Any, Any, dict[str, str], Any]:
         "CRB_TRACKER__RECEIPT_SLA_ROUTINE": "PT1H",
         "CRB_ROUTER__SESSION_TIMEOUT_MS": str(run.config.session_timeout_ms),
     }
+    if run.config.router_cache_mib is not None:
+        env["CRB_ROUTER__SNAPSHOT_CACHE_MIB"] = str(run.config.router_cache_mib)
     return fed, settings, env, as_principal
 
 

@@ -146,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-s", type=float, default=10.0)
     parser.add_argument("--plot", type=Path, help="write the SVG plot here")
     parser.add_argument("--samples", type=Path, help="write the samples (JSON) here")
+    parser.add_argument(
+        "--router-cache-mib",
+        type=int,
+        help="the routers' snapshot page cache (default 32: reached after ~160,000 "
+        "messages; bench/router_memory.py)",
+    )
     args = parser.parse_args(argv)
     from broker.dev.kafka_local import LocalKafka
     from broker.logs import configure_logging
@@ -161,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         freeze=False,
         hostile_every=1000,
         soak_sample_s=args.sample_s,
+        router_cache_mib=args.router_cache_mib,
     )
     stop_on_sigterm()
     base = Path(tempfile.mkdtemp(prefix="crb-soak-"))

@@ -69,6 +69,9 @@ class RouterSettings(Section):
     restart reads only the audit records written since its last checkpoint. ``crb
     router run`` defaults to ``$CRB_HOME/router/memory.sqlite``; unset (the
     library default) keeps the memory in RAM and replays the audit topic at start."""
+    snapshot_cache_mib: int = Field(default=32, ge=1, le=4096)
+    """SQLite's page cache for the snapshot, at most: the router's memory for what
+    it forwarded grows to this and stays there (the rest is read from the file)."""
     checkpoint_s: float = Field(default=5.0, gt=0)
     """How often the router reads the audit topic to its end, forgets expired
     messages and saves a checkpoint to its snapshot."""

@@ -212,7 +212,9 @@ class Router:
         positions: dict[int, int] | None = None
         path = self.settings.router.snapshot
         if path is not None:
-            self.snapshot = RouterSnapshot.open(path, self.names.audit)
+            self.snapshot = RouterSnapshot.open(
+                path, self.names.audit, cache_mib=self.settings.router.snapshot_cache_mib
+            )
             if self.snapshot is None:
                 log.warning("router_snapshot_in_use", path=str(path))
             else:

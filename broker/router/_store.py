@@ -163,10 +163,11 @@ class RouterSnapshot:
         self.seen = SqliteSeen(db, self._lock)
 
     @classmethod
-    def open(cls, path: Path, audit_topic: str) -> RouterSnapshot | None:
+    def open(cls, path: Path, audit_topic: str, *, cache_mib: int = 32) -> RouterSnapshot | None:
         """Open (or create) the snapshot at ``path`` for ``audit_topic``; ``None``
         when another router process holds it. A snapshot of another audit topic is
-        emptied."""
+        emptied. ``cache_mib``: SQLite's page cache, at most (resident memory for the
+        forwarded messages stays below it, whatever their number)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         lock_file = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held while open
         try:
@@ -177,7 +178,7 @@ class RouterSnapshot:
         db = sqlite3.connect(path, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA cache_size=-32768")  # 32 MiB of page cache, at most
+        db.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")  # KiB when negative
         version = None
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
             row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()

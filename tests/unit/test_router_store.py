@@ -101,3 +101,20 @@ def test_forgetting_deletes_by_forwarding_time(tmp_path: Path) -> None:
     assert MessageType.RECEIPT == seen[new].message_type
     assert snapshot.size_bytes() > 0
     snapshot.close()
+
+
+def test_the_page_cache_is_capped_as_configured(tmp_path: Path) -> None:
+    """The router's memory for what it forwarded is bounded by this cache
+    (``router.snapshot_cache_mib``; ``bench/router_memory.py`` shows the plateau)."""
+    for cache_mib, path in ((32, tmp_path / "default.sqlite"), (4, tmp_path / "small.sqlite")):
+        snapshot = (
+            RouterSnapshot.open(path, AUDIT)
+            if cache_mib == 32
+            else RouterSnapshot.open(path, AUDIT, cache_mib=cache_mib)
+        )
+        assert snapshot is not None
+        try:
+            (kib,) = snapshot._db.execute("PRAGMA cache_size").fetchone()
+        finally:
+            snapshot.close()
+        assert kib == -cache_mib * 1024  # negative: KiB, not pages
