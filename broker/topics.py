@@ -39,7 +39,8 @@ class TopicError(Exception):
 class TopicSpec:
     name: str
     partitions: int
-    replication: int
+    replication: int | None
+    """``None`` only in a plan made without the cluster (``crb topics plan``)."""
     config: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -49,16 +50,31 @@ class Drift:
     problem: str
 
 
-def plan(directory: Directory, settings: TopicSettings) -> list[TopicSpec]:
-    """Every topic the directory implies, with partitions, replication and config."""
+def replication_for(settings: TopicSettings, brokers: int | None) -> int | None:
+    """The replicas each topic gets: the setting, else as many as the cluster has
+    brokers, at most 3 (``None`` when neither is known)."""
+    if settings.replication is not None:
+        return settings.replication
+    return min(3, brokers) if brokers else None
+
+
+def plan(
+    directory: Directory, settings: TopicSettings, *, brokers: int | None = None
+) -> list[TopicSpec]:
+    """Every topic the directory implies, with partitions, replication and config.
+
+    ``brokers``: how many the cluster has (for the default replication)."""
     names = TopicNames(settings.prefix)
+    replication = replication_for(settings, brokers)
     base: dict[str, str] = {}
     if settings.min_insync_replicas is not None:
         base["min.insync.replicas"] = str(settings.min_insync_replicas)
+    elif replication is not None and replication >= 3:
+        base["min.insync.replicas"] = "2"
     specs: list[TopicSpec] = []
 
     def add(name: str, partitions: int, **config: str) -> None:
-        specs.append(TopicSpec(name, partitions, settings.replication, {**base, **config}))
+        specs.append(TopicSpec(name, partitions, replication, {**base, **config}))
 
     sized = {"max.message.bytes": str(settings.message_max_bytes)}
     outbox = {**sized, "retention.ms": str(settings.outbox_retention_ms)}
@@ -120,14 +136,14 @@ async def apply(
     directory: Directory, clients: KafkaClients, topics: TopicSettings
 ) -> tuple[list[str], list[Drift]]:
     """Create the missing topics; return (created names, drift). Idempotent."""
-    wanted = plan(directory, topics)
     async with clients.admin() as admin:
+        wanted = plan(directory, topics, brokers=await admin.brokers())
         ours = [t for t in await admin.list_topics() if t.startswith(f"{topics.prefix}.")]
         existing = await admin.describe(ours + [s.name for s in wanted])
         missing, drift = diff(wanted, existing, topics.prefix)
         # A concurrent apply may have created some: that is the wanted state.
         problems = await admin.create_topics(
-            (s.name, s.partitions, s.replication, s.config) for s in missing
+            (s.name, s.partitions, s.replication or 1, s.config) for s in missing
         )
     if problems:
         topic, problem = problems[0]

@@ -50,8 +50,12 @@ class TopicSettings(Section):
 
     prefix: str = Field(default="crb", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     partitions: int = Field(default=3, ge=1, le=1000)
-    replication: int = Field(default=1, ge=1, le=7)
+    replication: int | None = Field(default=None, ge=1, le=7)
+    """Replicas of each topic; ``None``: as many as the cluster has brokers, at most
+    3 (decided by ``crb topics apply`` from the cluster's metadata)."""
     min_insync_replicas: int | None = Field(default=None, ge=1)
+    """``None``: 2 for topics with 3 or more replicas (an acknowledged write is on
+    two brokers), else the broker's default."""
     audit_retention_ms: int = -1
     """Audit records are kept forever by default: the chain must stay verifiable."""
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000

@@ -78,7 +78,8 @@ def topics_plan(ctx: Context) -> None:
     for spec in topics_mod.plan(d, ctx.settings.topics):
         cfg = ",".join(f"{k}={v}" for k, v in spec.config.items())
         typer.echo(
-            f"{spec.name}  partitions={spec.partitions} replication={spec.replication} {cfg}"
+            f"{spec.name}  partitions={spec.partitions} "
+            f"replication={spec.replication or 'min(3, brokers)'} {cfg}"
         )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import SecretStr
 
 from adapters.kafka import (
@@ -32,6 +33,7 @@ from adapters.kafka import (
     Partition,
     Refused,
     Unavailable,
+    client_kwargs,
     read_topic,
 )
 from broker import acls
@@ -259,13 +261,29 @@ async def _produce_login(settings: KafkaSettings, topic: str) -> None:
 
 @pytest.mark.timeout(300)
 async def test_access_subset_on_three_brokers(kafka_cluster: KafkaEndpoint, tmp_path: Path) -> None:
-    """On a three-broker cluster (replication 3) the same plan holds: own outbox
-    allowed, a prefix-sharing neighbour's outbox and inbox refused, no anonymous login."""
+    """On a three-broker cluster the same plan holds: own outbox allowed, a
+    prefix-sharing neighbour's outbox and inbox refused, no anonymous login. The
+    topics get replication 3 and min ISR 2 without being told (the default follows
+    the cluster)."""
     c = Cluster(kafka_cluster, tmp_path)
-    c.settings = c.settings.model_copy(
-        update={"topics": c.settings.topics.model_copy(update={"replication": 3})}
-    )
+    assert c.settings.topics.replication is None
     await c.provision(seed=_seeds(c.names))
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka_cluster.settings))
+    await admin.start()
+    try:
+        ours = [
+            t for t in await admin.list_topics() if t.startswith(c.settings.topics.prefix + ".")
+        ]
+        replicas = {
+            len(p["replicas"]) for t in await admin.describe_topics(ours) for p in t["partitions"]
+        }
+    finally:
+        await admin.close()
+    assert len(ours) > 10
+    assert replicas == {3}
+    async with KafkaClients(kafka_cluster.settings).admin() as ours_admin:
+        described = await ours_admin.describe(ours)
+    assert {d.config.get("min.insync.replicas") for d in described.values()} == {"2"}
     n, m = c.names, Matrix()
     a = c.clients("de.a")
     await m.attempt("de.a", "produce own outbox", True, _produce(a, n.outbox("de.a")))
