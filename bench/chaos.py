@@ -237,9 +237,11 @@ class Service:
         self.starts = 0
 
     def start(self) -> None:
+        # Unbuffered: a SIGKILLed process's last log lines are what explain a fault.
+        env = {**self.env, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, env=self.env, stdout=log, stderr=log, start_new_session=True
+                self.argv, env=env, stdout=log, stderr=log, start_new_session=True
             )
         self.starts += 1
 
