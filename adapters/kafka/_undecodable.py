@@ -9,10 +9,12 @@ every restart (``tests/hostile``).
 
 :func:`install` wraps the record sets aiokafka's fetcher builds (its module-level
 ``MemoryRecords``, the one place records are parsed for every consumer). Each batch
-is iterated as before; if decoding raises ``UnicodeDecodeError``, the rest of that
-batch — the record that failed and those after it in the same batch, which cannot
-be reached without decoding it — is replaced by one stand-in record at the batch's
-last offset, and the fetch goes on with the next batch. The stand-in has no key,
+is iterated as before; if decoding raises ``UnicodeDecodeError`` (aiokafka's
+pure-Python reader says ``CorruptRecordException``), the rest of that batch — the
+record that failed and those after it in the same batch, which cannot be reached
+without decoding it — is replaced by one stand-in record at the batch's last
+offset, and the fetch goes on with the next batch. Only v2 batches are wrapped
+(v0/v1 have no headers). The stand-in has no key,
 the header ``crb-unreadable: 1`` and as value a small JSON document naming the
 offsets it stands for and the decoder's error. Every reader treats it as the
 malformed input it is (the router dead-letters it as ``malformed`` and commits past
@@ -57,12 +59,12 @@ def stand_in_value(first: int, last: int, error: str) -> bytes:
 
 
 class _Batch:
-    """One batch as the fetcher sees it; decoding failures end it with a stand-in."""
+    """One v2 batch as the fetcher sees it; decoding failures end it with a stand-in."""
 
     def __init__(self, batch: Any) -> None:
         self._batch = batch
         self._records: Iterator[Any] | None = None
-        self._next = batch.base_offset
+        self._next: int = batch.base_offset
         self._done = False
 
     def __getattr__(self, name: str) -> Any:
@@ -78,7 +80,7 @@ class _Batch:
             self._records = iter(self._batch)
         try:
             record = next(self._records)
-        except UnicodeDecodeError as exc:
+        except (UnicodeDecodeError, _corrupt()) as exc:
             self._done = True
             last = self._batch.next_offset - 1
             return _StandIn(
@@ -102,7 +104,20 @@ class _Records:
 
     def next_batch(self, *args: Any, **kwargs: Any) -> Any:
         batch = self._records.next_batch(*args, **kwargs)
-        return None if batch is None else _Batch(batch)
+        # Only the v2 format has header keys (v0/v1 batches have no base offset).
+        if batch is None or not hasattr(batch, "base_offset"):
+            return batch
+        return _Batch(batch)
+
+
+def _corrupt() -> type[Exception]:
+    """aiokafka's pure-Python reader (no C extension) reports the same record as
+    ``CorruptRecordException``; the broker accepted it, so it is unreadable here
+    in the same way."""
+    from aiokafka.errors import CorruptRecordException
+
+    corrupt: type[Exception] = CorruptRecordException
+    return corrupt
 
 
 def install() -> None:

@@ -201,8 +201,12 @@ class Router:
 
         # Long enough for a dead router's open transaction to time out on the broker.
         wait_s = self.settings.router.transaction_timeout_ms / 1000 + 30
-        await self._audit.read_to_end(take, timeout_s=wait_s, settle=settle)
-        self.memory.apply_all(pending)
+        try:
+            await self._audit.read_to_end(take, timeout_s=wait_s, settle=settle)
+        finally:
+            # Also when the read fails part way: the reader has moved past these
+            # (committed) records and will not return them again.
+            self.memory.apply_all(pending)
         return applied
 
     async def _restore(self) -> None:
@@ -361,8 +365,12 @@ class Router:
                 batch = await consumer.poll(timeout_ms=r.poll_timeout_ms)
                 async with self._lock:
                     await self._ensure_producers(consumer)
-                    if self._behind and not await self._caught_up(consumer):
-                        continue
+                # Outside the lock: the rebalance callbacks take it, and this read can
+                # wait a minute. Only this loop starts producers, so none starts
+                # meanwhile; a revocation meanwhile only drops some.
+                if self._behind and not await self._caught_up(consumer):
+                    continue
+                async with self._lock:
                     if consumer.assignment():
                         self.ready.set()  # partitions owned, audit read: deciding
                     work, unowned = [], []

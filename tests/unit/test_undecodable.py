@@ -115,3 +115,27 @@ def test_installing_twice_wraps_once() -> None:
     wrapped = fetcher.MemoryRecords
     _undecodable.install()
     assert fetcher.MemoryRecords is wrapped
+
+
+def test_the_pure_python_reader_s_error_is_handled_the_same() -> None:
+    """Without aiokafka's C extension the same record raises CorruptRecordException."""
+    from aiokafka.record.memory_records import _MemoryRecordsPy
+
+    data = _batch([(b"a", None), (b"b", b"\xff\xfe")])
+    records = _undecodable._Records(_MemoryRecordsPy(data))
+    partition = fetcher.PartitionRecords(TP, records, [], BASE, None, None, True, 0)
+    got = list(partition)
+    assert [r.offset for r in got] == [BASE, BASE + 1]
+    assert json.loads(got[1].value)["first_offset"] == BASE + 1
+    assert partition.next_fetch_offset == BASE + 2
+
+
+def test_old_format_batches_pass_through() -> None:
+    """v0/v1 batches have no headers (and no base offset): not wrapped, still read."""
+    from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
+
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+    builder.append(BASE, timestamp=1_700_000_000_000, key=b"k", value=b"old")
+    got, next_offset = _read(bytes(builder.build()))
+    assert [(r.offset, r.value) for r in got] == [(BASE, b"old")]
+    assert next_offset == BASE + 1
