@@ -904,6 +904,15 @@ async def _explain_duplicates(
     def note(key: str, what: str, r: Any, **extra: Any) -> None:
         found.setdefault(key, {}).setdefault(what, []).append(where(r) | extra)
 
+    def note_envelope(place: str, r: Any) -> None:
+        with contextlib.suppress(EnvelopeError):
+            header = parse(r.value or b"").header
+            mid, reply = str(header.message_id), str(header.in_reply_to)
+            if mid in twice_referrals:
+                note(f"referral {mid}", place, r)
+            elif reply in twice_receipts:
+                note(f"receipts answering {reply}", place, r, message_id=mid)
+
     for pid in members:
         for r in read[names.inbox(pid)]:
             kind = _header(r, "crb-record")
@@ -912,22 +921,10 @@ async def _explain_duplicates(
                 if body["notice_id"] in twice_notices:
                     note(f"notice {body['notice_id']}", "inbox", r, about=body["message_id"])
                 continue
-            with contextlib.suppress(EnvelopeError):
-                header = parse(r.value or b"").header
-                mid, reply = str(header.message_id), str(header.in_reply_to)
-                if mid in twice_referrals:
-                    note(f"referral {mid}", "inbox", r)
-                elif reply in twice_receipts:
-                    note(f"receipts answering {reply}", "inbox", r, message_id=mid)
+            note_envelope("inbox", r)
     for topic in outboxes:
         for r in more[topic]:
-            with contextlib.suppress(EnvelopeError):
-                header = parse(r.value or b"").header
-                mid, reply = str(header.message_id), str(header.in_reply_to)
-                if mid in twice_referrals:
-                    note(f"referral {mid}", "outbox", r)
-                elif reply in twice_receipts:
-                    note(f"receipts answering {reply}", "outbox", r, message_id=mid)
+            note_envelope("outbox", r)
     receipt_of = {
         c["message_id"]: key
         for key, places in found.items()

@@ -34,6 +34,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.consumer import fetcher
+from aiokafka.errors import CorruptRecordException
+
 __all__ = ["UNREADABLE_HEADER", "install"]
 
 UNREADABLE_HEADER = "crb-unreadable"
@@ -80,7 +83,8 @@ class _Batch:
             self._records = iter(self._batch)
         try:
             record = next(self._records)
-        except (UnicodeDecodeError, _corrupt()) as exc:
+        # aiokafka's pure-Python reader (no C extension) says CorruptRecordException.
+        except (UnicodeDecodeError, CorruptRecordException) as exc:
             self._done = True
             last = self._batch.next_offset - 1
             return _StandIn(
@@ -110,20 +114,8 @@ class _Records:
         return _Batch(batch)
 
 
-def _corrupt() -> type[Exception]:
-    """aiokafka's pure-Python reader (no C extension) reports the same record as
-    ``CorruptRecordException``; the broker accepted it, so it is unreadable here
-    in the same way."""
-    from aiokafka.errors import CorruptRecordException
-
-    corrupt: type[Exception] = CorruptRecordException
-    return corrupt
-
-
 def install() -> None:
     """Wrap the record sets of aiokafka's fetcher (once per process)."""
-    from aiokafka.consumer import fetcher
-
     original = fetcher.MemoryRecords
     if isinstance(original, _Tolerant):
         return

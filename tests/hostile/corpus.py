@@ -32,7 +32,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from uuid import UUID
 
 from adapters import ReceivedMessage, case_ack_for, receipt_for
@@ -184,6 +184,29 @@ class Attempt:
             self.compression,
             self.transaction,
         )
+
+
+def raw_key(raw: bytes) -> str:
+    """A header key that aiokafka's pure-Python builder writes as the bytes ``raw``
+    (Kafka keeps header keys as bytes; aiokafka only sends UTF-8 text)."""
+
+    class _RawKey(str):
+        __slots__ = ()
+
+        def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+            return raw
+
+    return _RawKey("x")
+
+
+def batch_builder() -> Any:
+    """aiokafka's pure-Python v2 batch builder (the one :func:`raw_key` works with)."""
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+    return _DefaultRecordBatchBuilderPy(
+        2, 0, is_transactional=0, producer_id=-1, producer_epoch=-1, base_sequence=0,
+        batch_size=1 << 20,
+    )  # fmt: skip
 
 
 def _ms(when: datetime) -> int:

@@ -48,6 +48,8 @@ from tests.hostile.corpus import (
     KafkaRefused,
     Kit,
     Target,
+    batch_builder,
+    raw_key,
 )
 from tests.integration._kafka_util import read_all, running, wait_group_caught_up, wait_until
 from tests.integration._secured import Cluster
@@ -200,22 +202,8 @@ async def _raw_header_key(
     is the bytes ``raw`` (none when ``None``). Kafka keeps header keys as bytes;
     aiokafka only sends UTF-8 text, so the batch is built with its pure-Python
     builder and a key that encodes to ``raw``."""
-    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
-
-    def raw_key(raw: bytes) -> str:
-        class _RawKey(str):
-            __slots__ = ()
-
-            def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-                return raw
-
-        return _RawKey("x")
-
     batch = producer.create_batch()
-    batch._builder = _DefaultRecordBatchBuilderPy(
-        2, 0, is_transactional=0, producer_id=-1, producer_epoch=-1, base_sequence=0,
-        batch_size=1 << 20,
-    )  # fmt: skip
+    batch._builder = batch_builder()
     for value, raw in records:
         headers = [(raw_key(raw), b"v")] if raw is not None else []
         batch.append(timestamp=None, key=CASE_KEY, value=value, headers=headers)

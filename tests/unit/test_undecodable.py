@@ -14,34 +14,21 @@ from typing import Any
 
 import pytest
 from aiokafka.consumer import fetcher
-from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from aiokafka.structs import TopicPartition
 
 from adapters.kafka import Record, _undecodable
+from tests.hostile.corpus import batch_builder, raw_key
 
 TP = TopicPartition("crb.outbox.de.hotline", 0)
 BASE = 10
 READ_UNCOMMITTED = 0
 
 
-def _raw_key(raw: bytes) -> str:
-    class _RawKey(str):
-        __slots__ = ()
-
-        def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-            return raw
-
-    return _RawKey("x")
-
-
 def _batch(records: Sequence[tuple[bytes, bytes | None]], base: int = BASE) -> bytes:
     """One v2 batch of ``(value, raw header key or None)`` at offsets ``base…``."""
-    builder = _DefaultRecordBatchBuilderPy(
-        2, 0, is_transactional=0, producer_id=-1, producer_epoch=-1, base_sequence=0,
-        batch_size=1 << 20,
-    )  # fmt: skip
+    builder = batch_builder()
     for i, (value, raw) in enumerate(records):
-        headers = [(_raw_key(raw), b"v")] if raw is not None else [("ok", b"v")]
+        headers = [(raw_key(raw), b"v")] if raw is not None else [("ok", b"v")]
         builder.append(i, timestamp=1_700_000_000_000 + i, key=b"k", value=value, headers=headers)
     data = bytearray(builder.build())
     struct.pack_into(">q", data, 0, base)  # the broker assigns it; the CRC does not cover it

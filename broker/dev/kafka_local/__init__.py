@@ -4,7 +4,7 @@ Used by ``crb kafka up|down|status|logs``, by the test session fixture and by
 ``crb demo``. See README.md in this folder for the version choice and its evidence.
 """
 
-from broker.dev.kafka_local._cluster import LocalKafka, NodeState, broker_ids, node_properties
+from broker.dev.kafka_local._cluster import LocalKafka, NodeState, node_properties
 from broker.dev.kafka_local._compose import (
     COMPOSE_NODES,
     compose_properties,
@@ -30,7 +30,6 @@ __all__ = [
     "LocalKafka",
     "LocalKafkaError",
     "NodeState",
-    "broker_ids",
     "compose_properties",
     "ensure_jars",
     "external_port",

@@ -257,20 +257,6 @@ def _tail(path: Path, lines: int) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
-async def _broker_ids(settings: KafkaSettings, timeout_s: float) -> set[int]:
-    from aiokafka.client import AIOKafkaClient
-
-    kwargs = client_kwargs(settings)
-    kwargs["request_timeout_ms"] = int(timeout_s * 1000)
-    client = AIOKafkaClient(**kwargs)
-    try:
-        await asyncio.wait_for(client.bootstrap(), timeout_s)
-        metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
-        return {b.nodeId for b in metadata.brokers()}
-    finally:
-        await client.close()
-
-
 async def _own_view(settings: KafkaSettings, timeout_s: float) -> set[int] | str:
     """The broker ids one node itself reports, or why it did not answer.
 
@@ -305,11 +291,6 @@ def _quietly(coro_factory: Callable[[], Coroutine[Any, Any, _T]], default: _T) -
         return default
     finally:
         quiet.setLevel(level)
-
-
-def broker_ids(settings: KafkaSettings, timeout_s: float = 5.0) -> set[int]:
-    """Ids of the brokers a real metadata request reports; empty if none answers."""
-    return _quietly(lambda: _broker_ids(settings, timeout_s), set())
 
 
 def own_views(
